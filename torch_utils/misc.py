@@ -1,0 +1,71 @@
+"""PyTorch plumbing shared by networks, losses and the training loop."""
+
+import contextlib
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+_constant_cache = dict()
+
+
+def constant(value, shape=None, dtype=None, device=None, memory_format=None) -> torch.Tensor:
+    """A cached constant tensor (filters, gains) so repeated calls do not re-allocate."""
+    value = np.asarray(value)
+    if shape is not None:
+        shape = tuple(shape)
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    if device is None:
+        device = torch.device('cpu')
+    if memory_format is None:
+        memory_format = torch.contiguous_format
+    key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
+    tensor = _constant_cache.get(key, None)
+    if tensor is None:
+        tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
+        if shape is not None:
+            tensor, _ = torch.broadcast_tensors(tensor, torch.empty(shape))
+        tensor = tensor.contiguous(memory_format=memory_format)
+        _constant_cache[key] = tensor
+    return tensor
+
+
+@contextlib.contextmanager
+def suppress_tracer_warnings():
+    """Silence TracerWarnings raised by shape checks while tracing (torch.jit / torch.compile)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+        yield
+
+
+def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[Optional[int]], name: str = 'tensor') -> None:
+    """Raise ValueError unless `tensor` has `ref_shape` (None = any size in that dimension)."""
+    if tensor.ndim != len(ref_shape):
+        raise ValueError(f'{name} must have {len(ref_shape)} dimensions {_fmt(ref_shape)}, '
+                         f'got shape {tuple(tensor.shape)}')
+    for idx, (size, ref_size) in enumerate(zip(tensor.shape, ref_shape)):
+        if ref_size is None:
+            continue
+        if isinstance(ref_size, torch.Tensor):
+            with suppress_tracer_warnings():
+                ok = bool(torch.equal(torch.as_tensor(size), ref_size))
+        elif isinstance(size, torch.Tensor):
+            with suppress_tracer_warnings():
+                ok = bool(torch.equal(size, torch.as_tensor(ref_size)))
+        else:
+            ok = size == ref_size
+        if not ok:
+            raise ValueError(f'{name} must have shape {_fmt(ref_shape)}, got {tuple(tensor.shape)} '
+                             f'(dimension {idx} is {int(size)}, expected {int(ref_size)})')
+
+
+def assert_finite(tensor: torch.Tensor, name: str = 'tensor') -> None:
+    """Raise ValueError if `tensor` holds NaN or Inf."""
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f'{name} contains NaN or Inf values')
+
+
+def _fmt(shape) -> str:
+    return '(' + ', '.join('N' if s is None else str(int(s)) for s in shape) + ')'
