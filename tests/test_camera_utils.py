@@ -1,0 +1,84 @@
+"""Cameras: EG3D's camera labels (tests/fixtures/eg3d/cameras.npz) and the geometry they promise."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from camera_utils import (FOV_to_intrinsics, GaussianCameraPoseSampler, LookAtPoseSampler,
+                          UniformCameraPoseSampler, create_cam2world_matrix)
+
+FIXTURES = Path(__file__).parent / 'fixtures' / 'eg3d'
+
+
+@pytest.fixture(scope='module')
+def cams():
+    return np.load(FIXTURES / 'cameras.npz', allow_pickle=False)
+
+
+def test_labels_match_eg3d(cams):
+    intrinsics = FOV_to_intrinsics(float(cams['fov_degrees']))
+    for i, (yaw, pitch) in enumerate(zip(cams['yaws'], cams['pitches'])):
+        pose = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch,
+                                        torch.tensor(cams['pivot'], dtype=torch.float32),
+                                        radius=float(cams['radius']))
+        label = torch.cat([pose.reshape(-1, 16), intrinsics.reshape(-1, 9)], 1)
+        np.testing.assert_allclose(label[0].numpy(), cams['c'][i], atol=1e-5, rtol=1e-5)
+
+
+def test_intrinsics_match_eg3d(cams):
+    np.testing.assert_allclose(FOV_to_intrinsics(18.837).numpy(), cams['intrinsics_18_837'], rtol=1e-6)
+    np.testing.assert_allclose(FOV_to_intrinsics(12).numpy(), cams['intrinsics_12'], rtol=1e-6)
+
+
+def test_frontal_pose_is_opencv_looking_at_target():
+    pivot = torch.tensor([0, 0, 0.2])
+    pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, pivot, radius=2.7)[0]
+    # Camera on the +z axis at distance 2.7 from the world origin (not the pivot); image x = world +x,
+    # image y (down) = world -y, forward = world -z (towards the face).
+    np.testing.assert_allclose(pose[:3, 3].numpy(), [0, 0, 2.7], atol=1e-6)
+    np.testing.assert_allclose(pose[:3, :3].numpy(), [[1, 0, 0], [0, -1, 0], [0, 0, -1]], atol=1e-6)
+    np.testing.assert_allclose(pose[3].numpy(), [0, 0, 0, 1])
+
+
+def test_samplers_are_rotations_on_the_sphere():
+    torch.manual_seed(0)
+    for poses in [GaussianCameraPoseSampler.sample(math.pi / 2, math.pi / 2, 0.3, 0.2, radius=1.5, batch_size=8),
+                  UniformCameraPoseSampler.sample(math.pi / 2, math.pi / 2, 0.5, 0.4, radius=1.5, batch_size=8)]:
+        rot, origin = poses[:, :3, :3], poses[:, :3, 3]
+        np.testing.assert_allclose((rot.transpose(1, 2) @ rot).numpy(), np.tile(np.eye(3), (8, 1, 1)), atol=1e-5)
+        np.testing.assert_allclose(torch.det(rot).numpy(), np.ones(8), atol=1e-5)
+        np.testing.assert_allclose(origin.norm(dim=1).numpy(), np.full(8, 1.5), rtol=1e-5)
+        # Looking at the origin: the forward axis points from the camera to (0, 0, 0).
+        np.testing.assert_allclose(rot[:, :, 2].numpy(), (-origin / 1.5).numpy(), atol=1e-5)
+        assert torch.all(rot[:, 1, 0].abs() < 1e-6)  # no roll: the x axis stays horizontal
+
+
+def test_uniform_sampler_stays_in_range():
+    torch.manual_seed(1)
+    poses = UniformCameraPoseSampler.sample(math.pi / 2, math.pi / 2, horizontal_stddev=0.3, radius=1, batch_size=64)
+    yaw = torch.atan2(poses[:, 0, 3], poses[:, 2, 3])  # azimuth of the camera around +y
+    assert yaw.abs().max() <= 0.3 + 1e-5
+    np.testing.assert_allclose(poses[:, 1, 3].numpy(), np.zeros(64), atol=1e-6)
+
+
+def test_zero_stddev_still_consumes_eg3d_random_draws():
+    torch.manual_seed(3)
+    GaussianCameraPoseSampler.sample(1.0, 1.2, batch_size=2)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    torch.randn(2, 1), torch.randn(2, 1)
+    np.testing.assert_array_equal(after.numpy(), torch.rand(1).numpy())
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r'\(N, 3\)'):
+        create_cam2world_matrix(torch.ones(2, 4), torch.ones(2, 4))
+    with pytest.raises(ValueError, match='fov_degrees'):
+        FOV_to_intrinsics(0)
+    with pytest.raises(ValueError, match='lookat_position'):
+        LookAtPoseSampler.sample(1, 1, torch.zeros(2))
+    with pytest.raises(ValueError, match='batch_size'):
+        UniformCameraPoseSampler.sample(1, 1, batch_size=0)
