@@ -1,0 +1,143 @@
+"""Shape extraction from a tri-plane generator: density volumes, `.mrc` files and `.ply` meshes.
+
+The volume is sampled on a regular grid spanning the generator's bounding box
+`[-box_warp/2, box_warp/2]^3` (both ends included, as EG3D does), chunk by chunk so that memory on
+the device stays bounded whatever the resolution. Marching cubes comes from PyMCubes (`mcubes`).
+"""
+
+import struct
+from typing import Callable, Tuple
+
+import numpy as np
+import torch
+
+DensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def voxel_coordinates(resolution: int, box_size: float, start: int, stop: int,
+                      device: torch.device = torch.device('cpu')) -> torch.Tensor:
+    """World coordinates of the grid points with flat indices `[start, stop)`.
+
+    Flat index `i` is voxel `(i // R**2, (i // R) % R, i % R)` along (x, y, z), i.e. x varies slowest,
+    the order EG3D samples in. Returns (stop - start, 3) float32.
+    """
+    if resolution < 2:
+        raise ValueError(f'grid resolution must be at least 2, got {resolution}')
+    if not 0 <= start <= stop <= resolution ** 3:
+        raise ValueError(f'flat voxel range [{start}, {stop}) is outside [0, {resolution ** 3})')
+    index = torch.arange(start, stop, device=device, dtype=torch.int64)
+    ijk = torch.stack([index // resolution ** 2, (index // resolution) % resolution, index % resolution], dim=1)
+    voxel_size = box_size / (resolution - 1)
+    return ijk.to(torch.float32) * voxel_size - box_size / 2
+
+
+@torch.no_grad()
+def sample_density_volume(density_fn: DensityFn, resolution: int, box_size: float, chunk_size: int = 2 ** 20,
+                          device: torch.device = torch.device('cpu')) -> np.ndarray:
+    """Evaluate a density field on a `resolution**3` grid.
+
+    `density_fn` maps (1, M, 3) world coordinates to (1, M, 1) densities (e.g. a closure over
+    `G.sample_mixed`). At most `chunk_size` points are on the device at once; the result is kept on the
+    host. Returns a float32 array (R, R, R) indexed [x, y, z].
+    """
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+    total = resolution ** 3
+    volume = np.empty(total, dtype=np.float32)
+    for start in range(0, total, chunk_size):
+        stop = min(start + chunk_size, total)
+        coords = voxel_coordinates(resolution, box_size, start, stop, device=device).unsqueeze(0)
+        sigma = density_fn(coords)
+        if tuple(sigma.shape) != (1, stop - start, 1):
+            raise ValueError(f'density_fn must return densities of shape (1, {stop - start}, 1) for (1, '
+                             f'{stop - start}, 3) points, got {tuple(sigma.shape)}')
+        volume[start:stop] = sigma[0, :, 0].float().cpu().numpy()
+    return volume.reshape(resolution, resolution, resolution)
+
+
+def clear_border(volume: np.ndarray, width: int, value: float) -> np.ndarray:
+    """Copy of a (R, R, R) volume whose outer `width` voxels on every face are set to `value`.
+
+    The tri-plane densities near the box faces are unreliable (floaters that the camera never
+    sees), so EG3D blanks a border of 30/256 of the resolution before meshing; this closes the mesh too.
+    """
+    if volume.ndim != 3:
+        raise ValueError(f'volume must be 3-D (R, R, R), got shape {volume.shape}')
+    if not 0 <= 2 * width < min(volume.shape):
+        raise ValueError(f'border width {width} leaves nothing of a volume of shape {volume.shape}')
+    out = volume.copy()
+    if width == 0:
+        return out
+    for axis in range(3):
+        edge = [slice(None)] * 3
+        edge[axis] = slice(0, width)
+        out[tuple(edge)] = value
+        edge[axis] = slice(volume.shape[axis] - width, None)
+        out[tuple(edge)] = value
+    return out
+
+
+def write_mrc(path: str, volume: np.ndarray, voxel_size: float = 1.0) -> None:
+    """Write a 3-D array as an MRC2014 file of 32-bit floats (mode 2), viewable in ChimeraX.
+
+    `volume[k, j, i]` is the voxel in section k, row j, column i (MRC's z, y, x), so an
+    (R, R, R) array indexed [x, y, z] lands with the file's z axis along the array's first axis.
+    """
+    data = np.ascontiguousarray(volume, dtype='<f4')
+    if data.ndim != 3:
+        raise ValueError(f'an MRC volume must be 3-D (nz, ny, nx), got shape {volume.shape}')
+    nz, ny, nx = data.shape
+    header = bytearray(1024)
+    # Words 1-10: sizes, mode 2 (float32), start indices 0, sampling intervals = sizes.
+    struct.pack_into('<10i', header, 0, nx, ny, nz, 2, 0, 0, 0, nx, ny, nz)
+    struct.pack_into('<6f', header, 40, nx * voxel_size, ny * voxel_size, nz * voxel_size, 90.0, 90.0, 90.0)
+    struct.pack_into('<3i', header, 64, 1, 2, 3)  # columns, rows, sections = x, y, z
+    struct.pack_into('<3f', header, 76, float(data.min()), float(data.max()), float(data.mean()))
+    struct.pack_into('<2i', header, 88, 1, 0)  # space group 1 (a single volume), no extended header
+    struct.pack_into('<i', header, 108, 20140)  # format version MRC2014
+    header[208:212] = b'MAP '
+    header[212:216] = bytes([0x44, 0x44, 0x00, 0x00])  # machine stamp: little-endian
+    struct.pack_into('<f', header, 216, float(data.std()))
+    with open(path, 'wb') as f:
+        f.write(bytes(header))
+        f.write(data.tobytes())
+
+
+def extract_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Marching cubes on a (R, R, R) density volume indexed [x, y, z] (as `sample_density_volume` returns).
+
+    Returns vertices (V, 3) float32 in world coordinates and faces (F, 3) int32, wound so that their
+    normals point out of the dense region (towards lower density).
+    """
+    import mcubes  # PyMCubes; imported here so the rest of the module works without it
+
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f'volume must be a cube (R, R, R), got shape {volume.shape}')
+    if not volume.min() < level < volume.max():
+        raise ValueError(f'iso-level {level} is outside the density range [{volume.min():g}, {volume.max():g}]: '
+                         f'no surface to extract')
+    verts, faces = mcubes.marching_cubes(np.ascontiguousarray(volume, dtype=np.float64), float(level))
+    voxel_size = box_size / (volume.shape[0] - 1)
+    verts = (verts * voxel_size - box_size / 2).astype(np.float32)
+    # PyMCubes winds triangles counter-clockwise seen from the low-value side: outward for a dense head.
+    return verts, faces.astype(np.int32)
+
+
+def write_ply(path: str, verts: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh as a binary little-endian PLY: verts (V, 3) float, faces (F, 3) int."""
+    if verts.ndim != 2 or verts.shape[1] != 3:
+        raise ValueError(f'verts must be (V, 3), got shape {verts.shape}')
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f'faces must be (F, 3) vertex indices, got shape {faces.shape}')
+    if faces.size and (faces.min() < 0 or faces.max() >= len(verts)):
+        raise ValueError(f'faces index vertices outside [0, {len(verts)})')
+    header = ('ply\nformat binary_little_endian 1.0\n'
+              f'element vertex {len(verts)}\nproperty float x\nproperty float y\nproperty float z\n'
+              f'element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n')
+    face_records = np.empty(len(faces), dtype=[('n', 'u1'), ('idx', '<i4', (3,))])
+    face_records['n'] = 3
+    face_records['idx'] = faces
+    with open(path, 'wb') as f:
+        f.write(header.encode('ascii'))
+        f.write(np.ascontiguousarray(verts, dtype='<f4').tobytes())
+        f.write(face_records.tobytes())
