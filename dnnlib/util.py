@@ -1,8 +1,14 @@
-"""Small generic helpers: attribute dicts, building objects from dotted names."""
+"""Small generic helpers: attribute dicts, building objects from dotted names, opening URLs."""
 
+import hashlib
 import importlib
+import io
 import os
-from typing import Any
+import re
+import tempfile
+import urllib.parse
+import urllib.request
+from typing import Any, Optional
 
 
 class EasyDict(dict):
@@ -53,3 +59,114 @@ def call_func_by_name(*args, func_name: str, **kwargs) -> Any:
 def construct_class_by_name(*args, class_name: str, **kwargs) -> Any:
     """Build an instance of the class named by a dotted string, e.g. from a config dict."""
     return call_func_by_name(*args, func_name=class_name, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening files by path or URL.
+
+_CONNECT_TIMEOUT_S = 5.0    # An offline machine should fail within seconds, not minutes.
+_READ_TIMEOUT_S = 60.0      # Large checkpoints stream slowly; only stalls this long are errors.
+_PROGRESS_MIN_BYTES = 1 << 20  # Show a progress bar only for files of at least 1 MiB.
+
+
+def is_url(obj: Any) -> bool:
+    """True for strings of the form `scheme://...` (http, https, file)."""
+    return isinstance(obj, str) and '://' in obj
+
+
+def url_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
+    """Where `open_url` keeps (or looks for) the downloaded copy of `url`: `<md5(url)>_<basename>`."""
+    if cache_dir is None:
+        cache_dir = make_cache_dir_path('downloads')
+    url_md5 = hashlib.md5(url.encode('utf-8')).hexdigest()
+    basename = os.path.basename(urllib.parse.urlparse(url).path)
+    safe_name = re.sub(r'[^A-Za-z0-9_.+-]', '_', basename)[:128]
+    return os.path.join(cache_dir, f'{url_md5}_{safe_name}' if safe_name else url_md5)
+
+
+def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 2, verbose: bool = True,
+             return_filename: bool = False, cache: bool = True) -> Any:
+    """Open a local path, a `file://` URL or an `http(s)://` URL as a binary file object.
+
+    http(s) downloads are cached in `cache_dir` (default: `make_cache_dir_path('downloads')`) under
+    `url_cache_path(url)`, so each URL is fetched once. With `return_filename=True` the local file
+    name is returned instead of an open file (requires a local file or `cache=True`).
+    Raises FileNotFoundError for a missing local file and OSError (naming the URL and the cache
+    path where the file can be put by hand) when a download fails.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f'expected a file path or a URL string, got {url!r}')
+    if num_attempts < 1:
+        raise ValueError(f'num_attempts must be >= 1, got {num_attempts}')
+
+    scheme = urllib.parse.urlparse(url).scheme if is_url(url) else ''
+    if scheme in ('', 'file'):
+        path = urllib.request.url2pathname(urllib.parse.urlparse(url).path) if scheme == 'file' else url
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'no such file: "{path}"' + (f' (from URL {url})' if scheme else ''))
+        return path if return_filename else open(path, 'rb')
+    if scheme not in ('http', 'https'):
+        raise ValueError(f'unsupported URL scheme "{scheme}" in {url}: use a local path, file://, http:// or https://')
+    if return_filename and not cache:
+        raise ValueError('return_filename=True needs cache=True for http(s) URLs (the download must live in a file)')
+
+    cache_file = url_cache_path(url, cache_dir)
+    if cache and os.path.isfile(cache_file):
+        return cache_file if return_filename else open(cache_file, 'rb')
+
+    if cache:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        _download(url, cache_file, num_attempts, verbose)
+        return cache_file if return_filename else open(cache_file, 'rb')
+    buf = io.BytesIO()
+    _download(url, None, num_attempts, verbose, sink=buf, hint_path=cache_file)
+    buf.seek(0)
+    return buf
+
+
+def _download(url: str, dest: Optional[str], num_attempts: int, verbose: bool,
+              sink: Optional[io.BytesIO] = None, hint_path: Optional[str] = None) -> None:
+    """Fetch `url` into file `dest` (atomically: temp file + os.replace) or into `sink`."""
+    import requests  # Imported here: only downloads need it.
+    last_error: Optional[BaseException] = None
+    for _ in range(num_attempts):
+        try:
+            with requests.get(url, stream=True, timeout=(_CONNECT_TIMEOUT_S, _READ_TIMEOUT_S)) as res:
+                if 400 <= res.status_code < 500:
+                    last_error = OSError(f'HTTP {res.status_code} {res.reason}')
+                    break  # Client errors do not go away by retrying.
+                res.raise_for_status()
+                total = int(res.headers.get('Content-Length') or 0)
+                if dest is None:
+                    _copy_stream(res, sink, total, verbose, url)
+                else:
+                    _save_atomically(res, dest, total, verbose, url)
+                return
+        except (requests.RequestException, OSError) as err:
+            last_error = err
+    where = dest if dest is not None else hint_path
+    raise OSError(f'could not download {url} ({num_attempts} attempt(s); last error: {last_error}). '
+                  f'If this machine is offline, fetch the file elsewhere and pass its local path instead of '
+                  f'the URL, or put it at "{where}" where it will be found from now on.') from last_error
+
+
+def _save_atomically(res: Any, dest: str, total: int, verbose: bool, url: str) -> None:
+    """Stream a response into a temp file next to `dest`, then rename it into place."""
+    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(dest) + '.', suffix='.tmp', dir=os.path.dirname(dest))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            _copy_stream(res, f, total, verbose, url)
+        os.replace(tmp_path, dest)  # Readers never see a half-written cache entry.
+    except BaseException:
+        os.unlink(tmp_path)
+        raise
+
+
+def _copy_stream(res: Any, f: Any, total: int, verbose: bool, url: str) -> None:
+    """Copy the body of a streamed response into `f`, with a tqdm bar for big files."""
+    from tqdm import tqdm
+    show = verbose and (total == 0 or total >= _PROGRESS_MIN_BYTES)
+    with tqdm(total=total or None, unit='B', unit_scale=True, desc=f'Downloading {url}', disable=not show) as bar:
+        for chunk in res.iter_content(chunk_size=1 << 16):
+            f.write(chunk)
+            bar.update(len(chunk))
