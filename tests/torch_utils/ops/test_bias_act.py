@@ -1,0 +1,61 @@
+"""bias_act: analytic values, dim != 1, bad input, first and second derivatives (float64)."""
+
+import numpy as np
+import pytest
+import torch
+
+from torch_utils.ops import bias_act
+
+ACTS = list(bias_act.activation_funcs)
+IMPLS = ['ref', 'cuda']
+
+
+def test_defaults_match_eg3d():
+    table = bias_act.activation_funcs
+    assert [table[a].def_gain for a in ACTS] == [1, np.sqrt(2), np.sqrt(2), 1, 1, 1, 1, 1, np.sqrt(2)]
+    assert table['lrelu'].def_alpha == 0.2
+    assert [table[a].cuda_idx for a in ACTS] == list(range(1, 10))
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_lrelu_analytic(impl):
+    x = torch.tensor([[-2.0, -0.5, 0.0, 0.5, 3.0]])
+    y = bias_act.bias_act(x, torch.tensor([0.5]), dim=0, act='lrelu', gain=2.0, clamp=2.5, impl=impl)
+    np.testing.assert_allclose(y.numpy(), [[-0.6, 0.0, 1.0, 2.0, 2.5]], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('dim', [0, 2, 3])
+def test_bias_along_any_dim(dim, impl):
+    x = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(dim))
+    b = torch.randn(x.shape[dim])
+    shape = [-1 if i == dim else 1 for i in range(4)]
+    expected = torch.tanh(x + b.reshape(shape)) * 1.5
+    y = bias_act.bias_act(x, b, dim=dim, act='tanh', gain=1.5, impl=impl)
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input():
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match=r'b must have shape \(3,\)'):
+        bias_act.bias_act(x, torch.zeros(4))
+    with pytest.raises(ValueError, match='unknown activation'):
+        bias_act.bias_act(x, act='gelu')
+    with pytest.raises(ValueError, match='dim=3'):
+        bias_act.bias_act(x, torch.zeros(3), dim=3)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('act', ACTS)
+def test_gradcheck(act, impl):
+    gen = torch.Generator().manual_seed(ACTS.index(act))
+    # Keep inputs away from the kinks of relu/lrelu/clamp, where finite differences are meaningless.
+    x = torch.randn(2, 3, 3, 2, dtype=torch.float64, generator=gen)
+    x = (x + 0.1 * x.sign()).requires_grad_()
+    b = torch.tensor([0.0, 0.01, -0.01], dtype=torch.float64, requires_grad=True)
+    clamp = 1.7 if act in ('linear', 'lrelu') else None
+
+    def fn(x, b):
+        return bias_act.bias_act(x, b, act=act, gain=1.3, clamp=clamp, impl=impl)
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))

@@ -1,0 +1,64 @@
+"""conv2d_resample: every fast path equals the plain upsample -> conv -> downsample composition."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch_utils.ops import conv2d_resample, upfirdn2d
+
+
+def composed(x, w, f, up, down, padding, groups, flip_weight):
+    """The definition: upsample with f (gain up**2), convolve, then downsample with f."""
+    fw, fh = (f.shape[-1], f.shape[0]) if f is not None else (1, 1)
+    px0, px1, py0, py1 = padding
+    if up > 1:
+        px0, px1, py0, py1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2, py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+    if down > 1:
+        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
+        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+    x = upfirdn2d.upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, impl='ref')
+    x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
+    if down > 1:
+        x = upfirdn2d.upfirdn2d(x, f, down=down, impl='ref')
+    return x
+
+
+CASES = list(itertools.product([1, 3], [(1, 1), (2, 1), (1, 2), (2, 2)], [0, 1, [1, 0, 2, 1]], [1, 2], [True, False]))
+
+
+@pytest.mark.parametrize('k,updown,padding,groups,flip_weight', CASES)
+def test_matches_composition(k, updown, padding, groups, flip_weight):
+    up, down = updown
+    gen = torch.Generator().manual_seed(len(str((k, updown, padding, groups, flip_weight))))
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, generator=gen)
+    w = torch.randn(6, 4 // groups, k, k + (k > 1), dtype=torch.float64, generator=gen)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    pad4 = padding if isinstance(padding, list) else [padding] * 4
+    y = conv2d_resample.conv2d_resample(x, w, f=f, up=up, down=down, padding=padding, groups=groups,
+                                        flip_weight=flip_weight)
+    expected = composed(x, w, f, up, down, pad4, groups, flip_weight)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize('up,down', [(1, 1), (2, 1), (1, 2)])
+def test_gradcheck(up, down):
+    gen = torch.Generator().manual_seed(up + 2 * down)
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    f = upfirdn2d.setup_filter([1, 2, 1])
+
+    def fn(x, w):
+        return conv2d_resample.conv2d_resample(x, w, f=f, up=up, down=down, padding=1)
+    assert torch.autograd.gradcheck(fn, (x, w))
+    assert torch.autograd.gradgradcheck(fn, (x, w))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r'x must be \(N, 6, H, W\)'):
+        conv2d_resample.conv2d_resample(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 1, 1), groups=2)
+    with pytest.raises(ValueError, match='up and down'):
+        conv2d_resample.conv2d_resample(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 1, 1), up=0)

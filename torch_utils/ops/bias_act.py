@@ -1,0 +1,85 @@
+"""Fused bias + activation + gain + clamp, EG3D's `bias_act` (one pass instead of four)."""
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dnnlib.util import EasyDict
+
+# `cuda_idx` is the activation's number in the compiled kernels; `ref` names the tensor ('x' input,
+# 'y' output) their gradient is computed from; `has_2nd_grad` is False where the second derivative
+# vanishes almost everywhere.
+activation_funcs = {
+    'linear':   EasyDict(func=lambda x, **_: x,                        def_alpha=0,   def_gain=1,          cuda_idx=1, ref='',  has_2nd_grad=False),
+    'relu':     EasyDict(func=lambda x, **_: F.relu(x),                def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=2, ref='y', has_2nd_grad=False),
+    'lrelu':    EasyDict(func=lambda x, alpha, **_: F.leaky_relu(x, alpha), def_alpha=0.2, def_gain=np.sqrt(2), cuda_idx=3, ref='y', has_2nd_grad=False),
+    'tanh':     EasyDict(func=lambda x, **_: torch.tanh(x),            def_alpha=0,   def_gain=1,          cuda_idx=4, ref='y', has_2nd_grad=True),
+    'sigmoid':  EasyDict(func=lambda x, **_: torch.sigmoid(x),         def_alpha=0,   def_gain=1,          cuda_idx=5, ref='y', has_2nd_grad=True),
+    'elu':      EasyDict(func=lambda x, **_: F.elu(x),                 def_alpha=0,   def_gain=1,          cuda_idx=6, ref='y', has_2nd_grad=True),
+    'selu':     EasyDict(func=lambda x, **_: F.selu(x),                def_alpha=0,   def_gain=1,          cuda_idx=7, ref='y', has_2nd_grad=True),
+    'softplus': EasyDict(func=lambda x, **_: F.softplus(x),            def_alpha=0,   def_gain=1,          cuda_idx=8, ref='y', has_2nd_grad=True),
+    'swish':    EasyDict(func=lambda x, **_: torch.sigmoid(x) * x,     def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=9, ref='x', has_2nd_grad=True),
+}
+
+
+def _check_args(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, impl: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'bias_act: x must be a torch.Tensor, got {type(x).__name__}')
+    if act not in activation_funcs:
+        raise ValueError(f'bias_act: unknown activation "{act}"; expected one of {sorted(activation_funcs)}')
+    if impl not in ('ref', 'cuda'):
+        raise ValueError(f'bias_act: impl must be "ref" or "cuda", got "{impl}"')
+    if b is not None:
+        if not 0 <= dim < x.ndim:
+            raise ValueError(f'bias_act: dim={dim} is out of range for x of shape {tuple(x.shape)}')
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f'bias_act: b must have shape ({x.shape[dim]},) to match x.shape[{dim}], '
+                             f'got {tuple(b.shape)}')
+
+
+def _resolve_params(act: str, alpha: Optional[float], gain: Optional[float], clamp: Optional[float]):
+    """Fill in the activation's defaults; clamp < 0 means "no clamping"."""
+    spec = activation_funcs[act]
+    alpha = float(alpha if alpha is not None else spec.def_alpha)
+    gain = float(gain if gain is not None else spec.def_gain)
+    clamp = float(clamp if clamp is not None else -1)
+    return spec, alpha, gain, clamp
+
+
+def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = 'linear',
+             alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
+             impl: str = 'cuda') -> torch.Tensor:
+    """`clamp(act(x + b) * gain, -clamp, clamp)`.
+
+    Args:
+        x: input of any shape, e.g. (N, C, H, W).
+        b: (x.shape[dim],) bias added along `dim`, or None.
+        dim: the dimension of `x` that `b` runs along.
+        act: one of `activation_funcs` ('linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu',
+            'softplus', 'swish').
+        alpha: the activation's shape parameter (lrelu slope); None = its default (0.2 for lrelu).
+        gain: output scale; None = the activation's default (sqrt(2) for relu, lrelu and swish, else 1).
+        clamp: clamp the output to [-clamp, clamp]; None = no clamping.
+        impl: 'cuda' = compiled kernel for the tensor's device when available, else the reference;
+            'ref' = pure PyTorch.
+    Returns:
+        Tensor of the shape and dtype of `x`.
+    """
+    _check_args(x, b, dim, act, impl)
+    spec, alpha, gain, clamp = _resolve_params(act, alpha, gain, clamp)
+    return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+
+
+def _bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, spec: EasyDict, alpha: float,
+                  gain: float, clamp: float) -> torch.Tensor:
+    """Pure-PyTorch bias_act (differentiable to any order through torch's autograd)."""
+    if b is not None:
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    x = spec.func(x, alpha=alpha)
+    if gain != 1:
+        x = x * gain
+    if clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
