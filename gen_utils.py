@@ -1,0 +1,248 @@
+"""Plumbing shared by gen_samples.py and gen_videos.py: option types, device, network, domain, cameras, images.
+
+Everything here is about turning command-line choices into generator inputs (latents, camera labels,
+domain arguments) and generator outputs into uint8 pictures; the networks themselves live in `training/`.
+"""
+
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+DEMO_NETWORK = os.path.join('networks', 'pstyle3d-demo-synthetic.pkl')
+
+# Named camera sets for --views: (yaw, pitch) in radians relative to the frontal view.
+VIEW_PRESETS = {
+    'front': [(0.0, 0.0)],
+    'multi': [(0.4, -0.2), (0.0, -0.2), (-0.4, -0.2)],  # EG3D's gen_samples triple
+    'wide': [(0.6, -0.1), (0.3, -0.1), (0.0, -0.1), (-0.3, -0.1), (-0.6, -0.1)],
+}
+
+# ----------------------------------------------------------------------------
+# Option types: a malformed value stops click with "Invalid value for '--x': <why>".
+
+
+class SeedList(click.ParamType):
+    """Comma-separated non-negative integers and inclusive ranges: `0-7,12` -> [0, ..., 7, 12]."""
+    name = 'seeds'
+
+    def convert(self, value: Any, param, ctx) -> List[int]:
+        if isinstance(value, list):
+            return value
+        seeds = []
+        for part in str(value).split(','):
+            part = part.strip()
+            if m := re.fullmatch(r'(\d+)-(\d+)', part):
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if lo > hi:
+                    self.fail(f'range "{part}" is empty (start > end)', param, ctx)
+                seeds.extend(range(lo, hi + 1))
+            elif re.fullmatch(r'\d+', part):
+                seeds.append(int(part))
+            else:
+                self.fail(f'"{part}" in "{value}" is not a seed; expected non-negative integers or ranges '
+                          f'such as 0-7,12', param, ctx)
+        if any(s >= 2 ** 32 for s in seeds):
+            self.fail('seeds must be below 2**32 (numpy RandomState seeds)', param, ctx)
+        return seeds
+
+
+class FloatList(click.ParamType):
+    """Comma-separated numbers: `0,0.5,1` -> [0.0, 0.5, 1.0]."""
+    name = 'floats'
+
+    def convert(self, value: Any, param, ctx) -> List[float]:
+        if isinstance(value, list):
+            return value
+        out = []
+        for part in str(value).split(','):
+            try:
+                number = float(part)
+            except ValueError:
+                self.fail(f'"{part.strip()}" in "{value}" is not a number; expected comma-separated numbers '
+                          f'such as 0,0.5,1', param, ctx)
+            if not np.isfinite(number):
+                self.fail(f'"{part.strip()}" is not a finite number', param, ctx)
+            out.append(number)
+        return out
+
+
+class ViewList(click.ParamType):
+    """Camera views as `yaw:pitch` pairs in radians (`0:0,0.4:-0.1`) or a preset name (see VIEW_PRESETS)."""
+    name = 'views'
+
+    def convert(self, value: Any, param, ctx) -> List[Tuple[float, float]]:
+        if isinstance(value, list):
+            return value
+        if value in VIEW_PRESETS:
+            return list(VIEW_PRESETS[value])
+        views = []
+        for part in str(value).split(','):
+            pieces = part.split(':')
+            try:
+                yaw, pitch = (float(p) for p in pieces)
+            except ValueError:
+                self.fail(f'"{part}" is not a yaw:pitch pair of numbers (radians), e.g. 0.4:-0.1; or use a preset: '
+                          f'{", ".join(VIEW_PRESETS)}', param, ctx)
+            views.append((yaw, pitch))
+        return views
+
+
+class GridSize(click.ParamType):
+    """Video grid `WxH` (columns x rows), e.g. `2x2`."""
+    name = 'grid'
+
+    def convert(self, value: Any, param, ctx) -> Tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r'(\d+)x(\d+)', str(value))
+        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            self.fail(f'"{value}" is not a grid size; expected WxH with positive integers, e.g. 2x2', param, ctx)
+        return int(m.group(1)), int(m.group(2))
+
+# ----------------------------------------------------------------------------
+# Device and network.
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else the CPU (and say so); 'cuda' without a GPU is an error."""
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise click.UsageError('--device=cuda, but PyTorch sees no CUDA GPU; use --device=cpu or --device=auto')
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cpu':
+        print('Running on the CPU (no GPU in use): expect seconds to minutes per image at full resolution.')
+    return torch.device(name)
+
+
+def resolve_network_path(network: Optional[str]) -> str:
+    """The --network value, or the bundled demo network when it is omitted; local files must exist."""
+    if network is None:
+        network = os.path.join(REPO_ROOT, DEMO_NETWORK)
+        if not os.path.isfile(network):
+            raise click.UsageError(f'no --network given and the bundled demo network {DEMO_NETWORK} is not in '
+                                   f'this checkout; pass --network=PATH_OR_URL to a network pickle')
+        return network
+    if '://' not in network and not os.path.isfile(network):
+        raise click.BadParameter(f'network pickle "{network}" does not exist', param_hint="'--network'")
+    return network
+
+
+def load_generator(network: Optional[str], device: torch.device) -> torch.nn.Module:
+    """G_ema of a network pickle (path or URL) through the project's safe loader, in eval mode on `device`."""
+    import dnnlib
+    import legacy
+
+    path = resolve_network_path(network)
+    print(f'Loading networks from "{path}"...')
+    with dnnlib.util.open_url(path) as f:
+        G = legacy.load_network_pkl(f)['G_ema']
+    return G.eval().requires_grad_(False).to(device)
+
+# ----------------------------------------------------------------------------
+# Domain selection.
+
+
+def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
+    """An exemplar image file as a (1, 3, H, W) float tensor in [-1, 1]."""
+    if not os.path.isfile(path):
+        raise click.BadParameter(f'exemplar image "{path}" does not exist', param_hint="'--exemplar'")
+    try:
+        image = PIL.Image.open(path).convert('RGB')
+    except (OSError, PIL.UnidentifiedImageError) as err:
+        raise click.BadParameter(f'cannot read exemplar image "{path}": {err}', param_hint="'--exemplar'") from err
+    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1
+    return torch.from_numpy(array).unsqueeze(0).to(device)
+
+
+def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[str],
+                  device: torch.device) -> Tuple[Any, Optional[str]]:
+    """The `domain=` argument for G and a label for file names.
+
+    Returns (None, None) for plain EG3D output, (name, name) for a domain stored in the network,
+    or ((1, 3, H, W) image, file stem) for an exemplar. Without --domain/--exemplar, a network that
+    stores domains uses its first one, so that the demo network shows its style out of the box.
+    """
+    names = list(getattr(G, 'domain_names', None) or [])
+    if domain is not None and exemplar is not None:
+        raise click.UsageError('give either --domain or --exemplar, not both')
+    if exemplar is not None:
+        return load_exemplar(exemplar, device), os.path.splitext(os.path.basename(exemplar))[0]
+    if domain is None:
+        if not names:
+            return None, None
+        print(f'No --domain given: using "{names[0]}", the first domain stored in the network.')
+        domain = names[0]
+    if domain not in names:
+        stored = ', '.join(names) if names else 'none (it is a plain EG3D network)'
+        raise click.BadParameter(f'unknown domain "{domain}"; domains stored in this network: {stored}',
+                                 param_hint="'--domain'")
+    return domain, domain
+
+
+def domain_kwargs(domain: Any, alpha: float) -> Dict[str, Any]:
+    """Keyword arguments that select a domain in G / G.synthesis; none at all for plain EG3D output."""
+    return {} if domain is None else dict(domain=domain, alpha=alpha)
+
+# ----------------------------------------------------------------------------
+# Latents and cameras.
+
+
+def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
+    """The latent (1, z_dim) that EG3D's scripts draw for `seed`."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float().to(device)
+
+
+def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, device: torch.device) -> torch.Tensor:
+    """Camera label (1, 25) looking at G's average camera pivot from its average radius.
+
+    `yaw`/`pitch` (radians) are offsets from the frontal view; the pose is built before any
+    seeded rendering because the pose sampler draws (unused) random numbers.
+    """
+    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+
+    pivot = torch.tensor(G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0]), dtype=torch.float32, device=device)
+    radius = G.rendering_kwargs.get('avg_camera_radius', 2.7)
+    cam2world = LookAtPoseSampler.sample(np.pi / 2 + yaw, np.pi / 2 + pitch, pivot, radius=radius, device=device)
+    intrinsics = FOV_to_intrinsics(fov_deg, device=device)
+    return torch.cat([cam2world.reshape(-1, 16), intrinsics.reshape(-1, 9)], dim=1)
+
+# ----------------------------------------------------------------------------
+# Pictures.
+
+
+def image_to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) generator output in [-1, 1] -> (N, H, W, C) uint8, EG3D's rounding."""
+    return (image.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def depth_to_unit(depth: torch.Tensor, rendering_kwargs: Dict[str, Any]) -> torch.Tensor:
+    """(N, 1, H, W) ray depths -> [0, 1], 1 = nearest: a fixed map from [ray_start, ray_end].
+
+    A fixed range (not per image min/max) keeps depth comparable across views and video frames.
+    The rendered depth is a weighted mean of sample depths, so it lies inside the range.
+    """
+    near, far = rendering_kwargs['ray_start'], rendering_kwargs['ray_end']
+    if not all(isinstance(v, (int, float)) for v in (near, far)):
+        raise ValueError(f'depth maps need numeric ray_start/ray_end, got {near!r}/{far!r}')
+    return ((far - depth) / (far - near)).clamp(0, 1)
+
+
+def layout_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows*cols, H, W, C) pictures, row-major -> one (rows*H, cols*W, C) picture."""
+    n, h, w, c = images.shape
+    if n != rows * cols:
+        raise ValueError(f'a {rows}x{cols} grid needs {rows * cols} pictures, got {n}')
+    return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    """Save (H, W, 3) uint8 as RGB, (H, W, 1) uint8 as grey, (H, W, 1) uint16 as 16-bit grey."""
+    if array.shape[-1] == 1:
+        array = array[..., 0]
+    PIL.Image.fromarray(array).save(path)
