@@ -1,0 +1,58 @@
+"""Named training presets (JSON files next to this module).
+
+- `configs/<name>.json` (train.py --cfg): the network (`G_kwargs`, `D_kwargs`, used when training
+  starts without --resume), `neural_rendering_resolution`, loop settings (`training`: lazy
+  regularisation intervals, EMA, number of density-regulariser points, grid rows) and defaults of
+  train.py options (`options`, e.g. kimg, tick, snap) that the command line overrides.
+- `configs/domains/<name>.json` (train.py --domain): one style domain's option defaults on top of
+  the --cfg ones (again overridden by the command line). A new domain is a new file here.
+"""
+
+import json
+import os
+from typing import List
+
+import dnnlib
+
+CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
+DOMAIN_DIR = os.path.join(CONFIG_DIR, 'domains')
+PRESET_KEYS = ('description', 'neural_rendering_resolution', 'G_kwargs', 'D_kwargs', 'training', 'options')
+DOMAIN_KEYS = ('description', 'options')
+
+
+def _names(folder: str) -> List[str]:
+    return sorted(f[:-len('.json')] for f in os.listdir(folder) if f.endswith('.json'))
+
+
+def list_presets() -> List[str]:
+    """Names accepted by --cfg, e.g. ['ffhq512', 'tiny']."""
+    return _names(CONFIG_DIR)
+
+
+def list_domains() -> List[str]:
+    """Domain presets accepted by --domain, e.g. ['arcane', 'caricature', 'illustration', 'pixar', ...]."""
+    return _names(DOMAIN_DIR)
+
+
+def _load(folder: str, name: str, keys, what: str, known: List[str]) -> dnnlib.EasyDict:
+    if name not in known:
+        raise ValueError(f'unknown {what} "{name}": expected one of {", ".join(known)} '
+                         f'(files in {folder})')
+    path = os.path.join(folder, name + '.json')
+    with open(path, 'r', encoding='utf-8') as f:
+        data = json.load(f)
+    unexpected = sorted(set(data) - set(keys))
+    missing = sorted(set(keys) - set(data))
+    if unexpected or missing:
+        raise ValueError(f'{path}: expected keys {list(keys)}; missing {missing}, unexpected {unexpected}')
+    return dnnlib.EasyDict(data)
+
+
+def load_preset(name: str) -> dnnlib.EasyDict:
+    """The --cfg preset `name` as an EasyDict with PRESET_KEYS."""
+    return _load(CONFIG_DIR, name, PRESET_KEYS, 'config preset (--cfg)', list_presets())
+
+
+def load_domain(name: str) -> dnnlib.EasyDict:
+    """The --domain preset `name` as an EasyDict with DOMAIN_KEYS."""
+    return _load(DOMAIN_DIR, name, DOMAIN_KEYS, 'style domain (--domain)', list_domains())

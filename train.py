@@ -1,0 +1,266 @@
+"""Adapt a pretrained EG3D generator to an artistic style domain ("PStyle-3D").
+
+Examples:
+
+\b
+# The paper's setting: one style domain from EG3D's FFHQ checkpoint on one GPU.
+python train.py --outdir=~/training-runs --cfg=ffhq512 --data=~/datasets/pixar.zip --domain=pixar \\
+    --resume=ffhq512-128.pkl --vgg=vgg19-dcbb9e9d.pth --arcface=model_ir_se50.pth --gpus=1 --batch=1
+
+\b
+# Content from projected real photos (a folder of w+ .npy files + dataset.json cameras), 2 GPUs.
+python train.py --outdir=~/training-runs --cfg=ffhq512 --data=~/datasets/arcane.zip --domain=arcane \\
+    --resume=ffhq512-128.pkl --content=~/projected-ws --gpus=2 --batch=2 --vgg=... --arcface=...
+
+\b
+# The naive fine-tuning baseline, and resuming a run from its last snapshot.
+python train.py --outdir=~/training-runs --cfg=ffhq512 --data=~/datasets/pixar.zip --domain=pixar \\
+    --method=finetune --resume=~/training-runs/00003-ffhq512-pixar-finetune-gpus1-batch1/network-snapshot-000040.pkl ...
+
+\b
+# CPU demo: the tiny preset with random-weight perceptual networks (losses then mean little).
+python train.py --outdir=/tmp/runs --cfg=tiny --data=/tmp/synthetic_style --domain=synthetic --random-perceptual
+"""
+
+import json
+import os
+import re
+import tempfile
+from typing import Optional
+
+import click
+import torch
+
+import configs
+import dnnlib
+from training import trainable
+from training.content import LatentFolderContent
+
+CAMERA_DIM = 25
+
+
+def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> None:
+    """One training process: join the process group (NCCL on GPUs, gloo on CPUs), then train."""
+    from training import training_loop
+    log_path = os.path.join(c.run_dir, 'log.txt')
+
+    def print_fn(*args):
+        print(*args, flush=True)
+        with open(log_path, 'a', encoding='utf-8') as f:
+            print(*args, file=f)
+
+    if c.num_gpus > 1:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
+                                             rank=rank, world_size=c.num_gpus)
+        if not torch.cuda.is_available():  # share the CPU cores between the processes
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // c.num_gpus))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(rank)
+    try:
+        training_loop.training_loop(rank=rank, print_fn=print_fn, **c)
+    finally:
+        if c.num_gpus > 1:
+            torch.distributed.destroy_process_group()
+
+
+def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, print_fn=print) -> Optional[str]:
+    """Create `<outdir>/<00000-desc>/`, write training_options.json and run the processes.
+    Returns the run folder (None for a dry run, which only prints the options)."""
+    prev = [int(m.group()) for m in (re.match(r'^\d+', x) for x in
+                                    (os.listdir(outdir) if os.path.isdir(outdir) else [])) if m]
+    run_id = max(prev, default=-1) + 1
+    c.run_dir = os.path.join(outdir, f'{run_id:05d}-{desc}')
+    print_fn('Training options:')
+    print_fn(json.dumps(c, indent=2))
+    if dry_run:
+        print_fn('Dry run; exiting.')
+        return None
+    os.makedirs(c.run_dir, exist_ok=False)
+    with open(os.path.join(c.run_dir, 'training_options.json'), 'wt', encoding='utf-8') as f:
+        json.dump(c, f, indent=2)
+    print_fn(f'Output folder: {c.run_dir}')
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if c.num_gpus == 1:
+            subprocess_fn(rank=0, c=c, temp_dir=temp_dir)
+        else:
+            torch.multiprocessing.spawn(fn=subprocess_fn, args=(c, temp_dir), nprocs=c.num_gpus)
+    return c.run_dir
+
+
+def _load_generator(resume: Optional[str], preset: dnnlib.EasyDict):
+    """The generator training would start from, on the CPU (to validate options against it)."""
+    if resume is None:
+        return dnnlib.util.construct_class_by_name(**preset.G_kwargs)
+    import legacy
+    with dnnlib.util.open_url(resume) as f:
+        return legacy.load_network_pkl(f)['G_ema']
+
+
+def stored_domains(G: torch.nn.Module) -> list:
+    """Names of the domains a generator already holds (empty for plain EG3D networks)."""
+    return list(getattr(G, 'domain_names', None) or [])
+
+
+def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
+    """Check every option against the data, the network and the weights; build the loop config.
+    Raises click.ClickException with what is wrong before any training work starts."""
+    def fail(option: str, msg: str):
+        raise click.ClickException(f'{option}: {msg}')
+
+    try:
+        preset = configs.load_preset(opts.cfg)
+    except ValueError as err:
+        fail('--cfg', str(err))
+    if opts.batch % opts.gpus != 0:
+        fail('--batch', f'must be a multiple of --gpus ({opts.gpus}), got {opts.batch}')
+    batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
+    if opts.batch % (batch_gpu * opts.gpus) != 0:
+        fail('--batch-gpu', f'--batch ({opts.batch}) must be a multiple of --batch-gpu x --gpus ({batch_gpu} x {opts.gpus})')
+    if torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
+        fail('--gpus', f'{opts.gpus} requested but only {torch.cuda.device_count()} GPU(s) are visible')
+    if opts.metrics not in ('none', ''):
+        fail('--metrics', f'metrics during training are not supported yet; use --metrics=none and run '
+                          f'calc_metrics.py on the snapshots (got "{opts.metrics}")')
+    try:
+        parts = trainable.parse_parts(opts.train) if opts.train else (
+            trainable.PSTYLE_PARTS if opts.method == 'pstyle' else trainable.FINETUNE_PARTS)
+    except ValueError as err:
+        fail('--train', str(err))
+    if opts.method == 'finetune' and any(p in ('dam', 'encoder') for p in parts):
+        fail('--train', '--method=finetune trains no domain path: drop "dam" and "encoder"')
+
+    if not opts.random_perceptual:
+        for option, value, what in (('--vgg', opts.vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)'),
+                                    ('--arcface', opts.arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)')):
+            if value is None:
+                fail(option, f'missing: pass the path or URL of the {what}, or --random-perceptual for '
+                             f'random stand-ins (tests and CPU demos only)')
+            if '://' not in value and not os.path.isfile(value):
+                fail(option, f'file "{value}" does not exist ({what})')
+
+    training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
+                                          use_labels=True, max_size=None, xflip=opts.mirror)
+    if not os.path.exists(opts.data):
+        fail('--data', f'dataset "{opts.data}" does not exist (expected an EG3D-format folder or zip)')
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    except (OSError, ValueError) as err:
+        fail('--data', str(err))
+    if not dataset.has_labels or dataset.label_dim != CAMERA_DIM:
+        fail('--data', f'the style dataset needs a {CAMERA_DIM}-number camera label per image in dataset.json '
+                       f'({{"labels": [["img.png", [25 floats]], ...]}}); found label_dim {dataset.label_dim}')
+    training_set_kwargs.resolution = dataset.resolution
+    training_set_kwargs.max_size = len(dataset)
+
+    if opts.resume is not None and '://' not in opts.resume and not os.path.isfile(opts.resume):
+        fail('--resume', f'network pickle "{opts.resume}" does not exist')
+    try:
+        G = _load_generator(opts.resume, preset)
+    except (OSError, ValueError) as err:
+        fail('--resume', str(err))
+    if G.img_resolution != dataset.resolution:
+        fail('--data', f'images are {dataset.resolution}x{dataset.resolution} but the network renders '
+                       f'{G.img_resolution}x{G.img_resolution}; resize the dataset (dataset_tool.py --resolution)')
+
+    domains_known = configs.list_domains() + stored_domains(G)
+    if opts.domain not in domains_known:
+        fail('--domain', f'unknown domain "{opts.domain}": expected a preset in configs/domains '
+                         f'({", ".join(configs.list_domains())}) or a domain stored in the network '
+                         f'({", ".join(stored_domains(G)) or "none"}); add configs/domains/{opts.domain}.json for a new one')
+    if opts.content != 'sampled':
+        try:
+            LatentFolderContent(opts.content, G.backbone.num_ws, G.w_dim)
+        except (OSError, ValueError) as err:
+            fail('--content', str(err))
+
+    c = dnnlib.EasyDict(
+        training_set_kwargs=training_set_kwargs,
+        data_loader_kwargs=dict(pin_memory=torch.cuda.is_available(), num_workers=opts.workers,
+                                prefetch_factor=2 if opts.workers > 0 else None),
+        G_kwargs=preset.G_kwargs, D_kwargs=preset.D_kwargs,
+        G_opt_kwargs=dict(class_name='torch.optim.Adam', lr=opts.glr, betas=[0, 0.99], eps=1e-8),
+        D_opt_kwargs=dict(class_name='torch.optim.Adam', lr=opts.dlr, betas=[0, 0.99], eps=1e-8),
+        loss_kwargs=dict(adv_weight=opts.adv, content_weight=opts.content_weight, style_weight=opts.style_weight,
+                         id_weight=opts.id_weight, density_reg=opts.density_reg, geom_weight=opts.geom_weight,
+                         r1_gamma=opts.gamma, density_reg_points=preset.training['density_reg_points'],
+                         neural_rendering_resolution=preset.neural_rendering_resolution),
+        perceptual_kwargs=dict(vgg=opts.vgg, arcface=opts.arcface, random=opts.random_perceptual),
+        content=opts.content, truncation_psi=opts.trunc, method=opts.method, domain=opts.domain,
+        train_parts=list(parts), G_reg_interval=preset.training['G_reg_interval'],
+        D_reg_interval=preset.training['D_reg_interval'], ema_kimg=preset.training['ema_kimg'],
+        ema_rampup=preset.training['ema_rampup'], grid_rows=preset.training['grid_rows'],
+        random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu,
+        total_kimg=opts.kimg, kimg_per_tick=opts.tick, network_snapshot_ticks=opts.snap,
+        image_snapshot_ticks=opts.img_snap, resume_pkl=opts.resume)
+    desc = f'{opts.cfg}-{dataset.name}-{opts.domain}-{opts.method}-gpus{opts.gpus}-batch{opts.batch}'
+    return c, desc
+
+
+def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
+    """Options left at their defaults take the --cfg preset's, then the --domain preset's values."""
+    opts = dnnlib.EasyDict(opts)
+    layers = []
+    if opts.cfg in configs.list_presets():
+        layers.append(configs.load_preset(opts.cfg).options)
+    if opts.domain in configs.list_domains():
+        layers.append(configs.load_domain(opts.domain).options)
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in opts:
+                raise click.ClickException(f'preset option "{key}" is not a train.py option')
+            if ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+                opts[key] = value
+    return opts
+
+
+@click.command(help=__doc__)
+@click.pass_context
+# Required.
+@click.option('--outdir', help='Where to make the run folder', metavar='DIR', required=True)
+@click.option('--cfg', help=f'Config preset ({", ".join(configs.list_presets())})', metavar='STR', required=True)
+@click.option('--data', help='Style dataset (EG3D format, with camera labels)', metavar='[ZIP|DIR]', required=True)
+@click.option('--domain', help='Style domain name (a configs/domains preset or one stored in --resume)', metavar='NAME', required=True)
+@click.option('--gpus', help='Number of processes (GPUs; on a CPU machine, gloo processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
+# Method and data.
+@click.option('--method', help='PStyle-3D or the naive fine-tuning baseline', type=click.Choice(['pstyle', 'finetune']), default='pstyle', show_default=True)
+@click.option('--content', help='Content latents: "sampled" or a folder of w+ .npy/.pt + dataset.json', metavar='sampled|DIR', default='sampled', show_default=True)
+@click.option('--trunc', help='Truncation psi of sampled content', metavar='FLOAT', type=click.FloatRange(min=0), default=0.7, show_default=True)
+@click.option('--resume', help='Start from an EG3D pickle or resume our snapshot', metavar='[PATH|URL]', type=str)
+@click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
+# Losses.
+@click.option('--adv', help='Adversarial loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.7, show_default=True)
+@click.option('--content-weight', help='Content (VGG relu4_1 MSE) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option('--style-weight', help='Style (AdaIN statistics) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option('--id-weight', help='Identity (ArcFace) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option('--density-reg', help='Density smoothness weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option('--geom-weight', help='Geometry preservation weight (densities of G vs the source)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0), default=5.0, show_default=True)
+# What trains, how fast.
+@click.option('--train', help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: backbone,decoder,superresolution,D]', metavar='LIST', type=str)
+@click.option('--glr', help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
+@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
+# Perceptual networks.
+@click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str)
+@click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str)
+@click.option('--random-perceptual', help='Random-weight perceptual networks (tests, CPU demo)', is_flag=True)
+# Misc.
+@click.option('--batch-gpu', help='Limit batch size per GPU', metavar='INT', type=click.IntRange(min=1))
+@click.option('--kimg', help='Total training duration (1 kimg = 1000 images)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=120, show_default=True)
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True)
+@click.option('--snap', help='How often to save snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--img-snap', help='How often to save image grids', metavar='TICKS', type=click.IntRange(min=1), default=10, show_default=True)
+@click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('--metrics', help='Metrics during training (only "none" for now)', metavar='LIST', default='none', show_default=True)
+@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+def main(ctx: click.Context, **kwargs):
+    opts = apply_presets(ctx, kwargs)
+    c, desc = validate_and_build(opts)
+    launch_training(c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run)
+
+
+if __name__ == '__main__':
+    main()

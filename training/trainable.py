@@ -1,0 +1,66 @@
+"""Which generator parameters a style-adaptation run trains (train.py --train).
+
+A part is either a special name or a dotted module prefix of the generator:
+- `dam`: the Domain Adaptation Module wherever it sits (per-layer domain affines `affine1`,
+  ModRes blocks `res0` / `res1`, in the backbone and in the super-resolution blocks);
+- `encoder`: the domain feature extractor (`G.<encoder attribute>`, see `ENCODER_PREFIXES`);
+- any other dotted prefix, e.g. `backbone.synthesis`, `superresolution`, `decoder`,
+  `backbone.mapping`: the generator's parameters under that module, *excluding* the DAM and the
+  encoder (those are chosen only by their own names, so `--train=backbone.synthesis` alone
+  fine-tunes the EG3D weights without touching the domain path).
+`D` names the discriminator and is handled by the training loop.
+"""
+
+from typing import List, Sequence, Tuple
+
+import torch
+
+# Module names of the Domain Adaptation Module (the authors' release names, DESIGN.md section 3.1).
+DAM_NAMES = ('affine1', 'res0', 'res1')
+ENCODER_PREFIXES = ('domain_encoder', 'encoder')
+SPECIAL_PARTS = ('dam', 'encoder', 'D')
+PSTYLE_PARTS = ('backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D')
+FINETUNE_PARTS = ('backbone', 'decoder', 'superresolution', 'D')
+
+
+def is_dam_parameter(name: str) -> bool:
+    """True for parameters of the domain path, e.g. 'backbone.synthesis.b4.conv1.affine1.weight'."""
+    return any(part in DAM_NAMES for part in name.split('.'))
+
+
+def is_encoder_parameter(name: str) -> bool:
+    return name.split('.')[0] in ENCODER_PREFIXES
+
+
+def parse_parts(spec: str) -> Tuple[str, ...]:
+    """'backbone.synthesis,superresolution,dam' -> ('backbone.synthesis', 'superresolution', 'dam')."""
+    parts = tuple(p.strip() for p in spec.split(',') if p.strip())
+    if not parts:
+        raise ValueError('--train must name at least one part, e.g. "backbone.synthesis,superresolution,dam,encoder,D"')
+    return parts
+
+
+def select_parameters(G: torch.nn.Module, parts: Sequence[str]) -> List[Tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) pairs of G that `parts` select, in G's registration order.
+
+    Raises ValueError for a part that selects nothing (a typo, or `dam` / `encoder` on a
+    generator without a domain path), listing G's top-level modules.
+    """
+    named = list(G.named_parameters())
+    selected = set()
+    for part in parts:
+        if part == 'D':
+            continue
+        if part == 'dam':
+            hits = {n for n, _ in named if is_dam_parameter(n)}
+        elif part == 'encoder':
+            hits = {n for n, _ in named if is_encoder_parameter(n)}
+        else:
+            hits = {n for n, _ in named if (n == part or n.startswith(part + '.'))
+                    and not is_dam_parameter(n) and not is_encoder_parameter(n)}
+        if not hits:
+            top = sorted({n.split('.')[0] for n, _ in named})
+            raise ValueError(f'--train part "{part}" selects no generator parameter; expected "dam", "encoder", "D" '
+                             f'or a module prefix such as {", ".join(top)} (or "backbone.synthesis")')
+        selected |= hits
+    return [(n, p) for n, p in named if n in selected]
