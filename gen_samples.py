@@ -112,8 +112,9 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     # Example-based: the style of one exemplar image, frontal view only.
     python gen_samples.py --network=pixar.pkl --exemplar=style.png --views=front --outdir=out
     """
+    network_path = gen_utils.resolve_network_path(network)
     device = gen_utils.select_device(device_name)
-    G = gen_utils.load_generator(network, device)
+    G = gen_utils.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
     domain_arg, domain_label = gen_utils.select_domain(G, domain, exemplar, device)
     rows: List[Any]

@@ -133,12 +133,11 @@ def resolve_network_path(network: Optional[str]) -> str:
     return network
 
 
-def load_generator(network: Optional[str], device: torch.device) -> torch.nn.Module:
+def load_generator(path: str, device: torch.device) -> torch.nn.Module:
     """G_ema of a network pickle (path or URL) through the project's safe loader, in eval mode on `device`."""
     import dnnlib
     import legacy
 
-    path = resolve_network_path(network)
     print(f'Loading networks from "{path}"...')
     with dnnlib.util.open_url(path) as f:
         G = legacy.load_network_pkl(f)['G_ema']

@@ -160,8 +160,9 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     python gen_videos.py --network=pixar.pkl --exemplar=style.png --camera=zoom --outdir=out
     """
     keyframe_seeds = grid_seeds(seeds, grid, num_keyframes)
+    network_path = gen_utils.resolve_network_path(network)
     device = gen_utils.select_device(device_name)
-    G = gen_utils.load_generator(network, device)
+    G = gen_utils.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
     domain_arg, domain_label = gen_utils.select_domain(G, domain, exemplar, device)
     if domain_arg is None and alphas is not None:

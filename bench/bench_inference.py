@@ -1,0 +1,105 @@
+"""Time and peak memory of inference with the full FFHQ-512 generator (random weights).
+
+Two workloads, each measured in a fresh process so that CPU peak RSS belongs to it alone:
+- portrait: mapping + tri-planes + volume rendering (neural resolution 128) + super-resolution to 512x512;
+- frame: one video frame with cached tri-planes (rendering + super-resolution), as gen_videos.py does.
+
+Example:
+
+    python bench/bench_inference.py --device=cpu --ray-chunk=4096 --reps=2
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import dnnlib  # noqa: E402  (after the path set-up above)
+import gen_utils  # noqa: E402
+
+WORKLOADS = ('portrait', 'frame')
+
+
+def build_ffhq512(device: torch.device) -> torch.nn.Module:
+    """The official FFHQ 512 generator configuration (neural rendering at 128) with random weights."""
+    with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'eg3d', 'ffhq512_shapes.json')) as f:
+        G_kwargs = json.load(f)['G_kwargs']
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs).eval().requires_grad_(False).to(device)
+    G.neural_rendering_resolution = 128
+    return G
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocations on a GPU, resident set size on the CPU."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@torch.no_grad()
+def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> dict:
+    """Seconds per call (median of `reps` after one warm-up) and the peak memory of the process."""
+    G = build_ffhq512(device)
+    G.rendering_kwargs['ray_chunk_size'] = ray_chunk or None
+    c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device)
+    z = gen_utils.z_from_seed(0, G.z_dim, device)
+    ws = G.mapping(z, c, truncation_psi=0.7)
+    if workload == 'frame':
+        # Fill EG3D's tri-plane cache without a full render, so the CPU peak RSS is the frame's own.
+        G._last_planes = G.backbone.synthesis(ws, noise_mode='const')  # pylint: disable=protected-access
+        G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)  # warm-up
+    else:
+        G.synthesis(ws, c, noise_mode='const')  # warm-up
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        if workload == 'portrait':
+            out = G.synthesis(G.mapping(z, c, truncation_psi=0.7), c, noise_mode='const')
+        else:
+            out = G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    if tuple(out['image'].shape) != (1, 3, 512, 512):
+        raise RuntimeError(f'expected a (1, 3, 512, 512) image, got {tuple(out["image"].shape)}')
+    return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, seconds=float(np.median(times)),
+                peak_mb=peak_memory_mb(device), threads=torch.get_num_threads())
+
+
+@click.command()
+@click.option('--device', 'device_name', type=click.Choice(['cpu', 'cuda']), default='cpu', show_default=True)
+@click.option('--ray-chunk', type=click.IntRange(min=0), default=4096, show_default=True,
+              help='Rays rendered at once; 0 = all rays at once (EG3D)')
+@click.option('--reps', type=click.IntRange(min=1), default=2, show_default=True, help='Timed calls per workload')
+@click.option('--workload', type=click.Choice(WORKLOADS), help='Run one workload in this process (internal)')
+def main(device_name: str, ray_chunk: int, reps: int, workload: str):
+    """Print a markdown table row per workload (each measured in its own process)."""
+    if workload is not None:
+        print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps)))
+        return
+    print('| workload | device | ray chunk | s / call | peak memory (MB) | threads |')
+    print('|---|---|---|---|---|---|')
+    for name in WORKLOADS:
+        cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
+               f'--reps={reps}', f'--workload={name}']
+        result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
+        print(f'| {name} | {device_name} | {ray_chunk or "all"} | {result["seconds"]:.2f} | '
+              f'{result["peak_mb"]:.0f} ({kind}) | {result["threads"]} |')
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
