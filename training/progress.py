@@ -3,7 +3,7 @@
 import json
 import os
 import time
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator
 
 import numpy as np
 import psutil
@@ -119,8 +119,7 @@ class TickLogger:
             self.writer.close()
 
 
-def save_triples_grid(path: str, content: torch.Tensor, exemplar: torch.Tensor, stylised: torch.Tensor,
-                      tmp_suffix: Optional[str] = '.tmp') -> None:
+def save_triples_grid(path: str, content: torch.Tensor, exemplar: torch.Tensor, stylised: torch.Tensor) -> None:
     """One row per sample: content | exemplar | stylised, each (N, 3, H, W) in [-1, 1], to a PNG."""
     if not (content.shape == exemplar.shape == stylised.shape) or content.ndim != 4:
         raise ValueError(f'grid images must share one (N, 3, H, W) shape, got {tuple(content.shape)}, '
@@ -128,6 +127,6 @@ def save_triples_grid(path: str, content: torch.Tensor, exemplar: torch.Tensor, 
     rows = torch.cat([content, exemplar, stylised], dim=3)       # (N, 3, H, 3W)
     grid = torch.cat(list(rows), dim=1)                           # (3, N*H, 3W)
     pixels = (grid.float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    tmp = path + tmp_suffix
+    tmp = path + '.tmp'  # written whole, then renamed: a viewer never sees half a PNG
     PIL.Image.fromarray(pixels, 'RGB').save(tmp, format='PNG')
     os.replace(tmp, path)
