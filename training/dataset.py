@@ -1,0 +1,312 @@
+"""Images and camera labels streamed from EG3D-format datasets (a folder or a zip).
+
+Format (EG3D's, written by `dataset_tool.py`): image files (PNG, JPEG, ...) anywhere in the folder
+or zip, all square and of one size, plus an optional `dataset.json` at the root:
+`{"labels": [["img00000000.png", [25 floats]], ...]}`, keys being paths relative to the root with
+forward slashes. A camera label is the flattened 4x4 cam2world (OpenCV axes) followed by the
+flattened 3x3 intrinsics normalised by the image size (see `camera_utils.py`). Integer labels
+(class indices, StyleGAN's convention) are accepted too and become one-hot vectors.
+"""
+
+import json
+import os
+import zipfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import PIL.Image
+import torch
+
+import dnnlib
+
+CAMERA_LABEL_DIM = 25
+
+# Mirroring the world about the x = 0 plane is S = diag(-1, 1, 1, 1). An image flipped left-right is
+# the view of the mirrored scene from the mirrored camera whose x axis is flipped too, i.e.
+# cam2world' = S @ cam2world @ S: every entry with exactly one index equal to 0 changes sign. In the
+# intrinsics the principal point moves to cx' = 1 - cx (pixel centres u -> 1 - u stay centres).
+_CAM2WORLD_XFLIP_SIGNS = np.outer([-1, 1, 1, 1], [-1, 1, 1, 1]).astype(np.float32).reshape(16)
+
+
+def xflip_camera_label(label: np.ndarray) -> np.ndarray:
+    """Camera label(s) of the left-right mirrored image: (..., 25) float -> (..., 25) float32.
+
+    The mirrored label renders the mirror image of the mirrored scene (EG3D's `flip_yaw`, derived
+    in the comment above); yaw and roll change sign, pitch and radius stay.
+    """
+    label = np.asarray(label, dtype=np.float32)
+    if label.shape[-1:] != (CAMERA_LABEL_DIM,):
+        raise ValueError(f'camera label must be (..., 25): 16 numbers of the cam2world matrix then 9 of the '
+                         f'intrinsics; got shape {label.shape}')
+    flipped = label.copy()
+    flipped[..., :16] *= _CAM2WORLD_XFLIP_SIGNS
+    flipped[..., 18] = 1 - label[..., 18]  # principal point cx (intrinsics[0, 2]).
+    return flipped
+
+
+class Dataset(torch.utils.data.Dataset):
+    """EG3D's abstract dataset: index mapping for `max_size` and `xflip`, labels, shape properties."""
+
+    def __init__(self,
+                 name: str,                          # Name of the dataset.
+                 raw_shape: List[int],               # Shape of the raw image data (NCHW).
+                 max_size: Optional[int] = None,     # Keep at most this many images (random subset). Before xflip.
+                 use_labels: bool = False,           # False = label dimension is zero.
+                 xflip: bool = False,                # Double the size with mirrored copies. After max_size.
+                 random_seed: int = 0,               # Seed of the max_size subset.
+                 ):
+        if max_size is not None and max_size < 1:
+            raise ValueError(f'max_size must be None or a positive int, got {max_size}')
+        self._name = name
+        self._raw_shape = list(raw_shape)
+        self._use_labels = use_labels
+        self._raw_labels: Optional[np.ndarray] = None
+        self._label_shape: Optional[List[int]] = None
+
+        # Apply max_size: a seeded random subset, kept in file order.
+        self._raw_idx = np.arange(self._raw_shape[0], dtype=np.int64)
+        if (max_size is not None) and (self._raw_idx.size > max_size):
+            np.random.RandomState(random_seed).shuffle(self._raw_idx)
+            self._raw_idx = np.sort(self._raw_idx[:max_size])
+
+        # Apply xflip: the second half of the indices are mirrored copies.
+        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
+        if xflip:
+            self._raw_idx = np.tile(self._raw_idx, 2)
+            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
+
+    def _get_raw_labels(self) -> np.ndarray:
+        """(num_raw_images, label_dim) float32 or (num_raw_images,) int64; (num_raw_images, 0) without labels."""
+        if self._raw_labels is None:
+            labels = self._load_raw_labels() if self._use_labels else None
+            if labels is None:
+                labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
+            self._raw_labels = labels
+        return self._raw_labels
+
+    def close(self) -> None:
+        """Release open files (overridden by subclasses)."""
+
+    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _load_raw_labels(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _raw_labels=None)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # The interpreter may be shutting down; nothing useful to report.
+            pass
+
+    def __len__(self) -> int:
+        return self._raw_idx.size
+
+    def __getitem__(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(image (C, H, W) uint8, label (label_dim,) float32), mirrored together when xflip applies."""
+        image = self._load_raw_image(self._raw_idx[idx])
+        if list(image.shape) != self.image_shape or image.dtype != np.uint8:
+            raise ValueError(f'image {self._raw_idx[idx]} is {image.dtype} {list(image.shape)}; '
+                             f'the dataset is uint8 {self.image_shape}')
+        if self._xflip[idx]:
+            image = image[:, :, ::-1]
+        return image.copy(), self.get_label(idx)
+
+    def get_label(self, idx: int) -> np.ndarray:
+        """(label_dim,) float32; camera labels of mirrored items are mirrored (`xflip_camera_label`)."""
+        label = self._get_raw_labels()[self._raw_idx[idx]]
+        if label.dtype == np.int64:
+            onehot = np.zeros(self.label_shape, dtype=np.float32)
+            onehot[label] = 1
+            return onehot
+        if self._xflip[idx] and label.shape == (CAMERA_LABEL_DIM,):
+            return xflip_camera_label(label)
+        return label.copy()
+
+    def get_details(self, idx: int) -> dnnlib.EasyDict:
+        """raw_idx, xflip and the stored (unmirrored) raw_label of item `idx`."""
+        d = dnnlib.EasyDict()
+        d.raw_idx = int(self._raw_idx[idx])
+        d.xflip = (int(self._xflip[idx]) != 0)
+        d.raw_label = self._get_raw_labels()[d.raw_idx].copy()
+        return d
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def image_shape(self) -> List[int]:
+        """[C, H, W]."""
+        return list(self._raw_shape[1:])
+
+    @property
+    def num_channels(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.image_shape[1]
+
+    @property
+    def label_shape(self) -> List[int]:
+        if self._label_shape is None:
+            raw_labels = self._get_raw_labels()
+            if raw_labels.dtype == np.int64:
+                self._label_shape = [int(np.max(raw_labels)) + 1]
+            else:
+                self._label_shape = list(raw_labels.shape[1:])
+        return list(self._label_shape)
+
+    @property
+    def label_dim(self) -> int:
+        return self.label_shape[0]
+
+    @property
+    def has_labels(self) -> bool:
+        return any(x != 0 for x in self.label_shape)
+
+    @property
+    def has_onehot_labels(self) -> bool:
+        return self._get_raw_labels().dtype == np.int64
+
+
+def _file_ext(fname: str) -> str:
+    return os.path.splitext(fname)[1].lower()
+
+
+class ImageFolderDataset(Dataset):
+    """EG3D-format dataset in a folder or a zip; every image header is checked when it opens."""
+
+    def __init__(self,
+                 path: str,                          # Path to a folder or a .zip.
+                 resolution: Optional[int] = None,   # Required image size; None = whatever the images are.
+                 **super_kwargs,                     # max_size, use_labels, xflip, random_seed.
+                 ):
+        self._path = path
+        self._zipfile: Optional[zipfile.ZipFile] = None
+
+        if os.path.isdir(self._path):
+            self._type = 'dir'
+            self._all_fnames = {os.path.relpath(os.path.join(root, fname), start=self._path).replace(os.sep, '/')
+                                for root, _dirs, files in os.walk(self._path) for fname in files}
+        elif _file_ext(self._path) == '.zip':
+            if not os.path.isfile(self._path):
+                raise FileNotFoundError(f'dataset zip not found: {self._path}')
+            self._type = 'zip'
+            self._all_fnames = set(self._get_zipfile().namelist())
+        else:
+            raise ValueError(f'dataset path must be a folder or a .zip file: {self._path}')
+
+        PIL.Image.init()
+        self._image_fnames = sorted(f for f in self._all_fnames if _file_ext(f) in PIL.Image.EXTENSION)
+        if len(self._image_fnames) == 0:
+            raise ValueError(f'no image files found in {self._path}')
+
+        image_shape = self._check_image_headers()
+        if resolution is not None and image_shape[1] != resolution:
+            raise ValueError(f'{self._path}: images are {image_shape[1]}x{image_shape[2]}, '
+                             f'but resolution={resolution} was requested')
+        name = os.path.splitext(os.path.basename(os.path.normpath(self._path)))[0]
+        super().__init__(name=name, raw_shape=[len(self._image_fnames)] + image_shape, **super_kwargs)
+
+    def _get_zipfile(self) -> zipfile.ZipFile:
+        if self._zipfile is None:
+            try:
+                self._zipfile = zipfile.ZipFile(self._path)
+            except zipfile.BadZipFile as err:
+                raise ValueError(f'{self._path} is not a valid zip file ({err}); rebuild it with dataset_tool.py') from err
+        return self._zipfile
+
+    def _open_file(self, fname: str):
+        if self._type == 'dir':
+            return open(os.path.join(self._path, fname), 'rb')
+        return self._get_zipfile().open(fname, 'r')
+
+    def close(self) -> None:
+        try:
+            if self._zipfile is not None:
+                self._zipfile.close()
+        finally:
+            self._zipfile = None
+
+    def __getstate__(self) -> dict:
+        return dict(super().__getstate__(), _zipfile=None)
+
+    def _check_image_headers(self) -> List[int]:
+        """[C, H, W] shared by all images; reads headers only (PIL decodes pixels lazily)."""
+        shapes: Dict[Tuple[int, int, int], str] = {}
+        for fname in self._image_fnames:
+            try:
+                with self._open_file(fname) as f, PIL.Image.open(f) as image:
+                    shape = (len(image.getbands()), image.height, image.width)
+            except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
+                raise ValueError(f'{self._path}: cannot read image "{fname}" ({err})') from err
+            if shape[1] != shape[2]:
+                raise ValueError(f'{self._path}: image "{fname}" is {shape[2]}x{shape[1]} (WxH); images must be square')
+            shapes.setdefault(shape, fname)
+            if len(shapes) > 1:
+                (shape_a, fname_a), (shape_b, fname_b) = list(shapes.items())[:2]
+                raise ValueError(f'{self._path}: images differ in shape (C, H, W): "{fname_a}" is {shape_a}, '
+                                 f'"{fname_b}" is {shape_b}; all images must have one size and channel count')
+        return list(next(iter(shapes)))
+
+    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
+        """(C, H, W) uint8."""
+        fname = self._image_fnames[raw_idx]
+        try:
+            with self._open_file(fname) as f, PIL.Image.open(f) as pil_image:
+                image = np.array(pil_image)
+        except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
+            raise ValueError(f'{self._path}: image "{fname}" is corrupt ({err})') from err
+        if image.ndim == 2:
+            image = image[:, :, np.newaxis]  # HW => HWC
+        return image.transpose(2, 0, 1)  # HWC => CHW
+
+    def _load_raw_labels(self) -> Optional[np.ndarray]:
+        """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without dataset.json."""
+        if 'dataset.json' not in self._all_fnames:
+            return None
+        try:
+            with self._open_file('dataset.json') as f:
+                labels = json.load(f)['labels']
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f'{self._path}: dataset.json must be {{"labels": [["<image path>", [25 floats]], ...]}} '
+                             f'({type(err).__name__}: {err})') from err
+        if labels is None:
+            return None
+        return _labels_in_image_order(dict(labels), self._image_fnames, self._path)
+
+
+def _labels_in_image_order(labels: Dict[str, object], image_fnames: List[str], where: str) -> np.ndarray:
+    """Validates the label dict against the image list and returns the labels as one array."""
+    labels = {key.replace('\\', '/'): value for key, value in labels.items()}
+    missing = [f for f in image_fnames if f not in labels]
+    extra = sorted(set(labels) - set(image_fnames))
+    if missing or extra:
+        raise ValueError(f'{where}: dataset.json does not match the images: '
+                         f'{len(missing)} image(s) without a label {missing[:5]}, '
+                         f'{len(extra)} label(s) without an image {extra[:5]}')
+
+    if all(isinstance(labels[f], int) and not isinstance(labels[f], bool) for f in image_fnames):
+        class_labels = np.array([labels[f] for f in image_fnames], dtype=np.int64)
+        if np.any(class_labels < 0):
+            raise ValueError(f'{where}: class labels must be >= 0, got {class_labels.min()}')
+        return class_labels
+
+    rows = []
+    for fname in image_fnames:
+        try:
+            row = np.asarray(labels[fname], dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'{where}: label of "{fname}" is not a list of numbers ({err})') from err
+        if row.shape != (CAMERA_LABEL_DIM,):
+            raise ValueError(f'{where}: label of "{fname}" has shape {row.shape}; a camera label is 25 numbers: '
+                             f'16 of the cam2world matrix then 9 of the intrinsics')
+        if not np.all(np.isfinite(row)):
+            raise ValueError(f'{where}: label of "{fname}" has non-finite values: {row.tolist()}')
+        rows.append(row)
+    return np.stack(rows)
