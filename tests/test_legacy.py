@@ -1,0 +1,241 @@
+"""legacy.load_network_pkl: network pickles load into this project's classes and never run code from the file."""
+
+import copy
+import importlib
+import io
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import dnnlib
+import legacy
+from torch_utils import persistence
+
+
+@persistence.persistent_class
+class LegacyTinyLayer(torch.nn.Module):
+    """y = softplus(x @ weight.T * weight_gain + bias); weight_gain is a numpy float as in EG3D."""
+
+    def __init__(self, in_features, out_features, lr_multiplier=1.0):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]))
+        self.bias = torch.nn.Parameter(torch.randn([out_features]))
+        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+
+    def forward(self, x):
+        return x @ (self.weight * self.weight_gain).t() + self.bias
+
+
+@persistence.persistent_class
+class LegacyTinyNet(torch.nn.Module):
+    """A persistent network with a plain Sequential/Softplus, a buffer and a mutable plain attribute."""
+
+    def __init__(self, width, mapping_kwargs={}, rendering_kwargs={}):
+        super().__init__()
+        self.net = torch.nn.Sequential(LegacyTinyLayer(width, width, **mapping_kwargs), torch.nn.Softplus())
+        self.out = LegacyTinyLayer(width, 2)
+        self.register_buffer('w_avg', torch.zeros([width]))
+        self.register_buffer('scratch', torch.zeros([1]), persistent=False)
+        self.rendering_kwargs = rendering_kwargs
+        self.neural_rendering_resolution = 64
+
+    def forward(self, x):
+        return self.out(self.net(x - self.w_avg)) * self.neural_rendering_resolution
+
+
+class _Forged:
+    """Pickles as an arbitrary call `func(*args)`: what a hostile or foreign file can contain."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _tiny_snapshot(seed=0):
+    torch.manual_seed(seed)
+    kwargs = dict(mapping_kwargs=dnnlib.EasyDict(lr_multiplier=0.5), rendering_kwargs={'box_warp': 1})
+    G = LegacyTinyNet(4, **kwargs)
+    D = LegacyTinyNet(4)
+    with torch.no_grad():
+        G.w_avg.copy_(torch.randn(4))
+    G.neural_rendering_resolution = 32  # changed after construction, as EG3D's training loop does
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    return dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=dnnlib.EasyDict(path='ffhq.zip', use_labels=True),
+                augment_pipe=None, extra={'kimg': np.int64(12), 'rng': torch.arange(3, dtype=torch.uint8)})
+
+
+def _load(obj_or_bytes, **kwargs):
+    data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else pickle.dumps(obj_or_bytes)
+    return legacy.load_network_pkl(io.BytesIO(data), **kwargs)
+
+
+def _raw_global_pickle(qualified_name):
+    """Protocol-0 pickle that calls `qualified_name()`; the global is looked up before anything runs."""
+    module, _, name = qualified_name.rpartition('.')
+    return f'c{module}\n{name}\n(tR.'.encode()
+
+
+def test_round_trip_gives_identical_networks():
+    snap = _tiny_snapshot()
+    data = _load(snap)
+    x = torch.randn(3, 4)
+    for key in ('G', 'D', 'G_ema'):
+        net = data[key]
+        assert type(net) is LegacyTinyNet and net is not snap[key]
+        assert torch.equal(net(x), snap[key](x))
+        assert net.init_kwargs == snap[key].init_kwargs
+        assert net.training == snap[key].training
+        assert [p.requires_grad for p in net.parameters()] == [p.requires_grad for p in snap[key].parameters()]
+    assert data['G'].neural_rendering_resolution == 32 and data['G'].rendering_kwargs == {'box_warp': 1}
+    assert isinstance(data['G'].init_kwargs.mapping_kwargs, dnnlib.EasyDict)
+    assert float(data['G'].net[0].weight_gain) == 0.5 / 2
+    assert data['training_set_kwargs'] == {'path': 'ffhq.zip', 'use_labels': True} and data['augment_pipe'] is None
+    assert data['extra']['kimg'] == 12 and torch.equal(data['extra']['rng'], torch.arange(3, dtype=torch.uint8))
+
+
+def test_accepts_path_and_defaults_missing_optional_keys(tmp_path):
+    snap = _tiny_snapshot()
+    del snap['training_set_kwargs'], snap['augment_pipe']
+    path = tmp_path / 'net.pkl'
+    path.write_bytes(pickle.dumps(snap))
+    data = legacy.load_network_pkl(str(path))
+    assert data['training_set_kwargs'] is None and data['augment_pipe'] is None
+
+
+def _eg3d_meta(net, module_src):
+    """`meta` exactly as EG3D's persistence writes it, but with a foreign `module_src`."""
+    return dict(type='class', version=6, module_src=module_src, class_name=type(net).__name__,
+                state=dict(net.__dict__))
+
+
+def test_eg3d_layout_with_foreign_source_loads_without_running_it(tmp_path):
+    marker = tmp_path / 'pwned'
+    evil_src = f'open({str(marker)!r}, "w").write("ran")\nclass LegacyTinyNet:\n    pass\n'
+    snap = _tiny_snapshot()
+    inner = [_Forged(persistence._reconstruct_persistent_obj, _eg3d_meta(layer, evil_src))
+             for layer in (snap['G'].net[0], snap['G'].out)]
+    state = dict(snap['G'].__dict__)
+    state['_modules'] = dict(net=torch.nn.Sequential(), out=inner[1])
+    state['_modules']['net'].__dict__['_modules'] = {'0': inner[0], '1': torch.nn.Softplus()}
+    meta = dict(type='class', version=6, module_src=evil_src, class_name='LegacyTinyNet', state=state)
+    G = _Forged(persistence._reconstruct_persistent_obj, meta)
+    data = _load(dict(G=G, D=G, G_ema=G))
+    x = torch.randn(2, 4)
+    assert type(data['G']) is LegacyTinyNet and torch.equal(data['G'](x), snap['G'](x))
+    assert not marker.exists()
+
+
+def test_class_name_disambiguated_by_module_source(tmp_path, monkeypatch):
+    # A second module of "ours" defining a persistent class with the same name.
+    (tmp_path / 'legacy_twin_module.py').write_text(
+        'import torch\nfrom torch_utils import persistence\n\n'
+        '@persistence.persistent_class\nclass LegacyTinyLayer(torch.nn.Module):\n'
+        '    def __init__(self, in_features, out_features, lr_multiplier=1.0):\n'
+        '        super().__init__()\n        self.weight = torch.nn.Parameter(torch.ones([out_features, in_features]))\n\n'
+        'class TwinOnlyHelper:\n    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    twin = importlib.import_module('legacy_twin_module')
+    try:
+        layer = LegacyTinyLayer(3, 2)
+        for src, expected in [('class LegacyTinyLayer:\n    pass\nclass LegacyTinyNet:\n    pass\n', LegacyTinyLayer),
+                              ('class LegacyTinyLayer:\n    pass\nclass TwinOnlyHelper:\n    pass\n', twin.LegacyTinyLayer)]:
+            record = legacy._PersistentRecord(_eg3d_meta(layer, src))
+            assert legacy._resolve_class(record, 'G') is expected
+    finally:
+        persistence._decorators.discard(twin.LegacyTinyLayer)
+        sys.modules.pop('legacy_twin_module')
+
+
+@pytest.mark.parametrize('name', ['os.system', 'posix.system', 'builtins.eval', 'builtins.exec', 'builtins.getattr',
+                                  'builtins.__import__', 'subprocess.Popen', 'torch.load', 'copyreg._reconstructor',
+                                  'torch._utils._rebuild_tensor', 'pickle.loads'])
+def test_dangerous_globals_are_refused_by_name(name):
+    with pytest.raises(legacy.NetworkPickleError, match=f'refusing to load global {name}( \\(os.system\\))? from'):
+        _load(_raw_global_pickle(name))
+
+
+def test_os_system_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / 'x'
+    snap = _tiny_snapshot()
+    snap['training_set_kwargs'] = _Forged(os.system, f'touch {marker}')
+    with pytest.raises(pickle.UnpicklingError, match=r'refusing to load global (posix|nt)\.system \(os\.system\)') as info:
+        _load(snap)
+    assert 'network pickle' in str(info.value)
+    assert not marker.exists()
+
+
+def test_storage_bytes_are_read_weights_only(tmp_path):
+    marker = tmp_path / 'x'
+    buf = io.BytesIO()
+    torch.save(_Forged(os.system, f'touch {marker}'), buf)
+    evil = _Forged(torch.storage._load_from_bytes, buf.getvalue())
+    with pytest.raises(legacy.NetworkPickleError, match='more than a plain storage'):
+        _load(dict(G=evil, D=None, G_ema=None))
+    assert not marker.exists()
+
+
+def test_truncated_file_gives_clear_error(tmp_path):
+    path = tmp_path / 'network-snapshot-000123.pkl'
+    data = pickle.dumps(_tiny_snapshot())
+    for cut in (len(data) // 2, len(data) - 1, 5):
+        path.write_bytes(data[:cut])
+        with open(path, 'rb') as f, pytest.raises(pickle.UnpicklingError, match='truncated or corrupt') as info:
+            legacy.load_network_pkl(f)
+        assert str(path) in str(info.value)
+
+
+def test_unknown_class_lists_known_ones():
+    meta = _eg3d_meta(LegacyTinyLayer(2, 2), 'class NoSuchNet:\n    pass\n')
+    meta['class_name'] = 'NoSuchNet'
+    G = _Forged(persistence._reconstruct_persistent_obj, meta)
+    with pytest.raises(ValueError, match='no persistent class "NoSuchNet".*known classes:.*LegacyTinyNet'):
+        _load(dict(G=G, D=G, G_ema=G))
+
+
+def test_tensor_mismatches_name_the_key():
+    snap = _tiny_snapshot()
+    bad = LegacyTinyNet(4)
+    bad.out.bias = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r'"out.bias" has shape \(3,\) in the file but \(2,\)'):
+        _load(dict(snap, G=bad))
+    extra = LegacyTinyNet(4)
+    extra.register_buffer('mystery', torch.zeros(2))
+    with pytest.raises(ValueError, match='"mystery"'):
+        _load(dict(snap, D=extra))
+
+
+def test_missing_tensors_keep_initial_values_with_a_warning():
+    snap = _tiny_snapshot()
+    del snap['G']._buffers['w_avg']
+    with pytest.warns(UserWarning, match='1 tensor.*w_avg'):
+        data = _load(snap)
+    assert torch.equal(data['G'].w_avg, torch.zeros(4))
+
+
+def test_class_names_in_init_kwargs_are_checked():
+    snap = _tiny_snapshot()
+    snap['G']._init_kwargs['rendering_kwargs'] = {'superresolution_module': 'os.system'}
+    with pytest.raises(ValueError, match="superresolution_module.*os.system.*not a persistent class"):
+        _load(snap)
+
+
+def test_not_a_network_dict():
+    with pytest.raises(ValueError, match=r"keys \['G', 'D', 'G_ema'\]; found \['G'\]"):
+        _load({'G': 1})
+    with pytest.raises(ValueError, match='TensorFlow'):
+        _load((1, 2, 3))
+    snap = _tiny_snapshot()
+    with pytest.raises(ValueError, match='plain torch.nn.modules.activation.Softplus'):
+        _load(dict(snap, D=torch.nn.Softplus()))
+
+
+def test_force_fp16_rewrites_kwargs():
+    snap = _tiny_snapshot()
+    with pytest.raises(TypeError, match='num_fp16_res'):  # LegacyTinyNet takes no such argument
+        _load(snap, force_fp16=True)
