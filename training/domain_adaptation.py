@@ -1,0 +1,321 @@
+"""Domain Adaptation Module (DAM): a second, domain-driven style path in every modulated layer.
+
+Per modulated layer l (conv0 / conv1 / torgb of every synthesis and super-resolution block) the
+domain code d_l (a w+-shaped code, (N, num_ws, w_dim), from a stored domain or the encoder):
+- domain modulation: a second affine `affine1` B_l gives t_l = 1 + alpha * g * (B_l(d_l) - 1), and
+  the layer's weights are modulated by s_l * t_l before the usual demodulation (g = 1 for the
+  convolutions; for torgb g is its weight gain, the gain its s_l gets too);
+- ModRes (blocks up to `modres_max_res`): x <- x + alpha * R(x, d_l) after each convolution, R two
+  AdaIN-driven 3x3 convolutions (`res0` after conv0, `res1` after conv1).
+B_l starts at weight 0 / bias 1 and R's output convolution at 0, so a fresh DAM is the identity:
+the generator renders exactly what the source EG3D renders, for any code and any alpha; alpha = 0
+or no domain input is always exactly EG3D. See docs/method.md for the equations and options.
+
+The layers (training.layers, training.networks_stylegan2, training.superresolution) call the
+pieces here; TriPlaneGenerator mixes in `DomainInputMixin` for the stored codes and the encoder.
+"""
+
+import contextlib
+import copy
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+import dnnlib
+
+MODRES_MODES = ('residual', 'pstyle3d_release')
+DOMAIN_KWARGS_DEFAULTS = dict(
+    domain_names=(),            # Trained domains whose mean code the network stores, selected by name.
+    encoder_kwargs=None,        # GradualStyleEncoder kwargs (num_ws / w_dim filled in); None = no encoder.
+    modres_max_res=32,          # ModRes in the backbone blocks of resolution <= this (0 = none).
+    sr_modres=False,            # ModRes in the super-resolution blocks too (the authors' 512 release has it).
+    modres_mode='residual',     # 'residual' (x + alpha * R(x)) or 'pstyle3d_release' (x + alpha * x, see ModRes).
+)
+
+
+def parse_domain_kwargs(domain_kwargs: Optional[dict]) -> Optional[dnnlib.EasyDict]:
+    """Validate `domain_kwargs` and fill in defaults; None (no DAM) stays None."""
+    if domain_kwargs is None:
+        return None
+    unknown = sorted(set(domain_kwargs) - set(DOMAIN_KWARGS_DEFAULTS))
+    if unknown:
+        raise ValueError(f'unknown domain_kwargs {unknown}; expected some of {sorted(DOMAIN_KWARGS_DEFAULTS)}')
+    kwargs = dnnlib.EasyDict(copy.deepcopy(DOMAIN_KWARGS_DEFAULTS))
+    kwargs.update(copy.deepcopy(dict(domain_kwargs)))
+    names = kwargs.domain_names
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f'domain_names must be a list of distinct non-empty names, got {names!r}')
+    kwargs.domain_names = list(names)
+    if kwargs.modres_mode not in MODRES_MODES:
+        raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {kwargs.modres_mode!r}')
+    return kwargs
+
+
+@contextlib.contextmanager
+def rng_neutral():
+    """Build DAM modules without consuming the global CPU RNG, so that EG3D's own weights come out the
+    same for a given seed with or without the DAM."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
+def init_domain_affine_(affine: torch.nn.Module) -> torch.nn.Module:
+    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity."""
+    with torch.no_grad():
+        affine.weight.zero_()
+        affine.bias.fill_(1)
+    return affine
+
+
+def apply_domain_modulation(styles: torch.Tensor, affine1: Optional[torch.nn.Module], d: Optional[torch.Tensor],
+                            alpha: float, gain: float = 1) -> torch.Tensor:
+    """styles (N, C) -> styles * t with t = 1 + alpha * gain * (affine1(d) - 1); d (N, w_dim).
+
+    Returns `styles` itself when there is no domain input or alpha == 0 (exactly EG3D).
+    """
+    if d is None or alpha == 0:
+        return styles
+    if affine1 is None:
+        raise ValueError('a domain code reached a layer built without the domain path '
+                         '(build the generator with domain_kwargs)')
+    t = affine1(d.to(torch.float32))
+    t = 1 + (alpha * gain) * (t - 1)
+    return styles * t
+
+
+class AdaptiveInstanceNorm(torch.nn.Module):
+    """AdaIN: instance-normalise x (N, C, H, W), then scale and shift by (gamma, beta) = style(s)."""
+
+    def __init__(self, channels: int, style_dim: int):
+        super().__init__()
+        self.style = torch.nn.Linear(style_dim, 2 * channels)
+        with torch.no_grad():
+            self.style.bias[:channels] = 1  # gamma starts at 1, beta at 0
+            self.style.bias[channels:] = 0
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.style(s).unsqueeze(2).unsqueeze(3).chunk(2, dim=1)
+        return gamma * torch.nn.functional.instance_norm(x, eps=1e-5) + beta
+
+
+class ModResConv(torch.nn.Module):
+    """3x3 convolution with equalised learning rate, bias and leaky ReLU (gain sqrt 2): (N, C, H, W) -> same."""
+
+    def __init__(self, channels: int, zero_init: bool = False):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(channels, channels, 3, 3) if zero_init
+                                         else torch.randn(channels, channels, 3, 3))
+        self.bias = torch.nn.Parameter(torch.zeros(channels))
+        self.weight_gain = 1 / np.sqrt(channels * 9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.conv2d(x, self.weight * self.weight_gain, padding=1)
+        return torch.nn.functional.leaky_relu(x + self.bias.view(1, -1, 1, 1), 0.2) * np.sqrt(2)
+
+
+class ModRes(torch.nn.Module):
+    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d).
+
+    R(x, d) = conv2(AdaIN2(conv(AdaIN(x, s)), s)) with s = affine(d). `conv2` starts at zero, so
+    R = 0 until trained. Names (`conv`, `conv2`, `norm`, `norm2`, `affine`) follow the authors'
+    release (their AdaResBlock). modres_mode='pstyle3d_release' reproduces that release's forward,
+    which computes R but returns input + skip, i.e. x + alpha * x (twice the input at alpha = 1):
+    only for rendering their published weights as they render.
+    """
+
+    def __init__(self, channels: int, w_dim: int, mode: str = 'residual'):
+        super().__init__()
+        if mode not in MODRES_MODES:
+            raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {mode!r}')
+        self.channels = channels
+        self.mode = mode
+        self.affine = torch.nn.Linear(w_dim, w_dim)
+        with torch.no_grad():
+            self.affine.bias.fill_(1)
+        self.norm = AdaptiveInstanceNorm(channels, w_dim)
+        self.conv = ModResConv(channels)
+        self.norm2 = AdaptiveInstanceNorm(channels, w_dim)
+        self.conv2 = ModResConv(channels, zero_init=True)
+
+    def residual(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """R(x, d) in float32: (N, C, H, W)."""
+        s = self.affine(d.to(torch.float32))
+        h = self.conv(self.norm(x.to(torch.float32), s))
+        return self.conv2(self.norm2(h, s))
+
+    def forward(self, x: torch.Tensor, d: Optional[torch.Tensor], alpha: float = 1) -> torch.Tensor:
+        if d is None or alpha == 0:
+            return x
+        if self.mode == 'pstyle3d_release':
+            return x + alpha * x
+        return x + (alpha * self.residual(x, d)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.channels}, mode={self.mode}'
+
+
+def backbone_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
+    """Extra SynthesisNetwork kwargs for a DAM-enabled backbone ({} without DAM: EG3D's exact kwargs)."""
+    kwargs = parse_domain_kwargs(domain_kwargs)
+    if kwargs is None:
+        return {}
+    return dict(use_dam=True, modres_max_res=kwargs.modres_max_res, modres_mode=kwargs.modres_mode)
+
+
+def superresolution_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
+    """Extra super-resolution kwargs for a DAM-enabled generator ({} without DAM)."""
+    kwargs = parse_domain_kwargs(domain_kwargs)
+    if kwargs is None:
+        return {}
+    return dict(use_dam=True, modres=kwargs.sr_modres, modres_mode=kwargs.modres_mode)
+
+
+DomainInput = Union[None, str, torch.Tensor]
+
+
+class DomainInputMixin:
+    """Stored domain codes and the exemplar encoder of a DAM-enabled generator (TriPlaneGenerator).
+
+    Registers a `domain_codes` buffer (K, num_ws, w_dim), one mean code per name in
+    `domain_kwargs['domain_names']`, and the encoder as `self.encoder` (or None).
+    """
+
+    def _init_domain_input(self, domain_kwargs: Optional[dict], num_ws: int, w_dim: int) -> None:
+        kwargs = parse_domain_kwargs(domain_kwargs)
+        self.domain_kwargs = kwargs
+        self.encoder = None
+        if kwargs is None:
+            return
+        self.register_buffer('domain_codes', torch.zeros(len(kwargs.domain_names), num_ws, w_dim))
+        if kwargs.encoder_kwargs is not None:
+            from training.encoders import GradualStyleEncoder  # deferred: only DAM generators need it
+            with rng_neutral():
+                self.encoder = GradualStyleEncoder(num_ws=num_ws, w_dim=w_dim, **kwargs.encoder_kwargs)
+
+    @property
+    def domain_names(self) -> List[str]:
+        return [] if self.domain_kwargs is None else list(self.domain_kwargs.domain_names)
+
+    def _domain_index(self, name: str) -> int:
+        if self.domain_kwargs is None:
+            raise ValueError(f'domain "{name}" requested, but this generator has no domain path '
+                             '(built without domain_kwargs: a plain EG3D generator)')
+        if name not in self.domain_kwargs.domain_names:
+            raise ValueError(f'unknown domain "{name}"; this generator knows {self.domain_names}')
+        return self.domain_kwargs.domain_names.index(name)
+
+    def set_domain_code(self, name: str, code: torch.Tensor) -> None:
+        """Store a domain's code, (num_ws, w_dim) or (1, num_ws, w_dim) -- usually the mean of the
+        encoder's codes over the domain's training exemplars."""
+        idx = self._domain_index(name)
+        shape = tuple(self.domain_codes.shape[1:])
+        if tuple(code.shape) not in (shape, (1,) + shape):
+            raise ValueError(f'domain code for "{name}" must be {shape} or (1, {shape[0]}, {shape[1]}), '
+                             f'got {tuple(code.shape)}')
+        with torch.no_grad():
+            self.domain_codes[idx].copy_(code.reshape(shape))
+
+    def get_domain_code(self, domain: DomainInput, batch_size: int,
+                        source_ws: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """Per-layer domain code (batch_size, num_ws, w_dim), or None for no domain input.
+
+        domain: None; a stored domain's name; a code (N or 1, num_ws, w_dim); or exemplar images
+        (N or 1, 3, H, W) in [-1, 1], encoded by `self.encoder` (with the natural face's `source_ws`
+        (N, num_ws, w_dim) when the encoder has a source branch).
+        """
+        if domain is None:
+            return None
+        if isinstance(domain, str):
+            return self.domain_codes[self._domain_index(domain)].unsqueeze(0).expand(batch_size, -1, -1)
+        if not isinstance(domain, torch.Tensor):
+            raise ValueError(f'domain must be None, a domain name, a code or exemplar images; got {type(domain)}')
+        if self.domain_kwargs is None:
+            raise ValueError('a domain code or exemplar was given, but this generator has no domain path '
+                             '(built without domain_kwargs: a plain EG3D generator)')
+        num_ws, w_dim = self.domain_codes.shape[1:]
+        if domain.ndim == 4:
+            if self.encoder is None:
+                raise ValueError('exemplar images need a domain encoder: build the generator with '
+                                 "domain_kwargs['encoder_kwargs'], or pass a stored domain name or a code")
+            if source_ws is not None and domain.shape[0] != source_ws.shape[0]:
+                domain = self._broadcast(domain, source_ws.shape[0], 'exemplar images')
+            code = self.encoder(domain, source_ws if self.encoder.source_proj is not None else None)
+        elif domain.ndim == 3 and tuple(domain.shape[1:]) == (num_ws, w_dim):
+            code = domain.to(torch.float32)
+        else:
+            raise ValueError(f'domain tensor must be a code (N, {num_ws}, {w_dim}) or exemplar images (N, 3, H, W); '
+                             f'got shape {tuple(domain.shape)}')
+        return self._broadcast(code, batch_size, 'domain code')
+
+    @staticmethod
+    def _broadcast(x: torch.Tensor, batch_size: int, what: str) -> torch.Tensor:
+        if x.shape[0] == batch_size:
+            return x
+        if x.shape[0] == 1:
+            return x.expand(batch_size, *x.shape[1:])
+        raise ValueError(f'{what} has batch {x.shape[0]}, expected {batch_size} or 1')
+
+
+def check_alpha(alpha: float) -> float:
+    """The domain strength: 0 = the natural face (exactly EG3D), 1 = the style, > 1 exaggerates."""
+    alpha = float(alpha)
+    if not np.isfinite(alpha):
+        raise ValueError(f'alpha must be a finite number, got {alpha}')
+    return alpha
+
+
+def enable_domain_adaptation(G_kwargs: dict, domain_names: Sequence[str] = (), **domain_kwargs) -> dnnlib.EasyDict:
+    """EG3D generator kwargs -> the same kwargs plus `domain_kwargs` (see DOMAIN_KWARGS_DEFAULTS).
+
+    Example: kw = enable_domain_adaptation(G_kwargs, ['pixar'], encoder_kwargs=dict(img_resolution=256));
+    G = dnnlib.util.construct_class_by_name(**kw); copy_source_weights(G_src, G).
+    """
+    kwargs = dnnlib.EasyDict(copy.deepcopy(dict(G_kwargs)))
+    kwargs.domain_kwargs = dict(parse_domain_kwargs(dict(domain_kwargs, domain_names=list(domain_names))))
+    return kwargs
+
+
+def copy_source_weights(src: torch.nn.Module, dst: torch.nn.Module) -> List[str]:
+    """Copy every parameter and buffer of `src` (e.g. an EG3D generator) into `dst` (its DAM-enabled
+    twin) by name; `dst`'s extra tensors (the DAM, stored codes, encoder) keep their values.
+
+    Raises ValueError when a tensor of `src` is missing in `dst` or differs in shape. Returns the
+    names of `dst` that `src` did not provide.
+    """
+    src_state = src.state_dict()
+    dst_state = dst.state_dict()
+    bad = [k for k, v in src_state.items() if k not in dst_state or dst_state[k].shape != v.shape]
+    if bad:
+        raise ValueError(f'{len(bad)} tensors of the source do not fit the target, e.g. {bad[:3]}: '
+                         'build the target from the source\'s init kwargs (enable_domain_adaptation)')
+    with torch.no_grad():
+        for k, v in src_state.items():
+            dst_state[k].copy_(v)
+    return [k for k in dst_state if k not in src_state]
+
+
+def with_domain_adaptation(G_src: torch.nn.Module, domain_names: Sequence[str] = (), **domain_kwargs) -> torch.nn.Module:
+    """A DAM-enabled copy of generator `G_src` (rebuilt from its init kwargs, EG3D weights copied).
+
+    Renders exactly as `G_src` until the DAM is trained. `G_src` must carry `init_kwargs` (every
+    persistent network does) and its class must accept `domain_kwargs` (TriPlaneGenerator).
+    """
+    init_kwargs = getattr(G_src, 'init_kwargs', None)
+    if init_kwargs is None:
+        raise ValueError('G_src has no init_kwargs: it must be a persistent network (torch_utils.persistence)')
+    kwargs = enable_domain_adaptation(init_kwargs, domain_names, **domain_kwargs)
+    G = type(G_src)(*getattr(G_src, 'init_args', ()), **kwargs)
+    copy_source_weights(G_src, G)
+    for attr in ('neural_rendering_resolution', 'rendering_kwargs'):
+        if hasattr(G_src, attr):
+            setattr(G, attr, copy.deepcopy(getattr(G_src, attr)))
+    return G.to(next(G_src.parameters()).device)
+
+
+def mean_domain_code(encoder: torch.nn.Module, exemplars: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """Mean code (num_ws, w_dim) of `encoder` over exemplar images (M, 3, H, W) in [-1, 1]."""
+    with torch.no_grad():
+        codes = [encoder(exemplars[i:i + batch_size]) for i in range(0, exemplars.shape[0], batch_size)]
+    return torch.cat(codes).mean(dim=0)
+
