@@ -216,6 +216,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _unpickle(f: BinaryIO, source: str) -> Any:
+    if f.seekable():
+        head = f.read(4)
+        f.seek(-len(head), io.SEEK_CUR)
+        if head == b'PK\x03\x04':
+            raise NetworkPickleError(f'{source} is a zip archive (e.g. a torch.save() state dict), not a network '
+                                     f'pickle; network pickles are plain pickles of a dict with G, D, G_ema')
     try:
         return _RestrictedUnpickler(f, source).load()
     except NetworkPickleError:

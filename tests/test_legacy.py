@@ -239,3 +239,10 @@ def test_force_fp16_rewrites_kwargs():
     snap = _tiny_snapshot()
     with pytest.raises(TypeError, match='num_fp16_res'):  # LegacyTinyNet takes no such argument
         _load(snap, force_fp16=True)
+
+
+def test_torch_save_archive_is_recognised():
+    buf = io.BytesIO()
+    torch.save({'G': torch.zeros(2)}, buf)
+    with pytest.raises(legacy.NetworkPickleError, match='zip archive'):
+        legacy.load_network_pkl(io.BytesIO(buf.getvalue()))
