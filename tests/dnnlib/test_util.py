@@ -31,7 +31,7 @@ def server(tmp_path):
     _CountingHandler.hits = []
     handler = lambda *a, **kw: _CountingHandler(*a, directory=str(root), **kw)  # noqa: E731
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
     thread.start()
     yield f'http://127.0.0.1:{httpd.server_address[1]}', root
     httpd.shutdown()
