@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from training.encoders import GradualStyleEncoder
 
 MODRES_MODES = ('residual', 'pstyle3d_release')
 DOMAIN_KWARGS_DEFAULTS = dict(
@@ -189,7 +190,6 @@ class DomainInputMixin:
             return
         self.register_buffer('domain_codes', torch.zeros(len(kwargs.domain_names), num_ws, w_dim))
         if kwargs.encoder_kwargs is not None:
-            from training.encoders import GradualStyleEncoder  # deferred: only DAM generators need it
             with rng_neutral():
                 self.encoder = GradualStyleEncoder(num_ws=num_ws, w_dim=w_dim, **kwargs.encoder_kwargs)
 
