@@ -4,7 +4,7 @@ A network pickle holds a dict with `G`, `D`, `G_ema`, `training_set_kwargs`, `au
 layout, see docs/formats.md); the networks are persistent objects (torch_utils/persistence.py)
 that carry their constructor arguments and the source code of their defining module.
 
-`load_network_pickle` never lets the file choose what runs: a restricted unpickler resolves only
+`load_network_pkl` never lets the file choose what runs: a restricted unpickler resolves only
 an allow-list of globals (tensor and storage rebuilds, containers, numpy scalars, the persistent
 object hook) and turns every network object into an inert record. The embedded `module_src` is
 never executed; each network is rebuilt as this project's class of the same name from its
@@ -20,7 +20,7 @@ import pickle
 import re
 import sys
 import warnings
-from typing import Any, BinaryIO, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterator, Tuple, Union
 
 import numpy as np
 import torch
