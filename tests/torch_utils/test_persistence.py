@@ -104,6 +104,25 @@ def test_pickle_layout_matches_eg3d():
     assert ('torch.nn.modules.activation', 'Softplus') in _globals(data)
 
 
+class _EG3DReferencePickler(pickle.Pickler):
+    """EG3D's recipe for persistent objects: take object.__reduce__()'s state, wrap it in `meta`."""
+
+    def reducer_override(self, obj):
+        if not persistence.is_persistent(obj):
+            return NotImplemented
+        fields = list(torch.nn.Module.__reduce__(obj))
+        meta = dict(type='class', version=6, module_src=obj._orig_module_src, class_name=type(obj).__name__,
+                    state=fields[2])
+        return persistence._reconstruct_persistent_obj, (meta,), None
+
+
+def test_pickle_bytes_equal_eg3d_recipe():
+    net = PersistTinyNet(3, layer_kwargs={'gain': 2.0})
+    buf = io.BytesIO()
+    _EG3DReferencePickler(buf, protocol=pickle.DEFAULT_PROTOCOL).dump(net)
+    assert pickle.dumps(net) == buf.getvalue()
+
+
 def test_round_trip_and_deepcopy_give_identical_outputs():
     torch.manual_seed(0)
     net = PersistTinyNet(4, layer_kwargs={'gain': 0.25}).eval()
