@@ -1,0 +1,302 @@
+"""Convert a folder or zip of images into an EG3D-format dataset (see docs/datasets.md).
+
+Output: `00000/img00000000.png`, ... (RGB, square, one resolution) and `dataset.json` with one
+25-number camera label per image: {"labels": [["00000/img00000000.png", [cam2world 16, intrinsics 9]], ...]}.
+"""
+
+import csv
+import functools
+import io
+import json
+import os
+import shutil
+import sys
+import zipfile
+from typing import Callable, Dict, List, Optional, Tuple
+
+import click
+import numpy as np
+import PIL.Image
+from tqdm import tqdm
+
+from training.dataset import CAMERA_LABEL_DIM, xflip_camera_label
+
+TRANSFORMS = ('none', 'center-crop', 'center-crop-wide')
+
+
+def open_image_source(source: str) -> Tuple[List[str], Callable[[str], PIL.Image.Image]]:
+    """(sorted relative image paths with '/' separators, loader name -> PIL image) of a folder or zip."""
+    PIL.Image.init()
+    is_image = lambda name: os.path.splitext(name)[1].lower() in PIL.Image.EXTENSION
+    if os.path.isdir(source):
+        names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
+                       for root, _dirs, files in os.walk(source) for f in files if is_image(f))
+        return names, lambda name: PIL.Image.open(os.path.join(source, name))
+    if os.path.isfile(source) and source.lower().endswith('.zip'):
+        try:
+            archive = zipfile.ZipFile(source)
+        except zipfile.BadZipFile as err:
+            raise click.ClickException(f'--source {source} is not a valid zip file ({err})')
+        names = sorted(n for n in archive.namelist() if is_image(n))
+        return names, lambda name: PIL.Image.open(io.BytesIO(archive.read(name)))
+    raise click.ClickException(f'--source must be a folder or a .zip file: {source}')
+
+
+def load_label_file(path: str) -> Dict[str, List[float]]:
+    """Camera labels by source image path from a .json (EG3D's dataset.json, or {name: [25]}) or .csv file.
+
+    CSV rows: image path, then 25 numbers (a header row is allowed).
+    """
+    try:
+        if path.lower().endswith('.json'):
+            with open(path) as f:
+                data = json.load(f)
+            data = dict(data['labels']) if isinstance(data, dict) and 'labels' in data else data
+            if not isinstance(data, dict):
+                raise ValueError('expected {"labels": [[name, [25 numbers]], ...]} or {name: [25 numbers]}')
+            labels = {str(k).replace('\\', '/'): v for k, v in data.items()}
+        elif path.lower().endswith('.csv'):
+            with open(path, newline='') as f:
+                rows = [row for row in csv.reader(f) if row]
+            if rows and not _is_number(rows[0][-1]):
+                rows = rows[1:]  # header
+            labels = {row[0].replace('\\', '/'): [float(v) for v in row[1:]] for row in rows}
+        else:
+            raise ValueError('the label file must end in .json or .csv')
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise click.ClickException(f'--labels {path}: {err}')
+    return _checked_labels(labels, f'--labels {path}')
+
+
+def _checked_labels(labels: Dict[str, object], where: str) -> Dict[str, List[float]]:
+    """The labels, after checking that each is 25 finite numbers."""
+    for name, label in labels.items():
+        try:
+            array = np.asarray(label, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = np.zeros(0)
+        if array.shape != (CAMERA_LABEL_DIM,) or not np.all(np.isfinite(array)):
+            raise click.ClickException(f'{where}: the label of "{name}" must be 25 finite numbers '
+                                       f'(16 of cam2world then 9 of the intrinsics), got {label!r}')
+    return labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def transform_image(image: PIL.Image.Image, transform: str, resolution: Optional[int]) -> np.ndarray:
+    """(R, R, 3) uint8 of an image: optional centre crop (as StyleGAN's dataset_tool), then resize."""
+    image = image.convert('RGB')
+    width, height = image.size
+    if transform == 'center-crop':
+        side = min(width, height)
+        image = image.crop(((width - side) // 2, (height - side) // 2, (width + side) // 2, (height + side) // 2))
+    elif transform == 'center-crop-wide':
+        # Keep the full width: crop to a 2:1 band, then pad it to a square with black bars.
+        band = min(height, width // 2)
+        image = image.crop((0, (height - band) // 2, width, (height + band) // 2))
+        canvas = PIL.Image.new('RGB', (width, width))
+        canvas.paste(image, (0, (width - band) // 2))
+        image = canvas
+    elif image.size[0] != image.size[1]:
+        raise ValueError(f'image is {width}x{height}, not square; use --transform=center-crop or --estimate-cameras')
+    if resolution is not None and image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), PIL.Image.LANCZOS)
+    return np.asarray(image)
+
+
+class DatasetWriter:
+    """Writes images and dataset.json into a .zip or a folder."""
+
+    def __init__(self, dest: str):
+        self._zip = zipfile.ZipFile(dest, 'w', compression=zipfile.ZIP_STORED) if dest.lower().endswith('.zip') else None
+        self._dest = dest
+        if self._zip is None:
+            os.makedirs(dest, exist_ok=True)
+
+    def write(self, name: str, data: bytes) -> None:
+        if self._zip is not None:
+            self._zip.writestr(name, data)
+            return
+        path = os.path.join(self._dest, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, format='png', compress_level=0, optimize=False)
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def _face_detector():
+    from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
+    try:
+        return FaceMeshDetector()
+    except FaceToolsMissing as err:
+        raise click.ClickException(str(err))
+
+
+def _parse_resolution(_ctx, _param, value: Optional[str]) -> Optional[int]:
+    if value is None:
+        return None
+    parts = value.lower().split('x')
+    if not all(p.isdigit() for p in parts) or len(parts) > 2 or len(set(parts)) != 1 or int(parts[0]) < 1:
+        raise click.BadParameter(f'expected a square size such as 512 or 512x512, got "{value}"')
+    return int(parts[0])
+
+
+@click.command()
+@click.option('--source', help='Folder or zip of input images', metavar='PATH', required=True)
+@click.option('--dest', help='Output .zip (or folder)', metavar='PATH', required=True)
+@click.option('--max-images', help='Use at most this many input images', metavar='INT', type=click.IntRange(min=1))
+@click.option('--resolution', help='Output size, e.g. 512 or 512x512 [default: input size]', metavar='SIZE',
+              callback=_parse_resolution)
+@click.option('--transform', help='Crop before resizing (ignored with --estimate-cameras)',
+              type=click.Choice(TRANSFORMS), default='none', show_default=True)
+@click.option('--labels', help='Camera labels: a .json (dataset.json format) or .csv file', metavar='FILE')
+@click.option('--estimate-cameras', help='Detect each face, crop it as EG3D does and estimate its camera',
+              is_flag=True)
+@click.option('--multiple-faces', help='With --estimate-cameras: skip images with several faces, or use the largest',
+              type=click.Choice(['skip', 'largest']), default='skip', show_default=True)
+@click.option('--mirror', help='Add a mirrored copy of every image (with the mirrored camera label)', is_flag=True)
+@click.option('--dry-run', help='Print what would be written and stop', is_flag=True)
+@click.option('--overwrite', help='Replace an existing --dest', is_flag=True)
+def convert_dataset(source: str, dest: str, max_images: Optional[int], resolution: Optional[int], transform: str,
+                    labels: Optional[str], estimate_cameras: bool, multiple_faces: str, mirror: bool,
+                    dry_run: bool, overwrite: bool) -> None:
+    """Convert a folder or zip of images into an EG3D-format dataset zip with camera labels.
+
+    Labels come from --labels, from a dataset.json inside --source, or from --estimate-cameras
+    (needs the optional face tools: pip install -r requirements-faces.txt). Images that fail
+    (no face, several faces, unreadable) are skipped and listed at the end.
+
+    Examples:
+
+    \b
+    # Portraits of a new style, faces detected, cropped and labelled, plus mirrored copies:
+    python dataset_tool.py --source=~/pixar-raw --dest=~/datasets/pixar512.zip \\
+        --resolution=512 --estimate-cameras --mirror
+
+    \b
+    # Already-cropped square images with labels in a CSV file (name, then 25 numbers per row):
+    python dataset_tool.py --source=~/crops --dest=~/datasets/crops256.zip --resolution=256 --labels=~/cams.csv
+
+    \b
+    # Re-encode an EG3D dataset at 128x128 (its dataset.json labels are kept), check first:
+    python dataset_tool.py --source=~/datasets/ffhq512.zip --dest=~/datasets/ffhq128.zip --resolution=128 --dry-run
+    """
+    source, dest = os.path.expanduser(source), os.path.expanduser(dest)
+    names, load = open_image_source(source)
+    if not names:
+        raise click.ClickException(f'no images found in --source {source}')
+    names = names[:max_images]
+    if labels is not None and estimate_cameras:
+        raise click.ClickException('give either --labels or --estimate-cameras, not both')
+    label_map, label_origin = None, 'none (the dataset will have no labels)'
+    if labels is not None:
+        label_map, label_origin = load_label_file(os.path.expanduser(labels)), labels
+    elif estimate_cameras:
+        label_origin = 'estimated from face landmarks'
+        _face_detector()  # fail now, with the install hint, if the face tools are missing
+    else:
+        label_map = _source_labels(source)
+        label_origin = 'dataset.json of --source' if label_map is not None else label_origin
+    if label_map is not None:
+        missing = [n for n in names if n not in label_map]
+        if missing:
+            raise click.ClickException(f'{len(missing)} image(s) have no label in {label_origin}: {missing[:5]}')
+        if transform != 'none':
+            # Normalised intrinsics survive a resize of a square image, not a crop.
+            raise click.ClickException(f'--transform={transform} would invalidate the camera labels; '
+                                       f'labelled images must already be square crops')
+
+    outputs = len(names) * (2 if mirror else 1)
+    click.echo(f'{len(names)} source images from {source}; labels: {label_origin}; '
+               f'resolution: {resolution or "as input"}; {outputs} images -> {dest}')
+    if dry_run:
+        return
+    if os.path.exists(dest):
+        if not overwrite:
+            raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it')
+        shutil.rmtree(dest) if os.path.isdir(dest) else os.remove(dest)
+    if dest.lower().endswith('.zip'):
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+
+    writer = DatasetWriter(dest)
+    out_labels, skipped, index = [], [], 0
+    for name in tqdm(names, desc='dataset_tool', unit='img', file=sys.stderr):
+        try:
+            image, label = _prepare(load(name), transform, resolution, estimate_cameras, multiple_faces,
+                                    None if label_map is None else np.asarray(label_map[name], dtype=np.float32))
+        except (OSError, ValueError) as err:
+            skipped.append(f'{name}: {err}')
+            continue
+        idx_str = f'{index:08d}'
+        copies = [(f'{idx_str[:5]}/img{idx_str}.png', image, label)]
+        if mirror:
+            copies.append((f'{idx_str[:5]}/img{idx_str}_mirror.png', image[:, ::-1],
+                           None if label is None else xflip_camera_label(label)))
+        for out_name, out_image, out_label in copies:
+            writer.write(out_name, _png_bytes(np.ascontiguousarray(out_image)))
+            if out_label is not None:
+                out_labels.append([out_name, [float(v) for v in out_label]])
+        index += 1
+    writer.write('dataset.json', json.dumps({'labels': out_labels if label_map is not None or estimate_cameras
+                                             else None}).encode())
+    writer.close()
+
+    for line in skipped:
+        click.echo(f'skipped {line}', err=True)
+    click.echo(f'wrote {index * (2 if mirror else 1)} images to {dest}; skipped {len(skipped)}')
+    if index == 0:
+        raise click.ClickException('every image was skipped; nothing usable was written')
+
+
+def _prepare(image: PIL.Image.Image, transform: str, resolution: Optional[int], estimate_cameras: bool,
+             multiple_faces: str, label: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image."""
+    if not estimate_cameras:
+        return transform_image(image, transform, resolution), label
+    from dataset_preprocessing import face_pose
+    rgb = np.asarray(image.convert('RGB'))
+    landmarks, pose = face_pose.estimate_pose(rgb, _face_detector(),
+                                              multiple_faces='largest' if multiple_faces == 'largest' else 'error')
+    return face_pose.align_face(rgb, landmarks, pose, resolution)
+
+
+def _source_labels(source: str) -> Optional[Dict[str, List[float]]]:
+    """Labels of an EG3D-format --source (its dataset.json), or None if it has none."""
+    try:
+        if os.path.isdir(source):
+            path = os.path.join(source, 'dataset.json')
+            if not os.path.isfile(path):
+                return None
+            with open(path) as f:
+                data = json.load(f)
+        else:
+            with zipfile.ZipFile(source) as archive:
+                if 'dataset.json' not in archive.namelist():
+                    return None
+                data = json.loads(archive.read('dataset.json'))
+        labels = data['labels']
+        labels = None if labels is None else {k.replace('\\', '/'): v for k, v in labels}
+    except (ValueError, KeyError, TypeError) as err:
+        raise click.ClickException(f'dataset.json of --source {source} is not {{"labels": [[name, [25 numbers]], ...]}} '
+                                   f'({type(err).__name__}: {err})')
+    return None if labels is None else _checked_labels(labels, f'dataset.json of --source {source}')
+
+
+if __name__ == '__main__':
+    convert_dataset()
