@@ -3,13 +3,15 @@
 Pose. The head's axes in camera coordinates come straight from the mesh's 3-D landmarks: x from
 the average of 7 left/right landmark pairs (eye corners and lids, brows, mouth corners), y from
 forehead to chin made orthogonal to x, z = x cross y, then tilted by a fixed calibration angle
-about x (see `_LEVEL_TILT`). The mesh itself is not exactly mirror-
-symmetric (on the shared portraits the yaw of a mirrored image differs from minus the original's by
-1.2 degrees on average, 2.6 at most), so `estimate_pose` by default also reads the mirrored image and
-averages the two rotations: mirrored images then get exactly mirrored poses (yaw and roll negated). The head frame maps to EG3D's
-world (y up, face looking along +z) by F = diag(1, -1, -1); the camera then looks through the pivot
-(0, 0, 0.2) from radius 2.7 (EG3D's FFHQ cameras) with intrinsics of FOV 18.837 degrees. Roll is kept
-in the label, as in EG3D's FFHQ labels, because the crop does not rotate the image.
+about x (`_LEVEL_TILT`). The mesh is not exactly mirror-symmetric (on the shared portraits the yaw
+of a mirrored image differs from minus the original's by 1.2 degrees on average, 2.6 at most), so
+`estimate_pose` by default also reads the mirrored image and averages the two rotations: mirrored
+images then get exactly mirrored poses (yaw and roll negated).
+
+Camera. The head frame maps to EG3D's world (y up, face looking along +z) by F = diag(1, -1, -1);
+the camera sits 2.7 from the origin with its optical axis through the pivot (0, 0, 0.2), as EG3D's
+FFHQ cameras, with intrinsics of FOV 18.837 degrees. Roll stays in the label, as in EG3D's FFHQ
+labels, because the crop does not rotate the image.
 
 Crop (the idea of EG3D's FFHQ preprocessing: a similarity without rotation that puts the face at a
 fixed position and scale): centre = eye midpoint + 0.1 x (eye-to-mouth vector), as in FFHQ's
@@ -32,8 +34,7 @@ POSE_RADIUS = 2.7
 FOV_DEGREES = 18.837
 CROP_SCALE = 1.0
 
-# MediaPipe face-mesh indices: (image-left, image-right) pairs of a frontal face, and the midline.
-# Eye corners and lids, brows, mouth corners: on the 10 shared portraits these gave the most mirror-
+# MediaPipe face-mesh indices of (image-left, image-right) pairs of a frontal face. Eye corners and lids, brows, mouth corners: on the 10 shared portraits these gave the most mirror-
 # consistent yaw (the jaw-line points are the least stable on stylised faces).
 _PAIRS = np.array([(33, 263), (133, 362), (159, 386), (145, 374), (70, 300), (105, 334), (61, 291)])
 _FOREHEAD, _CHIN = 10, 152
