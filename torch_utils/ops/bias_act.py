@@ -1,5 +1,6 @@
 """Fused bias + activation + gain + clamp, EG3D's `bias_act` (one pass instead of four)."""
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dnnlib.util import EasyDict
+from torch_utils import custom_ops
 
 # `cuda_idx` is the activation's number in the compiled kernels; `ref` names the tensor ('x' input,
 # 'y' output) their gradient is computed from; `has_2nd_grad` is False where the second derivative
@@ -69,7 +71,18 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     """
     _check_args(x, b, dim, act, impl)
     spec, alpha, gain, clamp = _resolve_params(act, alpha, gain, clamp)
+    if impl == 'cuda' and b is not None and b.dtype != x.dtype:
+        raise ValueError(f'bias_act: b has dtype {b.dtype} but x has {x.dtype}')
+    if impl == 'cuda':
+        plugin = _plugin()
+        if custom_ops.handles(plugin, x, b):
+            return _BiasActCompiled.apply(x, b, plugin.ops, dim, spec, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+
+
+def _plugin():
+    return custom_ops.get_plugin('bias_act_plugin', os.path.dirname(__file__), cpp_sources=['bias_act.cpp'],
+                                 cuda_sources=['bias_act.cu'], headers=['bias_act.h'])
 
 
 def _bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, spec: EasyDict, alpha: float,
@@ -83,3 +96,49 @@ def _bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, spec: Ea
     if clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def _sum_to_bias(dx: torch.Tensor, dim: int) -> torch.Tensor:
+    """Gradient of the bias: dx summed over every dimension but `dim`."""
+    return dx.sum([i for i in range(dx.ndim) if i != dim])
+
+
+class _BiasActCompiled(torch.autograd.Function):
+    """Compiled bias_act; its backward is _BiasActCompiledGrad, itself differentiable once more."""
+
+    @staticmethod
+    def forward(ctx, x, b, ops, dim, spec, alpha, gain, clamp):
+        y = ops.forward(x, b, dim, spec.cuda_idx, alpha, gain, clamp)
+        # The derivative is evaluated at x + b; y is needed only to know where the clamp was active.
+        ctx.save_for_backward(x, b, y if clamp >= 0 else None)
+        ctx.args = (ops, dim, spec, alpha, gain, clamp)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, b, y = ctx.saved_tensors
+        dx = _BiasActCompiledGrad.apply(dy, x, b, y, *ctx.args)
+        db = _sum_to_bias(dx, ctx.args[1]) if ctx.needs_input_grad[1] else None
+        return dx, db, None, None, None, None, None, None
+
+
+class _BiasActCompiledGrad(torch.autograd.Function):
+    """dx = dy * gain * act'(x + b) (zero where clamped), with its own derivatives."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, y, ops, dim, spec, alpha, gain, clamp):
+        ctx.save_for_backward(dy, x, b, y)
+        ctx.args = (ops, dim, spec, alpha, gain, clamp)
+        return ops.backward(dy, x, b, y, dim, spec.cuda_idx, alpha, gain, clamp, 1)
+
+    @staticmethod
+    def backward(ctx, d_dx):
+        dy, x, b, y = ctx.saved_tensors
+        ops, dim, spec, alpha, gain, clamp = ctx.args
+        # dx is linear in dy, so its dy-derivative is this same function applied to d_dx.
+        d_dy = _BiasActCompiledGrad.apply(d_dx, x, b, y, *ctx.args) if ctx.needs_input_grad[0] else None
+        d_x = d_b = None  # Piecewise-linear activations: the second derivative is zero almost everywhere.
+        if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            d_x = ops.backward(d_dx * dy, x, b, y, dim, spec.cuda_idx, alpha, gain, clamp, 2)
+            d_b = _sum_to_bias(d_x, dim) if ctx.needs_input_grad[2] else None
+        return d_dy, d_x, d_b, None, None, None, None, None, None, None

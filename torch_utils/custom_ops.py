@@ -1,0 +1,127 @@
+"""Build the compiled op plugins (C++ for CPU tensors, C++ + CUDA for GPU tensors) at first use.
+
+A plugin is a set of sources in torch_utils/ops/ that registers its operators with
+`TORCH_LIBRARY(<name>, ...)`; after loading, they are `torch.ops.<name>.<op>`. Builds go through
+`torch.utils.cpp_extension.load` (ninja) into
+`dnnlib.util.make_cache_dir_path('torch_extensions', '<name>-<digest>')`, where the digest covers the
+sources, the flags, the Python and torch versions and the device kind, so a changed source or a new
+torch gets a fresh build and an unchanged one is loaded without compiling. A file lock serialises
+concurrent builds of one plugin (several test workers or training processes starting together).
+
+If a build fails, a warning with the compiler's output is printed once and `get_plugin` returns None,
+so the ops fall back to their pure-PyTorch paths; set PSTYLE3D_REQUIRE_CUSTOM_OPS=1 to raise instead.
+"""
+
+import hashlib
+import os
+import shutil
+import sys
+import warnings
+from types import SimpleNamespace
+from typing import Dict, List, Optional
+
+import torch
+
+from dnnlib.util import make_cache_dir_path
+
+REQUIRE_ENV = 'PSTYLE3D_REQUIRE_CUSTOM_OPS'
+CPU_FLAGS = ['-O3', '-DNDEBUG', '-fno-trapping-math']  # No FP traps: lets gcc vectorise branches.
+CUDA_FLAGS = ['-O3', '-DNDEBUG']
+
+_plugins: Dict[str, Optional[SimpleNamespace]] = {}  # name -> loaded plugin, or None after a failed build.
+
+
+def device_kind() -> str:
+    """'cuda' where this torch can run CUDA and nvcc is available, else 'cpu'."""
+    if torch.cuda.is_available() and torch.version.cuda is not None:
+        from torch.utils.cpp_extension import CUDA_HOME
+        if CUDA_HOME is not None:
+            return 'cuda'
+    return 'cpu'
+
+
+def _digest(name: str, kind: str, paths: List[str], flags: List[str]) -> str:
+    h = hashlib.sha256()
+    for item in [name, kind, torch.__version__, sys.version, *flags]:
+        h.update(item.encode() + b'\0')
+    for path in paths:
+        h.update(os.path.basename(path).encode() + b'\0')
+        with open(path, 'rb') as f:
+            h.update(f.read() + b'\0')
+    return h.hexdigest()[:16]
+
+
+def get_plugin(name: str, source_dir: str, cpp_sources: List[str], cuda_sources: List[str],
+               headers: List[str]) -> Optional[SimpleNamespace]:
+    """Load (building if needed) the plugin `name`, or None if it cannot be built.
+
+    Args:
+        name: library name used in the sources' TORCH_LIBRARY(...) block.
+        source_dir: folder holding the sources.
+        cpp_sources, cuda_sources, headers: file names in source_dir; the CUDA sources are
+            compiled only where `device_kind()` is 'cuda' (with -DPSTYLE3D_WITH_CUDA).
+    Returns:
+        SimpleNamespace(ops=torch.ops.<name>, devices={'cpu'} or {'cpu', 'cuda'}), or None.
+    """
+    if name in _plugins:
+        return _plugins[name]
+    kind = device_kind()
+    try:
+        ops = _load(name, kind, source_dir, cpp_sources, cuda_sources if kind == 'cuda' else [], headers)
+        plugin = SimpleNamespace(ops=ops, devices={'cpu', 'cuda'} if kind == 'cuda' else {'cpu'})
+    except Exception as err:  # Compiler errors arrive as RuntimeError, missing tools as OSError etc.
+        if os.environ.get(REQUIRE_ENV, '0') not in ('', '0'):
+            raise RuntimeError(f'building custom op plugin "{name}" failed and {REQUIRE_ENV} is set: {err}') from err
+        warnings.warn(f'Could not build custom op plugin "{name}"; falling back to the slower pure-PyTorch '
+                      f'implementation (set {REQUIRE_ENV}=1 to make this an error). Build output:\n{err}')
+        plugin = None
+    _plugins[name] = plugin
+    return plugin
+
+
+def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_sources: List[str],
+          headers: List[str]):
+    from filelock import FileLock
+    from torch.utils import cpp_extension
+
+    paths = [os.path.join(source_dir, f) for f in [*cpp_sources, *cuda_sources, *headers]]
+    cflags = CPU_FLAGS + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
+    digest = _digest(name, kind, paths, cflags + CUDA_FLAGS)
+    build_dir = make_cache_dir_path('torch_extensions', f'{name}-{kind}-{digest}')
+    library = os.path.join(build_dir, f'{name}.so')
+    done_marker = os.path.join(build_dir, 'BUILD_OK')
+    os.makedirs(os.path.dirname(build_dir), exist_ok=True)
+
+    with FileLock(build_dir + '.lock'):
+        if not os.path.isfile(done_marker):
+            # Compile private copies, so the build does not depend on where this checkout lives.
+            os.makedirs(build_dir, exist_ok=True)
+            for path in paths:
+                shutil.copyfile(path, os.path.join(build_dir, os.path.basename(path)))
+            sources = [os.path.join(build_dir, f) for f in [*cpp_sources, *cuda_sources]]
+            print(f'Building custom op plugin "{name}" for {kind} in {build_dir} ...', flush=True)
+            cpp_extension.load(name=name, sources=sources, build_directory=build_dir, extra_cflags=cflags,
+                               extra_cuda_cflags=CUDA_FLAGS, with_cuda=bool(cuda_sources),
+                               is_python_module=False, verbose=False)
+            with open(done_marker, 'w') as f:
+                f.write('ok\n')
+            print(f'Built custom op plugin "{name}".', flush=True)
+        else:
+            torch.ops.load_library(library)
+    return getattr(torch.ops, name)
+
+
+_PLUGIN_DTYPES = {'cpu': (torch.float32, torch.float64), 'cuda': (torch.float32, torch.float16)}
+
+
+def handles(plugin: Optional[SimpleNamespace], *tensors: Optional[torch.Tensor]) -> bool:
+    """True if `plugin` was built and has kernels for the device and dtype of all given tensors."""
+    if plugin is None:
+        return False
+    for t in tensors:
+        if t is None:
+            continue
+        kind = t.device.type
+        if kind not in plugin.devices or t.dtype not in _PLUGIN_DTYPES[kind] or t.dtype != tensors[0].dtype:
+            return False
+    return True
