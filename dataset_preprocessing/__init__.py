@@ -1,0 +1,1 @@
+"""Dataset preparation: face landmarks, head pose and crops for EG3D labels; synthetic heads."""

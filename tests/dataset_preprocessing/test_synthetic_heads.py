@@ -1,12 +1,10 @@
 """Synthetic heads: EG3D labels, exact depth, determinism, shared geometry across styles."""
 
-import io
 import json
 import math
 import zipfile
 
 import numpy as np
-import PIL.Image
 import pytest
 
 from dataset_preprocessing import head_sdf, synthetic_heads
