@@ -20,7 +20,8 @@ python -m dataset_preprocessing.synthetic_heads --dest=~/datasets/heads-natural.
 # The same heads and cameras, toon look, 128x128:
 python -m dataset_preprocessing.synthetic_heads --dest=~/datasets/heads-toon.zip --style=toon --count=100 --resolution=128
 
-In Python: `make_synthetic_dataset('heads.zip', style='toon', count=16, resolution=64, seed=0)`.
+In Python: `make_synthetic_dataset('heads.zip', style='toon', count=16, resolution=64, seed=0)`, or
+`make_synthetic_pair(outdir, count=16)` for both looks.
 """
 
 import dataclasses
@@ -233,6 +234,13 @@ def make_synthetic_dataset(dest: str, style: str, count: int, resolution: int = 
         zf.writestr('heads.json', json.dumps({'style': style, 'seed': seed, 'resolution': resolution,
                                               'heads': heads}, indent=1))
     return dest
+
+
+def make_synthetic_pair(outdir: str, count: int, resolution: int = 64, seed: int = 0,
+                        overwrite: bool = False) -> Dict[str, str]:
+    """Both styles of the same heads: {'natural': outdir/heads-natural.zip, 'toon': outdir/heads-toon.zip}."""
+    return {style: make_synthetic_dataset(os.path.join(outdir, f'heads-{style}.zip'), style, count, resolution,
+                                          seed, overwrite) for style in STYLES}
 
 
 def load_depths(path: str) -> np.ndarray:

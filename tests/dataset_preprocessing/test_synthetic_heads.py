@@ -14,9 +14,7 @@ from training.dataset import ImageFolderDataset
 @pytest.fixture(scope='module')
 def pair(tmp_path_factory):
     """The same 6 heads in both styles at 32x32."""
-    root = tmp_path_factory.mktemp('heads')
-    return {style: synthetic_heads.make_synthetic_dataset(str(root / f'{style}.zip'), style, 6, 32, seed=3)
-            for style in synthetic_heads.STYLES}
+    return synthetic_heads.make_synthetic_pair(str(tmp_path_factory.mktemp('heads')), 6, 32, seed=3)
 
 
 def _labels(path):
