@@ -1,0 +1,193 @@
+"""EG3D's tri-plane generator: a StyleGAN2 backbone paints three 32-channel feature planes, a small
+MLP decodes features sampled from them into colour features and density, the volume renderer
+produces a low-resolution feature image and depth, and a super-resolution module the final image.
+"""
+
+from typing import Dict, Optional
+
+import torch
+
+import dnnlib
+from torch_utils import misc
+from torch_utils import persistence
+from training.layers import FullyConnectedLayer
+from training.networks_stylegan2 import Generator as StyleGAN2Backbone
+from training.volumetric_rendering.ray_sampler import RaySampler
+from training.volumetric_rendering.renderer import ImportanceRenderer
+
+PLANE_CHANNELS = 32  # features per plane; the backbone outputs 3 * 32 channels
+
+
+def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: str = 'camera label c') -> None:
+    """Raise ValueError unless c is a finite (N, 25) camera label (with N = batch_size when given)."""
+    if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[1] != 25 or \
+            (batch_size is not None and c.shape[0] != batch_size):
+        n = 'N' if batch_size is None else str(batch_size)
+        got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+        raise ValueError(f'{name} must be ({n}, 25): 16 numbers of the cam2world matrix then 9 of the '
+                         f'intrinsics; got {got}')
+    misc.assert_finite(c, name)
+
+
+@persistence.persistent_class
+class TriPlaneGenerator(torch.nn.Module):
+    """z (N, z_dim) + camera label c (N, 25) -> {'image', 'image_raw', 'image_depth'}.
+
+    `rendering_kwargs` are EG3D's (see ImportanceRenderer; superresolution_module, sr_antialias,
+    c_gen_conditioning_zero, c_scale, superresolution_noise_mode, decoder_lr_mul, ...) plus our
+    optional `ray_chunk_size`. Remaining keyword arguments configure the backbone's synthesis network.
+    """
+
+    def __init__(self,
+                 z_dim: int,
+                 c_dim: int,                    # Conditioning label size (25 for a camera label).
+                 w_dim: int,
+                 img_resolution: int,           # Final (super-resolved) image resolution.
+                 img_channels: int,
+                 sr_num_fp16_res: int = 0,
+                 mapping_kwargs: dict = {},
+                 rendering_kwargs: dict = {},
+                 sr_kwargs: dict = {},
+                 **synthesis_kwargs):
+        super().__init__()
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.renderer = ImportanceRenderer()
+        self.ray_sampler = RaySampler()
+        self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=256, img_channels=PLANE_CHANNELS * 3,
+                                          mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
+        self.superresolution = dnnlib.util.construct_class_by_name(
+            class_name=rendering_kwargs['superresolution_module'], channels=PLANE_CHANNELS,
+            img_resolution=img_resolution, sr_num_fp16_res=sr_num_fp16_res,
+            sr_antialias=rendering_kwargs['sr_antialias'], **sr_kwargs)
+        self.decoder = OSGDecoder(PLANE_CHANNELS, {'decoder_lr_mul': rendering_kwargs.get('decoder_lr_mul', 1),
+                                                   'decoder_output_dim': 32})
+        self.neural_rendering_resolution = 64
+        self.rendering_kwargs = rendering_kwargs
+        self._last_planes = None
+
+    def mapping(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
+        """z (N, z_dim), c (N, c_dim) -> ws (N, num_ws, w_dim)."""
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f'latent z must be (N, {self.z_dim}); got {got}')
+        misc.assert_finite(z, 'latent z')
+        self._check_label(c, z.shape[0])
+        if self.rendering_kwargs['c_gen_conditioning_zero']:
+            c = torch.zeros_like(c)
+        return self.backbone.mapping(z, c * self.rendering_kwargs.get('c_scale', 0), truncation_psi=truncation_psi,
+                                     truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+
+    def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: Optional[int] = None,
+                  update_emas: bool = False, cache_backbone: bool = False, use_cached_backbone: bool = False,
+                  ray_chunk_size: Optional[int] = None, **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+        """ws (N, num_ws, w_dim), camera label c (N, 25) -> {'image': (N, 3, R, R) super-resolved,
+        'image_raw': (N, 3, r, r) neural render, 'image_depth': (N, 1, r, r)}, r = neural_rendering_resolution
+        (remembered for later calls, as in EG3D). `ray_chunk_size` bounds the rays rendered at once.
+        """
+        self._check_ws(ws)
+        check_camera_label(c, ws.shape[0])
+        if neural_rendering_resolution is None:
+            neural_rendering_resolution = self.neural_rendering_resolution
+        elif not isinstance(neural_rendering_resolution, int) or neural_rendering_resolution < 2:
+            raise ValueError(f'neural_rendering_resolution must be an int >= 2, got {neural_rendering_resolution!r}')
+        else:
+            self.neural_rendering_resolution = neural_rendering_resolution
+        cam2world_matrix = c[:, :16].view(-1, 4, 4)
+        intrinsics = c[:, 16:25].view(-1, 3, 3)
+        ray_origins, ray_directions = self.ray_sampler(cam2world_matrix, intrinsics, neural_rendering_resolution)
+
+        if use_cached_backbone and self._last_planes is not None:
+            planes = self._last_planes
+        else:
+            planes = self.backbone.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+        if cache_backbone:
+            self._last_planes = planes
+        planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+
+        feature_samples, depth_samples, _ = self.renderer(planes, self.decoder, ray_origins, ray_directions,
+                                                          self.rendering_kwargs, ray_chunk_size=ray_chunk_size)
+        N = ray_origins.shape[0]
+        H = W = neural_rendering_resolution
+        feature_image = feature_samples.permute(0, 2, 1).reshape(N, feature_samples.shape[-1], H, W).contiguous()
+        depth_image = depth_samples.permute(0, 2, 1).reshape(N, 1, H, W)
+
+        rgb_image = feature_image[:, :3]
+        sr_kwargs = {k: v for k, v in synthesis_kwargs.items() if k != 'noise_mode'}
+        sr_image = self.superresolution(rgb_image, feature_image, ws,
+                                        noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **sr_kwargs)
+        return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
+
+    def sample(self, coordinates: torch.Tensor, directions: torch.Tensor, z: torch.Tensor, c: torch.Tensor,
+               truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, update_emas: bool = False,
+               **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+        """Decoder outputs at arbitrary points (N, M, 3) for latents z: {'rgb': (N, M, 32), 'sigma': (N, M, 1)}."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, **synthesis_kwargs)
+
+    def sample_mixed(self, coordinates: torch.Tensor, directions: torch.Tensor, ws: torch.Tensor,
+                     truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, update_emas: bool = False,
+                     **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+        """Like `sample`, from ws (N, num_ws, w_dim); truncation arguments are accepted and ignored (EG3D's API)."""
+        _ = truncation_psi, truncation_cutoff
+        self._check_ws(ws)
+        misc.assert_shape(coordinates, [ws.shape[0], None, 3], 'coordinates')
+        misc.assert_shape(directions, list(coordinates.shape), 'directions')
+        planes = self.backbone.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+        planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+        return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, neural_rendering_resolution: Optional[int] = None,
+                update_emas: bool = False, cache_backbone: bool = False, use_cached_backbone: bool = False,
+                **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+        """Render images for latents z (N, z_dim) seen from cameras c (N, 25); see `synthesis`."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.synthesis(ws, c, update_emas=update_emas, neural_rendering_resolution=neural_rendering_resolution,
+                              cache_backbone=cache_backbone, use_cached_backbone=use_cached_backbone,
+                              **synthesis_kwargs)
+
+    def _check_label(self, c: torch.Tensor, batch_size: int) -> None:
+        if self.c_dim == 25:
+            check_camera_label(c, batch_size)
+            return
+        misc.assert_shape(c, [batch_size, self.c_dim], 'conditioning label c')
+        misc.assert_finite(c, 'conditioning label c')
+
+    def _check_ws(self, ws: torch.Tensor) -> None:
+        expected = (self.backbone.num_ws, self.w_dim)
+        if not isinstance(ws, torch.Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != expected:
+            got = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
+            raise ValueError(f'ws must be (N, {expected[0]}, {expected[1]}) as returned by G.mapping; got {got}')
+        misc.assert_finite(ws, 'ws')
+
+
+class OSGDecoder(torch.nn.Module):
+    """Tri-plane feature decoder: mean over the three planes, then a 64-unit softplus MLP giving a
+    raw density and `decoder_output_dim` colour features (sigmoid, widened slightly past [0, 1])."""
+
+    def __init__(self, n_features: int, options: dict):
+        super().__init__()
+        self.hidden_dim = 64
+        self.net = torch.nn.Sequential(
+            FullyConnectedLayer(n_features, self.hidden_dim, lr_multiplier=options['decoder_lr_mul']),
+            torch.nn.Softplus(),
+            FullyConnectedLayer(self.hidden_dim, 1 + options['decoder_output_dim'],
+                                lr_multiplier=options['decoder_lr_mul']))
+
+    def forward(self, sampled_features: torch.Tensor, ray_directions: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """sampled_features (N, 3, M, C); ray_directions unused (view-independent). Returns
+        {'rgb': (N, M, decoder_output_dim), 'sigma': (N, M, 1)}."""
+        _ = ray_directions
+        x = sampled_features.mean(1)
+        N, M, C = x.shape
+        x = self.net(x.reshape(N * M, C)).view(N, M, -1)
+        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001  # MipNeRF's widened sigmoid
+        sigma = x[..., 0:1]
+        return {'rgb': rgb, 'sigma': sigma}
