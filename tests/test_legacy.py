@@ -3,6 +3,7 @@
 import copy
 import importlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -66,8 +67,13 @@ def _tiny_snapshot(seed=0):
         G.w_avg.copy_(torch.randn(4))
     G.neural_rendering_resolution = 32  # changed after construction, as EG3D's training loop does
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt = torch.optim.Adam(G.parameters(), lr=1e-3)
+    G(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    resume_state = dict(opt_G=opt.state_dict(), cur_nimg=np.int64(12000), rng=torch.get_rng_state(),
+                        np_rng=np.random.RandomState(0).get_state())
     return dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=dnnlib.EasyDict(path='ffhq.zip', use_labels=True),
-                augment_pipe=None, extra={'kimg': np.int64(12), 'rng': torch.arange(3, dtype=torch.uint8)})
+                augment_pipe=None, resume_state=resume_state)
 
 
 def _load(obj_or_bytes, **kwargs):
@@ -96,7 +102,12 @@ def test_round_trip_gives_identical_networks():
     assert isinstance(data['G'].init_kwargs.mapping_kwargs, dnnlib.EasyDict)
     assert float(data['G'].net[0].weight_gain) == 0.5 / 2
     assert data['training_set_kwargs'] == {'path': 'ffhq.zip', 'use_labels': True} and data['augment_pipe'] is None
-    assert data['extra']['kimg'] == 12 and torch.equal(data['extra']['rng'], torch.arange(3, dtype=torch.uint8))
+    resume, expected = data['resume_state'], snap['resume_state']
+    assert resume['cur_nimg'] == 12000 and torch.equal(resume['rng'], expected['rng'])
+    assert resume['np_rng'][0] == 'MT19937' and np.array_equal(resume['np_rng'][1], expected['np_rng'][1])
+    assert resume['opt_G']['param_groups'] == expected['opt_G']['param_groups']
+    for idx, slots in expected['opt_G']['state'].items():
+        assert all(torch.equal(resume['opt_G']['state'][idx][k], v) for k, v in slots.items())
 
 
 def test_accepts_path_and_defaults_missing_optional_keys(tmp_path):
@@ -235,14 +246,94 @@ def test_not_a_network_dict():
         _load(dict(snap, D=torch.nn.Softplus()))
 
 
-def test_force_fp16_rewrites_kwargs():
-    snap = _tiny_snapshot()
-    with pytest.raises(TypeError, match='num_fp16_res'):  # LegacyTinyNet takes no such argument
-        _load(snap, force_fp16=True)
-
-
 def test_torch_save_archive_is_recognised():
     buf = io.BytesIO()
     torch.save({'G': torch.zeros(2)}, buf)
     with pytest.raises(legacy.NetworkPickleError, match='zip archive'):
         legacy.load_network_pkl(io.BytesIO(buf.getvalue()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny EG3D generator and discriminator of tests/fixtures/eg3d (weights from the fixtures).
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'eg3d')
+
+
+def _tiny_eg3d_networks():
+    """G (neural rendering 32, as EG3D's loop leaves it) and D built from tiny_config.json with the fixture weights."""
+    with open(os.path.join(FIXTURES, 'tiny_config.json')) as f:
+        cfg = json.load(f)
+    nets = []
+    for kwargs, state_file in ((cfg['G_kwargs'], 'tiny_G_state.npz'), (cfg['D_kwargs'], 'tiny_D_state.npz')):
+        net = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
+        state = np.load(os.path.join(FIXTURES, state_file), allow_pickle=False)
+        net.load_state_dict({key: torch.from_numpy(state[key]) for key in state.files})
+        nets.append(net)
+    nets[0].neural_rendering_resolution = cfg['neural_rendering_resolution']
+    return nets
+
+
+class _EG3DPickler(pickle.Pickler):
+    """Writes persistent objects the way EG3D's own persistence does, but with foreign module sources."""
+
+    def __init__(self, file, fake_sources):
+        super().__init__(file)
+        self.fake_sources = fake_sources
+
+    def reducer_override(self, obj):
+        if not persistence.is_persistent(obj):
+            return NotImplemented
+        meta = dict(type='class', version=6, module_src=self.fake_sources[type(obj).__module__],
+                    class_name=type(obj).__name__, state=dict(obj.__dict__))
+        return persistence._reconstruct_persistent_obj, (meta,)
+
+
+def test_tiny_eg3d_round_trip_gives_identical_outputs():
+    G, D = _tiny_eg3d_networks()
+    io_ref = np.load(os.path.join(FIXTURES, 'tiny_io.npz'), allow_pickle=False)
+    z, c = torch.from_numpy(io_ref['z'][:1]), torch.from_numpy(io_ref['c'][:1])
+    data = _load(dict(G=G, D=D, G_ema=copy.deepcopy(G), training_set_kwargs=None, augment_pipe=None))
+    assert type(data['G']) is type(G) and type(data['D']) is type(D)
+    assert data['G_ema'].neural_rendering_resolution == 32
+    outputs = []
+    for net in (G, data['G_ema']):  # neural rendering at 16x16 keeps this test quick
+        torch.manual_seed(1234)
+        with torch.no_grad():
+            outputs.append(net(z, c, truncation_psi=0.7, neural_rendering_resolution=16, noise_mode='const'))
+    expected, got = outputs
+    for key in ('image', 'image_raw', 'image_depth'):
+        assert torch.equal(got[key], expected[key]), key
+    images = {'image': expected['image'], 'image_raw': expected['image_raw']}
+    assert torch.equal(data['D'](images, c), D(images, c))
+
+
+def test_eg3d_layout_file_loads_to_eg3d_numbers(tmp_path):
+    marker = tmp_path / 'pwned'
+    G, D = _tiny_eg3d_networks()
+    modules = {type(m).__module__ for net in (G, D) for m in net.modules() if persistence.is_persistent(m)}
+    fake_sources = {name: f'"""EG3D\'s {name} (fake)."""\nopen({str(marker)!r}, "w").close()\n' +
+                    ''.join(f'class {cls.__name__}:\n    pass\n' for cls in persistence.persistent_classes()
+                            if cls.__module__ == name) for name in modules}
+    buf = io.BytesIO()
+    _EG3DPickler(buf, fake_sources).dump(dict(G=G, D=D, G_ema=G, training_set_kwargs={'resolution': 128},
+                                              augment_pipe=None))
+    data = legacy.load_network_pkl(io.BytesIO(buf.getvalue()))
+    assert not marker.exists()
+    io_ref = np.load(os.path.join(FIXTURES, 'tiny_io.npz'), allow_pickle=False)
+    z, c = torch.from_numpy(io_ref['z']), torch.from_numpy(io_ref['c'])
+    ws = data['G_ema'].mapping(z, c, truncation_psi=0.5, truncation_cutoff=4)
+    np.testing.assert_allclose(ws.numpy(), io_ref['ws_psi05_cut4'], atol=1e-4, rtol=1e-4)
+    images = {'image': torch.from_numpy(io_ref['synthesis_image']),
+              'image_raw': torch.from_numpy(io_ref['synthesis_image_raw'])}
+    np.testing.assert_allclose(data['D'](images, c).numpy(), io_ref['D_logits'], atol=1e-3)
+    assert data['G'].neural_rendering_resolution == 32 and data['training_set_kwargs'] == {'resolution': 128}
+
+
+def test_force_fp16_rebuilds_eg3d_networks_with_fp16_blocks():
+    G, D = _tiny_eg3d_networks()
+    data = _load(dict(G=G, D=D, G_ema=G), force_fp16=True)
+    synthesis = data['G_ema'].backbone.synthesis
+    assert data['G_ema'].init_kwargs.num_fp16_res == 4 and data['G_ema'].init_kwargs.conv_clamp == 256
+    assert [getattr(synthesis, f'b{res}').use_fp16 for res in synthesis.block_resolutions] == [False] * 3 + [True] * 4
+    assert torch.equal(synthesis.b256.conv1.weight, G.backbone.synthesis.b256.conv1.weight)
+    assert data['D'].init_kwargs.num_fp16_res == 4 and data['G'].neural_rendering_resolution == 32
