@@ -27,6 +27,7 @@ import torch
 
 import dnnlib
 from torch_utils import persistence
+from training import pstyle_compat
 
 # Modules whose persistent classes network pickles may name (imported on demand).
 NETWORK_MODULES = ('training.triplane', 'training.dual_discriminator', 'training.networks_stylegan2',
@@ -138,7 +139,8 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
     if not isinstance(data, torch.Tensor):
         raise NetworkPickleError(f'parameter must wrap a tensor, got {type(data).__name__}')
     _require_no_hooks(backward_hooks)
-    _require_no_hooks(state)  # Extra Python attributes on a parameter are not part of the format.
+    if state:
+        raise NetworkPickleError('parameters with extra Python attributes are not allowed in network pickles')
     return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
 
 
@@ -248,6 +250,9 @@ def load_network_pkl(f: Union[BinaryIO, str, os.PathLike], force_fp16: bool = Fa
         with open(f, 'rb') as file:
             return load_network_pkl(file, force_fp16=force_fp16)
     source = str(getattr(f, 'name', '<network pickle stream>'))
+    ckpt = pstyle_compat.read_pstyle3d_checkpoint(f)  # the PStyle-3D authors' torch.save state dicts
+    if ckpt is not None:
+        return pstyle_compat.pstyle3d_networks(ckpt)
     raw = _unpickle(f, source)
     if isinstance(raw, tuple):
         raise ValueError(f'{source} is a TensorFlow-era StyleGAN pickle (a tuple); only PyTorch network pickles '
