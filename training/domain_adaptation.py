@@ -227,7 +227,8 @@ class DomainInputMixin:
         if domain is None:
             return None
         if isinstance(domain, str):
-            return self.domain_codes[self._domain_index(domain)].unsqueeze(0).expand(batch_size, -1, -1)
+            idx = self._domain_index(domain)
+            return self.domain_codes[idx].unsqueeze(0).expand(batch_size, -1, -1)
         if not isinstance(domain, torch.Tensor):
             raise ValueError(f'domain must be None, a domain name, a code or exemplar images; got {type(domain)}')
         if self.domain_kwargs is None:
@@ -295,7 +296,8 @@ def copy_source_weights(src: torch.nn.Module, dst: torch.nn.Module) -> List[str]
     return [k for k in dst_state if k not in src_state]
 
 
-def with_domain_adaptation(G_src: torch.nn.Module, domain_names: Sequence[str] = (), **domain_kwargs) -> torch.nn.Module:
+def with_domain_adaptation(G_src: torch.nn.Module, domain_names: Sequence[str] = (),
+                           **domain_kwargs) -> torch.nn.Module:
     """A DAM-enabled copy of generator `G_src` (rebuilt from its init kwargs, EG3D weights copied).
 
     Renders exactly as `G_src` until the DAM is trained. `G_src` must carry `init_kwargs` (every

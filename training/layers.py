@@ -16,6 +16,7 @@ from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
+from training.domain_adaptation import apply_domain_modulation, init_domain_affine_, rng_neutral
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -174,7 +175,7 @@ class SynthesisLayer(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, activation: str = 'lrelu',
                  resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, use_dam: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -196,18 +197,23 @@ class SynthesisLayer(torch.nn.Module):
             self.register_buffer('noise_const', torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        self.affine1 = None  # the DAM's domain affine (training.domain_adaptation)
+        if use_dam:
+            with rng_neutral():
+                self.affine1 = init_domain_affine_(FullyConnectedLayer(w_dim, in_channels, bias_init=1))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', fused_modconv: bool = True,
-                gain: float = 1) -> torch.Tensor:
+                gain: float = 1, d: Optional[torch.Tensor] = None, alpha: float = 1) -> torch.Tensor:
         """x [N, in_channels, resolution/up, resolution/up], w [N, w_dim] -> [N, out_channels, resolution, resolution].
 
         noise_mode: 'random' (fresh noise), 'const' (the stored noise_const) or 'none'.
+        d [N, w_dim]: domain code of this layer (None = plain EG3D); alpha: domain strength.
         """
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution], 'x')
-        styles = self.affine(w)
+        styles = apply_domain_modulation(self.affine(w), self.affine1, d, alpha)
 
         noise = None
         if self.use_noise and noise_mode == 'random':
@@ -232,7 +238,7 @@ class ToRGBLayer(torch.nn.Module):
     """Modulated (not demodulated) 1x1 convolution to output channels, + bias, optional clamp."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: Optional[float] = None, channels_last: bool = False):
+                 conv_clamp: Optional[float] = None, channels_last: bool = False, use_dam: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -244,10 +250,16 @@ class ToRGBLayer(torch.nn.Module):
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
+        self.affine1 = None  # the DAM's domain affine (training.domain_adaptation)
+        if use_dam:
+            with rng_neutral():
+                self.affine1 = init_domain_affine_(FullyConnectedLayer(w_dim, in_channels, bias_init=1))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
-        """x [N, in_channels, H, W], w [N, w_dim] -> [N, out_channels, H, W]."""
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True,
+                d: Optional[torch.Tensor] = None, alpha: float = 1) -> torch.Tensor:
+        """x [N, in_channels, H, W], w [N, w_dim] -> [N, out_channels, H, W]; d [N, w_dim] domain code or None."""
         styles = self.affine(w) * self.weight_gain  # no demodulation, so the equalised-lr gain goes here
+        styles = apply_domain_modulation(styles, self.affine1, d, alpha, gain=self.weight_gain)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 

@@ -6,6 +6,7 @@ discriminator parts in `training.discriminator_blocks`; they are re-exported her
 EG3D name `training.networks_stylegan2.X` keeps working.
 """
 
+import itertools
 from typing import Optional, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import upfirdn2d
+from training.domain_adaptation import ModRes, rng_neutral
 from training.discriminator_blocks import (Discriminator, DiscriminatorBlock, DiscriminatorEpilogue,  # noqa: F401
                                            MinibatchStdLayer)
 from training.layers import (Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer,  # noqa: F401
@@ -40,6 +42,9 @@ class SynthesisBlock(torch.nn.Module):
                  fp16_channels_last: bool = False,
                  fused_modconv_default=True,                # True, False or 'inference_only' (= not training).
                  up: int = 2,                               # 2 = StyleGAN2 block, 1 = EG3D's no-upsampling block.
+                 use_dam: bool = False,                     # Domain affine `affine1` in every modulated layer.
+                 modres: bool = False,                      # ModRes blocks res0 / res1 after the convolutions.
+                 modres_mode: str = 'residual',             # See training.domain_adaptation.ModRes.
                  **layer_kwargs):                           # Passed to SynthesisLayer.
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
@@ -65,29 +70,41 @@ class SynthesisBlock(torch.nn.Module):
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=up,
                                         resample_filter=resample_filter, conv_clamp=conv_clamp,
-                                        channels_last=self.channels_last, **layer_kwargs)
+                                        channels_last=self.channels_last, use_dam=use_dam, **layer_kwargs)
             self.num_conv += 1
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-                                    conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
+                                    conv_clamp=conv_clamp, channels_last=self.channels_last, use_dam=use_dam,
+                                    **layer_kwargs)
         self.num_conv += 1
         if is_last or architecture == 'skip':
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
-                                    channels_last=self.channels_last)
+                                    channels_last=self.channels_last, use_dam=use_dam)
             self.num_torgb += 1
+        self.res0 = self.res1 = None  # the DAM's ModRes blocks, after conv0 / conv1
+        if modres:
+            with rng_neutral():
+                if in_channels != 0:
+                    self.res0 = ModRes(out_channels, w_dim, mode=modres_mode)
+                self.res1 = ModRes(out_channels, w_dim, mode=modres_mode)
         if in_channels != 0 and architecture == 'resnet':
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=up,
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
-                force_fp32: bool = False, fused_modconv=None, update_emas: bool = False, **layer_kwargs):
+                force_fp32: bool = False, fused_modconv=None, update_emas: bool = False,
+                domain_ws: Optional[torch.Tensor] = None, alpha: float = 1, **layer_kwargs):
         """x [N, in_channels, resolution/up, resolution/up] (None for the first block), img [N, img_channels,
-        resolution/up, resolution/up] or None, ws [N, num_conv + num_torgb, w_dim].
+        resolution/up, resolution/up] or None, ws [N, num_conv + num_torgb, w_dim]; domain_ws (same shape as
+        ws) the per-layer domain code or None, alpha the domain strength.
 
         Returns (x [N, out_channels, resolution, resolution], img [N, img_channels, resolution, resolution] FP32).
         """
         _ = update_emas  # accepted for a uniform call signature
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], 'ws')
         w_iter = iter(ws.unbind(dim=1))
+        if domain_ws is not None:
+            misc.assert_shape(domain_ws, list(ws.shape), 'domain_ws')
+        d_iter = iter(domain_ws.unbind(dim=1)) if domain_ws is not None else itertools.repeat(None)
         if ws.device.type != 'cuda':  # EG3D runs FP16 blocks in FP32 off the GPU
             force_fp32 = True
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
@@ -106,28 +123,42 @@ class SynthesisBlock(torch.nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            d = next(d_iter)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, d=d, alpha=alpha, **layer_kwargs)
+            x = _modres(self.res1, x, d, alpha)
         elif self.architecture == 'resnet':
             y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
-            x = y.add_(x)
+            d = next(d_iter)
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, d=d, alpha=alpha, **layer_kwargs)
+            x = _modres(self.res0, x, d, alpha)
+            d = next(d_iter)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), d=d,
+                           alpha=alpha, **layer_kwargs)
+            x = y.add_(_modres(self.res1, x, d, alpha))
         else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            d = next(d_iter)
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, d=d, alpha=alpha, **layer_kwargs)
+            x = _modres(self.res0, x, d, alpha)
+            d = next(d_iter)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, d=d, alpha=alpha, **layer_kwargs)
+            x = _modres(self.res1, x, d, alpha)
 
         if img is not None:
             misc.assert_shape(img, [None, self.img_channels, in_resolution, in_resolution], 'img')
             if self.up != 1:
                 img = upfirdn2d.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, d=next(d_iter), alpha=alpha)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img.add_(y) if img is not None else y
         return x, img
 
     def extra_repr(self) -> str:
         return f'resolution={self.resolution:d}, architecture={self.architecture:s}, up={self.up}'
+
+
+def _modres(block: Optional[ModRes], x: torch.Tensor, d: Optional[torch.Tensor], alpha: float) -> torch.Tensor:
+    return x if block is None else block(x, d, alpha)
 
 
 @persistence.persistent_class
@@ -141,6 +172,9 @@ class SynthesisNetwork(torch.nn.Module):
                  channel_base: int = 32768,     # Channels at resolution r: min(channel_base // r, channel_max).
                  channel_max: int = 512,
                  num_fp16_res: int = 4,         # FP16 (on CUDA) for this many highest resolutions.
+                 use_dam: bool = False,         # Domain Adaptation Module (training.domain_adaptation) ...
+                 modres_max_res: int = 0,       # ... with ModRes in the blocks up to this resolution.
+                 modres_mode: str = 'residual',
                  **block_kwargs):               # Passed to SynthesisBlock.
         if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution}')
@@ -160,26 +194,37 @@ class SynthesisNetwork(torch.nn.Module):
             is_last = (res == self.img_resolution)
             block = SynthesisBlock(in_channels, channels_dict[res], w_dim=w_dim, resolution=res,
                                    img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution),
-                                   **block_kwargs)
+                                   **block_kwargs, **self._dam_block_kwargs(res, use_dam, modres_max_res, modres_mode))
             # Consecutive blocks share a w: a block's toRGB uses the same w as the next block's conv0.
             self.num_ws += block.num_conv
             if is_last:
                 self.num_ws += block.num_torgb
             setattr(self, f'b{res}', block)
 
-    def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
+    @staticmethod
+    def _dam_block_kwargs(res: int, use_dam: bool, modres_max_res: int, modres_mode: str) -> dict:
+        if not use_dam:
+            return {}  # EG3D's exact blocks
+        return dict(use_dam=True, modres=res <= modres_max_res, modres_mode=modres_mode)
+
+    def forward(self, ws: torch.Tensor, domain_ws: Optional[torch.Tensor] = None, **block_kwargs) -> torch.Tensor:
+        """ws (N, num_ws, w_dim); domain_ws (N, num_ws, w_dim) the DAM's per-layer domain code or None
+        (block_kwargs may carry its strength `alpha`)."""
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim], 'ws')
         ws = ws.to(torch.float32)
+        if domain_ws is not None:
+            misc.assert_shape(domain_ws, list(ws.shape), 'domain_ws')
         block_ws = []
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f'b{res}')
-            block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
+            num = block.num_conv + block.num_torgb
+            block_ws.append((ws.narrow(1, w_idx, num), None if domain_ws is None else domain_ws.narrow(1, w_idx, num)))
             w_idx += block.num_conv
 
         x = img = None
-        for res, cur_ws in zip(self.block_resolutions, block_ws):
-            x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
+        for res, (cur_ws, cur_domain_ws) in zip(self.block_resolutions, block_ws):
+            x, img = getattr(self, f'b{res}')(x, img, cur_ws, domain_ws=cur_domain_ws, **block_kwargs)
         return img
 
     def extra_repr(self) -> str:

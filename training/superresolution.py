@@ -4,7 +4,7 @@ the last w. One parameterised class; EG3D's four names are thin aliases with its
 their state-dict keys are EG3D's.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -55,12 +55,15 @@ class SuperresolutionHybrid(torch.nn.Module):
         if has_resample_filter:  # unused; registered where EG3D has it so that state dicts match
             self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1]))
 
-    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, domain_ws: Optional[torch.Tensor] = None,
+                **block_kwargs) -> torch.Tensor:
         """rgb (N, 3, r, r) and features x (N, channels, r, r) of the neural render; ws (N, num_ws, 512),
-        of which only the last w is used. Returns the image (N, 3, img_resolution, img_resolution)."""
+        of which only the last w is used, and likewise the DAM's domain code domain_ws (same shape, or None).
+        Returns the image (N, 3, img_resolution, img_resolution)."""
         misc.assert_shape(ws, [x.shape[0], None, 512], 'ws')
         misc.assert_shape(rgb, [x.shape[0], 3, x.shape[2], x.shape[3]], 'rgb')
         styles_ws = ws[:, -1:, :].repeat(1, 3, 1)
+        block_kwargs['domain_ws'] = None if domain_ws is None else domain_ws[:, -1:, :].repeat(1, 3, 1)
         if x.shape[-1] != self.input_resolution:
             size = (self.input_resolution, self.input_resolution)
             x = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False,

@@ -10,6 +10,8 @@ import torch
 import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
+from training.domain_adaptation import (DomainInput, DomainInputMixin, backbone_dam_kwargs, check_alpha,
+                                        superresolution_dam_kwargs)
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import Generator as StyleGAN2Backbone
 from training.volumetric_rendering.ray_sampler import RaySampler
@@ -30,12 +32,17 @@ def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: 
 
 
 @persistence.persistent_class
-class TriPlaneGenerator(torch.nn.Module):
+class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
     """z (N, z_dim) + camera label c (N, 25) -> {'image', 'image_raw', 'image_depth'}.
 
     `rendering_kwargs` are EG3D's (see ImportanceRenderer; superresolution_module, sr_antialias,
     c_gen_conditioning_zero, c_scale, superresolution_noise_mode, decoder_lr_mul, ...) plus our
     optional `ray_chunk_size`. Remaining keyword arguments configure the backbone's synthesis network.
+
+    `domain_kwargs` (None = plain EG3D, exactly its state-dict keys) adds the Domain Adaptation Module
+    (training.domain_adaptation: domain names, encoder, ModRes options); then `synthesis`, `forward`,
+    `sample` and `sample_mixed` take `domain` (None, a stored name, a code (N, num_ws, w_dim) or
+    exemplar images (N, 3, H, W) in [-1, 1]) and `alpha` (0 = EG3D exactly, 1 = the style, > 1 exaggerates).
     """
 
     def __init__(self,
@@ -48,6 +55,7 @@ class TriPlaneGenerator(torch.nn.Module):
                  mapping_kwargs: dict = {},
                  rendering_kwargs: dict = {},
                  sr_kwargs: dict = {},
+                 domain_kwargs: Optional[dict] = None,
                  **synthesis_kwargs):
         super().__init__()
         self.z_dim = z_dim
@@ -58,16 +66,18 @@ class TriPlaneGenerator(torch.nn.Module):
         self.renderer = ImportanceRenderer()
         self.ray_sampler = RaySampler()
         self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=256, img_channels=PLANE_CHANNELS * 3,
-                                          mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
+                                          mapping_kwargs=mapping_kwargs, **synthesis_kwargs,
+                                          **backbone_dam_kwargs(domain_kwargs))
         self.superresolution = dnnlib.util.construct_class_by_name(
             class_name=rendering_kwargs['superresolution_module'], channels=PLANE_CHANNELS,
             img_resolution=img_resolution, sr_num_fp16_res=sr_num_fp16_res,
-            sr_antialias=rendering_kwargs['sr_antialias'], **sr_kwargs)
+            sr_antialias=rendering_kwargs['sr_antialias'], **sr_kwargs, **superresolution_dam_kwargs(domain_kwargs))
         self.decoder = OSGDecoder(PLANE_CHANNELS, {'decoder_lr_mul': rendering_kwargs.get('decoder_lr_mul', 1),
                                                    'decoder_output_dim': 32})
         self.neural_rendering_resolution = 64
         self.rendering_kwargs = rendering_kwargs
         self._last_planes = None
+        self._init_domain_input(domain_kwargs, self.backbone.num_ws, w_dim)
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
@@ -84,13 +94,16 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: Optional[int] = None,
                   update_emas: bool = False, cache_backbone: bool = False, use_cached_backbone: bool = False,
-                  ray_chunk_size: Optional[int] = None, **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+                  ray_chunk_size: Optional[int] = None, domain: DomainInput = None, alpha: float = 1,
+                  **synthesis_kwargs) -> Dict[str, torch.Tensor]:
         """ws (N, num_ws, w_dim), camera label c (N, 25) -> {'image': (N, 3, R, R) super-resolved,
         'image_raw': (N, 3, r, r) neural render, 'image_depth': (N, 1, r, r)}, r = neural_rendering_resolution
         (remembered for later calls, as in EG3D). `ray_chunk_size` bounds the rays rendered at once.
+        `domain` / `alpha`: the domain input and its strength (see the class docstring).
         """
         self._check_ws(ws)
         check_camera_label(c, ws.shape[0])
+        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
         if neural_rendering_resolution is None:
             neural_rendering_resolution = self.neural_rendering_resolution
         elif not isinstance(neural_rendering_resolution, int) or neural_rendering_resolution < 2:
@@ -104,7 +117,7 @@ class TriPlaneGenerator(torch.nn.Module):
         if use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
-            planes = self.backbone.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+            planes = self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs)
         if cache_backbone:
             self._last_planes = planes
         planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
@@ -118,7 +131,7 @@ class TriPlaneGenerator(torch.nn.Module):
 
         rgb_image = feature_image[:, :3]
         sr_kwargs = {k: v for k, v in synthesis_kwargs.items() if k != 'noise_mode'}
-        sr_image = self.superresolution(rgb_image, feature_image, ws,
+        sr_image = self.superresolution(rgb_image, feature_image, ws, **dam,
                                         noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **sr_kwargs)
         return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
 
@@ -132,13 +145,15 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def sample_mixed(self, coordinates: torch.Tensor, directions: torch.Tensor, ws: torch.Tensor,
                      truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, update_emas: bool = False,
-                     **synthesis_kwargs) -> Dict[str, torch.Tensor]:
-        """Like `sample`, from ws (N, num_ws, w_dim); truncation arguments are accepted and ignored (EG3D's API)."""
+                     domain: DomainInput = None, alpha: float = 1, **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+        """Like `sample`, from ws (N, num_ws, w_dim); truncation arguments are accepted and ignored (EG3D's API).
+        `domain` / `alpha` as in `synthesis`."""
         _ = truncation_psi, truncation_cutoff
         self._check_ws(ws)
+        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
         misc.assert_shape(coordinates, [ws.shape[0], None, 3], 'coordinates')
         misc.assert_shape(directions, list(coordinates.shape), 'directions')
-        planes = self.backbone.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+        planes = self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs)
         planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
         return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs)
 
