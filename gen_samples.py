@@ -136,9 +136,11 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
         print(f'Generating seed {seed} ({seed_idx + 1}/{len(seeds)})...')
         z = gen_utils.z_from_seed(seed, G.z_dim, device)
         ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        # A stored name or an exemplar becomes a code once per seed (the encoder may use the natural ws).
+        code = None if domain_arg is None else G.get_domain_code(domain_arg, 1, source_ws=ws)
         tiles = []
         for alpha in rows:
-            kwargs = gen_utils.domain_kwargs(domain_arg, alpha)
+            kwargs = gen_utils.domain_kwargs(code, alpha)
             for (yaw, pitch), out in zip(views, render_views(G, ws, cameras, seed, kwargs)):
                 stem = os.path.join(outdir, sample_name(seed, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]

@@ -1,7 +1,7 @@
 """Render orbit / zoom videos of natural or stylised heads with a network pickle, frame by frame."""
 
 import os
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import click
 import imageio
@@ -75,33 +75,39 @@ def _to_picture(out: dict, image_mode: str, rendering_kwargs: dict) -> torch.Ten
 
 @torch.no_grad()
 def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch.Tensor], weights: np.ndarray,
-                  image_mode: str, domain_kwargs: dict, grid: Tuple[int, int], render_seed: int = 0
-                  ) -> Iterator[np.ndarray]:
+                  image_mode: str, grid: Tuple[int, int], domain: Any = None, alpha: float = 1.0,
+                  render_seed: int = 0) -> Iterator[np.ndarray]:
     """Yield the video frames, each a (grid_h * H, grid_w * W, 3) uint8 picture of all cells.
 
     ws_keys: (K, N, num_ws, w_dim) keyframe latents of the N cells; cameras: (1, 25) label per frame;
-    weights: (T, K) keyframe weights per frame. The tri-planes of every keyframe are computed once;
-    a frame blends them (and the latents, for super-resolution) with its weights and only renders and
-    super-resolves. The renderer is re-seeded every frame so that its jitter does not flicker.
+    weights: (T, K) keyframe weights per frame; domain/alpha: G's domain input (None = plain EG3D).
+    The domain code and the tri-planes of every keyframe are computed once; a frame blends them (and
+    the latents, for super-resolution) with its weights and only renders and super-resolves. The
+    renderer is re-seeded every frame so that its jitter does not flicker.
     """
     num_keys, num_cells = ws_keys.shape[:2]
-    planes_keys = []
+    codes_keys, planes_keys = [], []
     for k in range(num_keys):
+        # A stored name or an exemplar becomes a code here, so the encoder runs once per keyframe.
+        code = None if domain is None else G.get_domain_code(domain, num_cells, source_ws=ws_keys[k])
         G.synthesis(ws_keys[k], cameras[0].repeat(num_cells, 1), noise_mode='const', cache_backbone=True,
-                    **domain_kwargs)
+                    **gen_utils.domain_kwargs(code, alpha))
+        codes_keys.append(code)
         planes_keys.append(G._last_planes)  # pylint: disable=protected-access
     planes_keys = torch.stack(planes_keys)
+    codes_keys = None if domain is None else torch.stack(codes_keys)
+
+    def blend(frame_weights: np.ndarray, keys: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        if keys is None or num_keys == 1:
+            return None if keys is None else keys[0]
+        return torch.einsum('k,k...->...', torch.as_tensor(frame_weights, dtype=keys.dtype, device=keys.device), keys)
+
     for frame_weights, c in zip(weights, cameras):
-        w = torch.as_tensor(frame_weights, dtype=ws_keys.dtype, device=ws_keys.device)
-        if num_keys == 1:
-            ws, planes = ws_keys[0], planes_keys[0]
-        else:
-            ws = torch.einsum('k,k...->...', w, ws_keys)
-            planes = torch.einsum('k,k...->...', w.to(planes_keys.dtype), planes_keys)
         # EG3D's synthesis renders from G._last_planes when use_cached_backbone is set.
-        G._last_planes = planes  # pylint: disable=protected-access
+        G._last_planes = blend(frame_weights, planes_keys)  # pylint: disable=protected-access
         torch.manual_seed(render_seed)
-        out = G.synthesis(ws, c.repeat(num_cells, 1), noise_mode='const', use_cached_backbone=True, **domain_kwargs)
+        out = G.synthesis(blend(frame_weights, ws_keys), c.repeat(num_cells, 1), noise_mode='const',
+                          use_cached_backbone=True, **gen_utils.domain_kwargs(blend(frame_weights, codes_keys), alpha))
         pictures = gen_utils.image_to_uint8(_to_picture(out, image_mode, G.rendering_kwargs))
         yield gen_utils.layout_grid(pictures, rows=grid[1], cols=grid[0])
 
@@ -183,8 +189,8 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     for alpha in (alphas or [1.0]) if domain_arg is not None else [None]:
         alpha_part = '' if alpha is None else f'_{domain_label}_alpha{alpha:.2f}'
         mp4 = os.path.join(outdir, f'{grid_name}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{alpha_part}.mp4')
-        frames = render_frames(G, ws_keys, cameras, weights, image_mode, gen_utils.domain_kwargs(domain_arg, alpha),
-                               grid)
+        frames = render_frames(G, ws_keys, cameras, weights, image_mode, grid, domain=domain_arg,
+                               alpha=1.0 if alpha is None else alpha)
         # macro_block_size=2: libx264 needs even sizes; a larger block would silently rescale the frames.
         with imageio.get_writer(mp4, mode='I', fps=fps, codec='libx264', bitrate='10M', macro_block_size=2) as video:
             for frame in tqdm(frames, total=len(cameras), desc=os.path.basename(mp4), unit='frame'):

@@ -1,9 +1,16 @@
 """gen_samples.py: file names, argument errors, and the CLI on a tiny network snapshot."""
 
+import os
+
+import numpy as np
+import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 import gen_samples
+import gen_utils
+from tests.gen_network import build_tiny_generator, write_tiny_snapshot
 
 
 def test_sample_name():
@@ -21,3 +28,75 @@ def test_bad_arguments_name_the_problem(tmp_path, args, message):
     result = CliRunner().invoke(gen_samples.generate_images, [f'--outdir={tmp_path}', '--device=cpu', *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+# ----------------------------------------------------------------------------
+# On a tiny network snapshot with two stored domains, loaded through --network like a user.
+
+SEED = 3
+VIEWS = [(0.0, 0.0), (0.4, -0.1)]
+
+
+@pytest.fixture(scope='module')
+def outputs(tmp_path_factory):
+    """Run gen_samples.py once on the snapshot; returns the output folder."""
+    root = tmp_path_factory.mktemp('gen_samples')
+    network = str(root / 'tiny.pkl')
+    write_tiny_snapshot(network, domain_names=['toon', 'sketch'])
+    outdir = root / 'out'
+    result = CliRunner().invoke(gen_samples.generate_images, [
+        f'--network={network}', f'--outdir={outdir}', f'--seeds={SEED}', '--domain=sketch', '--alpha=0,1',
+        '--views=0:0,0.4:-0.1', '--depth', '--shapes', '--shape-res=16', '--shape-level=0', '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    assert 'Running on the CPU' in result.output
+    return network, outdir
+
+
+def _png(path):
+    return np.asarray(PIL.Image.open(path))
+
+
+def test_writes_views_grid_depth_and_shapes(outputs):
+    _, outdir = outputs
+    for alpha in (0.0, 1.0):
+        for yaw, pitch in VIEWS:
+            stem = outdir / gen_samples.sample_name(SEED, alpha, yaw, pitch)
+            assert _png(f'{stem}.png').shape == (128, 128, 3)
+            depth = _png(f'{stem}_depth.png')
+            assert depth.shape == (32, 32) and depth.dtype == np.uint16
+    grid = _png(outdir / f'seed{SEED:04d}_grid.png')
+    assert grid.shape == (2 * 128, 2 * 128, 3)  # rows: alpha 0, 1; columns: the two views
+    np.testing.assert_array_equal(grid[128:, 128:], _png(f'{outdir / gen_samples.sample_name(SEED, 1.0, 0.4, -0.1)}.png'))
+    for alpha in ('0.00', '1.00'):
+        assert os.path.getsize(outdir / f'seed{SEED:04d}_alpha{alpha}.mrc') == 1024 + 16 ** 3 * 4
+        raw = (outdir / f'seed{SEED:04d}_alpha{alpha}.ply').read_bytes()
+        header = raw[:raw.index(b'end_header')].decode('ascii').split('\n')
+        num_verts = int(next(line for line in header if line.startswith('element vertex')).split()[-1])
+        num_faces = int(next(line for line in header if line.startswith('element face')).split()[-1])
+        assert num_verts > 0 and num_faces > 0
+        assert len(raw) == raw.index(b'end_header\n') + 11 + num_verts * 12 + num_faces * 13
+
+
+def test_alpha0_equals_plain_eg3d_and_alpha1_differs(outputs):
+    G = build_tiny_generator()  # the same EG3D weights without the domain path
+    device = torch.device('cpu')
+    conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    for yaw, pitch in VIEWS:
+        c = gen_utils.camera_label(G, yaw, pitch, 18.837, device)
+        ws = G.mapping(gen_utils.z_from_seed(SEED, G.z_dim, device), conditioning, truncation_psi=0.7,
+                       truncation_cutoff=14)
+        torch.manual_seed(SEED)
+        with torch.no_grad():
+            plain = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const')['image'])[0]
+        natural = _png(f'{outputs[1] / gen_samples.sample_name(SEED, 0.0, yaw, pitch)}.png')
+        styled = _png(f'{outputs[1] / gen_samples.sample_name(SEED, 1.0, yaw, pitch)}.png')
+        np.testing.assert_array_equal(natural, plain)
+        assert np.abs(styled.astype(int) - plain).mean() > 2
+
+
+def test_unknown_domain_names_the_stored_ones(outputs, tmp_path):
+    network, _ = outputs
+    result = CliRunner().invoke(gen_samples.generate_images, [
+        f'--network={network}', f'--outdir={tmp_path}', '--domain=oil', '--device=cpu'])
+    assert result.exit_code == 2
+    assert 'unknown domain "oil"; domains stored in this network: toon, sketch' in result.output
