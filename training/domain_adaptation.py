@@ -13,6 +13,15 @@ or no domain input is always exactly EG3D. See docs/method.md for the equations 
 
 The layers (training.layers, training.networks_stylegan2, training.superresolution) call the
 pieces here; TriPlaneGenerator mixes in `DomainInputMixin` for the stored codes and the encoder.
+
+Usage (training one domain from an EG3D generator `G_src`):
+    G = with_domain_adaptation(G_src, ['pixar'], encoder_kwargs=dict(img_resolution=256))
+    G.encoder.load_ir_se_weights('model_ir_se50.pth')           # optional pSp-style start
+    params = training.trainable.select_parameters(G, ['backbone.synthesis', 'superresolution', 'dam', 'encoder'])
+    out = G.synthesis(ws, c, domain=exemplars)                   # (N, 3, H, W) in [-1, 1]; or a code / a name
+    G.set_domain_code('pixar', mean_domain_code(G.encoder, some_exemplars))  # for --domain=pixar later
+or from kwargs: construct_class_by_name(**enable_domain_adaptation(G_kwargs, ['pixar'], ...)) followed by
+copy_source_weights(G_src, G).
 """
 
 import contextlib
@@ -316,8 +325,14 @@ def with_domain_adaptation(G_src: torch.nn.Module, domain_names: Sequence[str] =
 
 
 def mean_domain_code(encoder: torch.nn.Module, exemplars: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
-    """Mean code (num_ws, w_dim) of `encoder` over exemplar images (M, 3, H, W) in [-1, 1]."""
-    with torch.no_grad():
-        codes = [encoder(exemplars[i:i + batch_size]) for i in range(0, exemplars.shape[0], batch_size)]
+    """Mean code (num_ws, w_dim) of `encoder` over exemplar images (M, 3, H, W) in [-1, 1], computed in
+    eval mode (batch-norm running statistics, which this must not update)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            codes = [encoder(exemplars[i:i + batch_size]) for i in range(0, exemplars.shape[0], batch_size)]
+    finally:
+        encoder.train(was_training)
     return torch.cat(codes).mean(dim=0)
 

@@ -189,6 +189,23 @@ def test_each_layer_reads_its_own_code_entry():
         net(ws, domain_ws=code[:, :3], noise_mode='const')
 
 
+def test_training_mode_matches_inference_and_the_fresh_dam_gets_gradients():
+    net = _synthesis(use_dam=True, modres_max_res=16)
+    ws, code = torch.randn(2, net.num_ws, W_DIM), torch.randn(2, net.num_ws, W_DIM)
+    out = net.train()(ws, domain_ws=code, noise_mode='const')  # training: non-fused modulated convolutions
+    out.square().mean().backward()
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    assert grads['b8.conv1.affine1.weight'].abs().max() > 0  # zero-initialised, still learns
+    assert grads['b8.res1.conv2.weight'].abs().max() > 0
+    assert grads['b16.torgb.affine1.bias'].abs().max() > 0
+    trained = _synthesis(use_dam=True, modres_max_res=16)
+    _train_dam_(trained)
+    with torch.no_grad():
+        fused = trained.eval()(ws, domain_ws=code, alpha=0.7, noise_mode='const')
+        unfused = trained.train()(ws, domain_ws=code, alpha=0.7, noise_mode='const')
+    torch.testing.assert_close(unfused, fused, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # The DAM-enabled TriPlaneGenerator with EG3D's tiny reference weights.
 
