@@ -158,3 +158,34 @@ def test_ffhq512_renders_on_cpu(ffhq512):
     assert out['image_depth'].min() >= 2.25 and out['image_depth'].max() <= 3.3
     # Raw RGB is the composited sigmoid features mapped to [-1, 1]: it cannot leave [-1.002, 1.002].
     assert out['image_raw'].abs().max() <= 1.002 + 1e-6
+
+
+def test_other_configuration_4x_superresolution():
+    """A 256x256 generator (4X super-resolution, narrow channels, disparity-space sampling, no
+    pose conditioning of the mapping) renders consistent outputs."""
+    torch.manual_seed(0)
+    rendering_kwargs = dict(image_resolution=256, disparity_space_sampling=True, clamp_mode='softplus',
+                            superresolution_module='training.superresolution.SuperresolutionHybrid4X',
+                            c_gen_conditioning_zero=True, c_scale=1.0, superresolution_noise_mode='random',
+                            decoder_lr_mul=1.0, sr_antialias=False, depth_resolution=5,
+                            depth_resolution_importance=3, ray_start=2.0, ray_end=3.5, box_warp=1.6)
+    G = TriPlaneGenerator(z_dim=16, c_dim=25, w_dim=512, img_resolution=256, img_channels=3,
+                          mapping_kwargs={'num_layers': 1}, rendering_kwargs=rendering_kwargs,
+                          sr_num_fp16_res=0, sr_kwargs={'channel_base': 256, 'channel_max': 8},
+                          channel_base=256, channel_max=8, num_fp16_res=0).eval()
+    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+    poses = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), horizontal_stddev=0.3,
+                                     radius=2.7, batch_size=2)
+    c = torch.cat([poses.reshape(2, 16), FOV_to_intrinsics(18.837).reshape(1, 9).expand(2, 9)], 1)
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        # c_gen_conditioning_zero: the mapping ignores the camera.
+        np.testing.assert_array_equal(G.mapping(z, c).numpy(), G.mapping(z, torch.zeros_like(c)).numpy())
+        out = G(z, c, neural_rendering_resolution=8, noise_mode='const')
+    assert out['image'].shape == (2, 3, 256, 256) and out['image_raw'].shape == (2, 3, 8, 8)
+    assert out['image_depth'].min() >= 2.0 and out['image_depth'].max() <= 3.5 + 1e-5
+    assert G.neural_rendering_resolution == 8  # remembered, as in EG3D
+    with torch.no_grad():
+        again = G(z, c, noise_mode='const')  # uses the remembered resolution
+    assert again['image_raw'].shape == (2, 3, 8, 8)
+    assert not torch.equal(again['image_raw'], out['image_raw'])  # the depth jitter is random
