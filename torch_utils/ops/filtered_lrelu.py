@@ -1,11 +1,12 @@
 """Alias-free leaky ReLU: bias, upsample, leaky ReLU, clamp, downsample (EG3D's `filtered_lrelu`)."""
 
+import os
 from typing import Optional
 
 import numpy as np
 import torch
 
-from torch_utils import misc
+from torch_utils import custom_ops, misc
 from torch_utils.ops import bias_act, upfirdn2d
 from torch_utils.ops.upfirdn2d import Padding, _get_filter_size, _parse_padding
 
@@ -58,7 +59,24 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
         (N, C, (H*up + py0 + py1 - (fu_h-1) - (fd_h-1) + down-1) // down, likewise for W).
     """
     _check_args(x, fu, fd, b, up, down, impl)
+    if impl == 'cuda':
+        plugin = _plugin()
+        filters_fixed = not any(f is not None and f.requires_grad for f in (fu, fd))
+        if custom_ops.handles(plugin, x, b) and filters_fixed:
+            out_shape = output_shape(x.shape, fu, fd, up, down, padding)
+            if out_shape[2] < 1 or out_shape[3] < 1:
+                raise ValueError(f'filtered_lrelu: input {tuple(x.shape)} gives an empty output {out_shape}')
+            one = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+            return _FilteredLReluCompiled.apply(x, b, one if fu is None else fu, one if fd is None else fd, up, down,
+                                                _parse_padding(padding), float(gain), float(slope),
+                                                -1.0 if clamp is None else float(clamp), flip_filter, plugin.ops)
     return _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+
+
+def _plugin():
+    return custom_ops.get_plugin('filtered_lrelu_plugin', os.path.dirname(__file__),
+                                 cpp_sources=['filtered_lrelu.cpp'], cuda_sources=['filtered_lrelu.cu'],
+                                 headers=['filtered_lrelu.h', 'upfirdn2d.h', 'upfirdn2d_cpu.h'])
 
 
 def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter) -> torch.Tensor:
@@ -70,3 +88,26 @@ def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
     x = upfirdn2d.upfirdn2d(x, fd, down=down, flip_filter=flip_filter, impl='ref')
     misc.assert_shape(x, out_shape, 'filtered_lrelu output')
     return x
+
+
+class _FilteredLReluCompiled(torch.autograd.Function):
+    """Compiled filtered_lrelu with its first derivative (w.r.t. x and b)."""
+
+    @staticmethod
+    def forward(ctx, x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter, ops):
+        px0, px1, py0, py1 = padding
+        # The mask (one byte per upsampled element: negative / clamped) is kept only when a gradient is needed.
+        write_mask = any(ctx.needs_input_grad[:2])
+        y, mask = ops.forward(x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, flip_filter, write_mask)
+        ctx.save_for_backward(fu, fd, mask)
+        ctx.args = (x.shape, up, down, px0, py0, gain, slope, flip_filter, ops)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        fu, fd, mask = ctx.saved_tensors
+        x_shape, up, down, px0, py0, gain, slope, flip_filter, ops = ctx.args
+        dx = ops.backward(dy, fu, fd, mask, up, down, px0, py0, x_shape[2], x_shape[3], gain, slope, flip_filter)
+        db = dx.sum([0, 2, 3]) if ctx.needs_input_grad[1] else None
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None, None, None, None, None, None
