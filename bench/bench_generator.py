@@ -3,7 +3,8 @@ mapping, tri-planes, volume rendering at the neural rendering resolution, super-
 
 Every (batch, ray chunk) configuration runs in a fresh process, so that the CPU peak resident set
 size belongs to that configuration alone (it includes the ~0.25 GB of weights and the Python/torch
-runtime). On a GPU the peak is torch.cuda.max_memory_allocated.
+runtime). On a GPU the peak is torch.cuda.max_memory_allocated. Besides wall-clock seconds the
+table gives CPU seconds (all threads) per image, which a busy shared machine distorts less.
 
 Examples:
 
@@ -59,13 +60,15 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
     render()  # warm-up: first-call allocations and kernel selection
     if dev.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         render()
         times.append((time.perf_counter() - start) / batch)
+        cpu_times.append((time.process_time() - cpu_start) / batch)
     return dict(device=device, batch=batch, chunk=chunk, resolution=resolution, sec_per_image=min(times),
-                sec_per_image_mean=sum(times) / len(times), rss_after_build_gib=rss_built,
+                sec_per_image_mean=sum(times) / len(times), cpu_sec_per_image=min(cpu_times),
+                rss_after_build_gib=rss_built,
                 peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
                 cuda_peak_gib=torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == 'cuda' else None,
                 threads=torch.get_num_threads())
@@ -115,12 +118,13 @@ def main(device: str, batches: List[int], chunks: List[str], repeats: int, resol
 
 def _print_row(r: dict, header: bool) -> None:
     if header:
-        print(f"{'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} "
+        print(f"{'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
               f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}")
     cuda = '-' if r['cuda_peak_gib'] is None else f"{r['cuda_peak_gib']:.2f}G"
     chunk = 'none' if r['chunk'] is None else str(r['chunk'])
     print(f"{r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
-          f"{r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}", flush=True)
+          f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}",
+          flush=True)
 
 
 if __name__ == '__main__':

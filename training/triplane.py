@@ -18,6 +18,9 @@ from training.volumetric_rendering.ray_sampler import RaySampler
 from training.volumetric_rendering.renderer import ImportanceRenderer
 
 PLANE_CHANNELS = 32  # features per plane; the backbone outputs 3 * 32 channels
+REQUIRED_RENDERING_KWARGS = ('superresolution_module', 'sr_antialias', 'c_gen_conditioning_zero',
+                             'superresolution_noise_mode', 'ray_start', 'ray_end', 'depth_resolution',
+                             'depth_resolution_importance', 'disparity_space_sampling', 'box_warp', 'clamp_mode')
 
 
 def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: str = 'camera label c') -> None:
@@ -57,6 +60,9 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
                  sr_kwargs: dict = {},
                  domain_kwargs: Optional[dict] = None,
                  **synthesis_kwargs):
+        missing = [k for k in REQUIRED_RENDERING_KWARGS if k not in rendering_kwargs]
+        if missing:
+            raise ValueError(f'rendering_kwargs lacks {missing} (EG3D train.py sets them; see configs/ffhq512.json)')
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim

@@ -135,6 +135,13 @@ def test_bad_input_names_the_expected_shape(tiny_G, tiny_io):
         tiny_G.sample_mixed(torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), ws)
 
 
+def test_missing_rendering_kwargs(tiny_config):
+    kwargs = dict(tiny_config['G_kwargs'])
+    kwargs['rendering_kwargs'] = {k: v for k, v in kwargs['rendering_kwargs'].items() if k != 'ray_start'}
+    with pytest.raises(ValueError, match=r"rendering_kwargs lacks \['ray_start'\]"):
+        dnnlib.util.construct_class_by_name(**kwargs)
+
+
 def test_ffhq512_layout(ffhq512):
     G = dnnlib.util.construct_class_by_name(**ffhq512['G_kwargs'])
     shapes = {k: list(v.shape) for k, v in G.state_dict().items()}
