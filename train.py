@@ -34,13 +34,15 @@ import torch
 import configs
 import dnnlib
 from training import trainable
+from training.adaptation_setup import add_domain
 from training.content import LatentFolderContent
 
 CAMERA_DIM = 25
 
 
-def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> None:
-    """One training process: join the process group (NCCL on GPUs, gloo on CPUs), then train."""
+def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
+    """One training process: join the process group (NCCL on GPUs, gloo on CPUs), then train.
+    Returns this process's final networks (see `training_loop.training_loop`)."""
     from training import training_loop
     log_path = os.path.join(c.run_dir, 'log.txt')
 
@@ -59,7 +61,7 @@ def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(rank)
     try:
-        training_loop.training_loop(rank=rank, print_fn=print_fn, **c)
+        return training_loop.training_loop(rank=rank, print_fn=print_fn, **c)
     finally:
         if c.num_gpus > 1:
             torch.distributed.destroy_process_group()
@@ -169,6 +171,12 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--domain', f'unknown domain "{opts.domain}": expected a preset in configs/domains '
                          f'({", ".join(configs.list_domains())}) or a domain stored in the network '
                          f'({", ".join(stored_domains(G)) or "none"}); add configs/domains/{opts.domain}.json for a new one')
+    if opts.method == 'pstyle':
+        G = add_domain(G, opts.domain, preset.domain_kwargs)
+    try:
+        trainable.select_parameters(G, parts)
+    except ValueError as err:
+        fail('--train', str(err))
     if opts.content != 'sampled':
         try:
             LatentFolderContent(opts.content, G.backbone.num_ws, G.w_dim)
@@ -185,9 +193,11 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         loss_kwargs=dict(adv_weight=opts.adv, content_weight=opts.content_weight, style_weight=opts.style_weight,
                          id_weight=opts.id_weight, density_reg=opts.density_reg, geom_weight=opts.geom_weight,
                          r1_gamma=opts.gamma, density_reg_points=preset.training['density_reg_points'],
-                         neural_rendering_resolution=preset.neural_rendering_resolution),
+                         neural_rendering_resolution=preset.neural_rendering_resolution,
+                         perceptual_resolution=preset.training['perceptual_resolution']),
         perceptual_kwargs=dict(vgg=opts.vgg, arcface=opts.arcface, random=opts.random_perceptual),
         content=opts.content, truncation_psi=opts.trunc, method=opts.method, domain=opts.domain,
+        domain_kwargs=preset.domain_kwargs,
         train_parts=list(parts), G_reg_interval=preset.training['G_reg_interval'],
         D_reg_interval=preset.training['D_reg_interval'], ema_kimg=preset.training['ema_kimg'],
         ema_rampup=preset.training['ema_rampup'], grid_rows=preset.training['grid_rows'],

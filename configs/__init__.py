@@ -1,7 +1,8 @@
 """Named training presets (JSON files next to this module).
 
 - `configs/<name>.json` (train.py --cfg): the network (`G_kwargs`, `D_kwargs`, used when training
-  starts without --resume), `neural_rendering_resolution`, loop settings (`training`: lazy
+  starts without --resume), `neural_rendering_resolution`, the DAM added for --method=pstyle
+  (`domain_kwargs`: encoder_kwargs, modres_max_res, sr_modres; see training.domain_adaptation), loop settings (`training`: lazy
   regularisation intervals, EMA, number of density-regulariser points, grid rows) and defaults of
   train.py options (`options`, e.g. kimg, tick, snap) that the command line overrides.
 - `configs/domains/<name>.json` (train.py --domain): one style domain's option defaults on top of
@@ -16,7 +17,8 @@ import dnnlib
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 DOMAIN_DIR = os.path.join(CONFIG_DIR, 'domains')
-PRESET_KEYS = ('description', 'neural_rendering_resolution', 'G_kwargs', 'D_kwargs', 'training', 'options')
+PRESET_KEYS = ('description', 'neural_rendering_resolution', 'G_kwargs', 'D_kwargs', 'domain_kwargs', 'training',
+               'options')
 DOMAIN_KEYS = ('description', 'options')
 
 

@@ -24,8 +24,8 @@ PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 
 def resize_to_raw(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Real (N, C, H, W) images down to the neural-rendering resolution, as EG3D's
-    'antialiased' filtered resizing does, so D sees real and fake `image_raw` alike."""
+    """(N, C, H, W) images to (N, C, size, size) as EG3D's 'antialiased' filtered resizing does; used
+    for the real images' `image_raw` (so D sees real and fake raw images alike)."""
     return F.interpolate(image, size=(size, size), mode='bilinear', align_corners=False, antialias=True)
 
 
@@ -71,7 +71,7 @@ class PStyleLoss:
         D: EG3D's DualDiscriminator, `D({'image', 'image_raw'}, c) -> (N, 1)` logits.
         G_src: the frozen source generator (no gradients ever flow into it).
         vgg: (N, 3, H, W) in [-1, 1] -> dict of VGG-19 feature maps containing STYLE_LAYERS.
-        arcface: (N, 3, H, W) in [-1, 1] -> (N, 512) identity embeddings.
+        arcface: (N, 3, H, W) in [-1, 1] -> (N, 512) identity embeddings; may be None when id_weight is 0.
         use_domain: True for PStyle-3D (the exemplar drives G's domain path); False for the
             naive fine-tuning baseline, which renders plain `G.synthesis(ws, c)`.
         density_reg: weight of EG3D's density smoothness (L1 between densities at random points
@@ -79,20 +79,24 @@ class PStyleLoss:
         geom_weight: weight of the optional geometry preservation (L1 between G's and G_src's
             densities at the same random points); 0 disables it.
         r1_gamma: R1 weight (EG3D's gamma); the penalty is scaled by gamma / 2.
+        perceptual_resolution: resize images to this size before VGG-19 (None = as rendered); a
+            cost knob for small machines, the style statistics are per channel and size-agnostic.
     """
 
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, G_src: torch.nn.Module,
                  vgg: Callable[[torch.Tensor], Dict[str, torch.Tensor]],
-                 arcface: Callable[[torch.Tensor], torch.Tensor], use_domain: bool = True,
+                 arcface: Optional[Callable[[torch.Tensor], torch.Tensor]], use_domain: bool = True,
                  adv_weight: float = 0.7, content_weight: float = 1.0, style_weight: float = 1.0,
                  id_weight: float = 0.5, density_reg: float = 0.1, density_reg_p_dist: Optional[float] = None,
                  density_reg_points: int = 1000, geom_weight: float = 0.0, r1_gamma: float = 5.0,
-                 neural_rendering_resolution: Optional[int] = None):
+                 neural_rendering_resolution: Optional[int] = None, perceptual_resolution: Optional[int] = None):
         for name, value in dict(adv_weight=adv_weight, content_weight=content_weight, style_weight=style_weight,
                                 id_weight=id_weight, density_reg=density_reg, geom_weight=geom_weight,
                                 r1_gamma=r1_gamma).items():
             if value < 0:
                 raise ValueError(f'loss weight {name} must be >= 0, got {value}')
+        if arcface is None and id_weight > 0:
+            raise ValueError(f'id_weight={id_weight} needs an identity network (arcface), got None')
         self.G, self.D, self.G_src = G, D, G_src
         self.vgg, self.arcface = vgg, arcface
         self.use_domain = use_domain
@@ -102,6 +106,7 @@ class PStyleLoss:
                                    else G.rendering_kwargs.get('density_reg_p_dist', 0.004))
         self.density_reg_points = density_reg_points
         self.neural_rendering_resolution = neural_rendering_resolution or G.neural_rendering_resolution
+        self.perceptual_resolution = perceptual_resolution
 
     def _domain(self, exemplar: torch.Tensor) -> dict:
         return dict(domain=exemplar) if self.use_domain else dict()
@@ -110,6 +115,11 @@ class PStyleLoss:
         """Stylised render of content `ws` (N, num_ws, w_dim) at camera `c` in the exemplar's style."""
         return self.G.synthesis(ws, c, neural_rendering_resolution=self.neural_rendering_resolution,
                                 **self._domain(exemplar))
+
+    def run_vgg(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self.perceptual_resolution is not None and image.shape[-1] != self.perceptual_resolution:
+            image = resize_to_raw(image, self.perceptual_resolution)
+        return self.vgg(image)
 
     def run_D(self, img: Dict[str, torch.Tensor], c: torch.Tensor) -> torch.Tensor:
         return self.D(img, c)
@@ -151,14 +161,17 @@ class PStyleLoss:
         stylised = self.run_G(ws, c, exemplar)
         logits = self.run_D(stylised, c)
         loss_adv = F.softplus(-logits).mean()
-        feats = self.vgg(stylised['image'])
+        feats = self.run_vgg(stylised['image'])
         with torch.no_grad():
-            content_feats = self.vgg(content['image'])
-            exemplar_feats = self.vgg(exemplar)
-            content_emb = self.arcface(content['image'])
+            content_feats = self.run_vgg(content['image'])
+            exemplar_feats = self.run_vgg(exemplar)
         loss_content = F.mse_loss(feats[CONTENT_LAYER], content_feats[CONTENT_LAYER])
         loss_style = adain_style_loss(feats, exemplar_feats)
-        loss_id = identity_loss(self.arcface(stylised['image']), content_emb) if self.id_weight > 0 else torch.zeros([])
+        loss_id = torch.zeros([], device=ws.device)
+        if self.id_weight > 0:
+            with torch.no_grad():
+                content_emb = self.arcface(content['image'])
+            loss_id = identity_loss(self.arcface(stylised['image']), content_emb)
         loss = (self.adv_weight * loss_adv + self.content_weight * loss_content
                 + self.style_weight * loss_style + self.id_weight * loss_id)
         loss.mul(gain).backward()

@@ -26,6 +26,7 @@ def atomic_write_pickle(obj: Any, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; snapshots are ordinary shareable files
         with os.fdopen(fd, 'wb') as f:
             pickle.dump(obj, f)
             f.flush()

@@ -7,18 +7,16 @@ Every tick: a progress line and a stats.jsonl record; every few ticks an image g
 exemplar / stylised triples and an atomically written snapshot that resumes exactly.
 """
 
-import copy
-import json
 import os
 import time
 from typing import Optional, Sequence
 
 import numpy as np
-import psutil
 import torch
 
 import dnnlib
 from training import trainable
+from training.adaptation_setup import prepare_networks
 from training.content import LatentFolderContent, SampledContent
 from training.loss import PStyleLoss
 from training.progress import ExemplarSampler, StatsCollector, TickLogger, save_triples_grid
@@ -26,36 +24,18 @@ from training.snapshot import (atomic_write_pickle, build_snapshot, capture_rng_
                                restore_rng_state, snapshot_path)
 
 
-def load_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict) -> dict:
-    """G, D, G_ema, G_src (and `resume_state` for our own snapshots) on the CPU.
-
-    From an official EG3D pickle: G, G_ema and G_src all start as its G_ema (the published
-    generator; a fresh domain path renders it unchanged) and D as its D. From our snapshot: each
-    network as saved. Without a pickle (CPU demos and tests): G is built from `G_kwargs` with the
-    current RNG state and copied to G_ema and G_src.
-    """
-    if resume_pkl is None:
-        G = dnnlib.util.construct_class_by_name(**G_kwargs)
-        D = dnnlib.util.construct_class_by_name(**D_kwargs)
-        return dict(G=G, D=D, G_ema=copy.deepcopy(G), G_src=copy.deepcopy(G), resume_state=None)
-    import legacy  # the safe loader: maps persistent classes, never runs code from the file
-    with dnnlib.util.open_url(resume_pkl) as f:
-        data = legacy.load_network_pkl(f)
-    if data.get('resume_state') is not None:
-        return dict(G=data['G'], D=data['D'], G_ema=data['G_ema'], G_src=data['G_src'],
-                    resume_state=data['resume_state'])
-    return dict(G=copy.deepcopy(data['G_ema']), D=data['D'], G_ema=copy.deepcopy(data['G_ema']),
-                G_src=copy.deepcopy(data['G_ema']), resume_state=None)
-
-
-def build_perceptual(perceptual_kwargs: dict, device: torch.device):
-    """(VGG-19 features, ArcFace embedding) for the losses: weights by path/URL, or random
-    stand-ins only when `perceptual_kwargs['random']` says so explicitly."""
+def build_perceptual(perceptual_kwargs: dict, device: torch.device, need_identity: bool = True):
+    """(VGG-19 features, ArcFace embedding or None) for the losses: weights by path/URL, or random
+    stand-ins only when `perceptual_kwargs['random']` says so explicitly. Random stand-ins are
+    drawn from a fixed seed, so every process and every resumed run gets the same ones."""
     from training.perceptual import IdentityEncoder, VGG19Features
     random_ok = bool(perceptual_kwargs.get('random', False))
-    vgg = VGG19Features(perceptual_kwargs.get('vgg'), allow_random_weights=random_ok)
-    arcface = IdentityEncoder(perceptual_kwargs.get('arcface'), allow_random_weights=random_ok)
-    return vgg.to(device), arcface.to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(perceptual_kwargs.get('random_seed', 0))
+        vgg = VGG19Features(perceptual_kwargs.get('vgg'), allow_random_weights=random_ok)
+        arcface = (IdentityEncoder(perceptual_kwargs.get('arcface'), allow_random_weights=random_ok)
+                   if need_identity else None)
+    return vgg.to(device), (arcface.to(device) if arcface is not None else None)
 
 
 def make_optimizer(params: Sequence[torch.nn.Parameter], opt_kwargs: dict, reg_interval: Optional[int]):
@@ -85,7 +65,7 @@ def sync_gradients(params: Sequence[torch.nn.Parameter], num_gpus: int) -> None:
 def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: dict, G_kwargs: dict, D_kwargs: dict,
                   G_opt_kwargs: dict, D_opt_kwargs: dict, loss_kwargs: dict, perceptual_kwargs: dict,
                   content: str = 'sampled', truncation_psi: float = 0.7, method: str = 'pstyle',
-                  domain: Optional[str] = None, train_parts: Sequence[str] = trainable.PSTYLE_PARTS,
+                  domain: Optional[str] = None, domain_kwargs: Optional[dict] = None, train_parts: Sequence[str] = trainable.PSTYLE_PARTS,
                   G_reg_interval: Optional[int] = 4, D_reg_interval: Optional[int] = 16, random_seed: int = 0,
                   num_gpus: int = 1, rank: int = 0, batch_size: int = 1, batch_gpu: int = 1, ema_kimg: float = 0.3125,
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
@@ -105,17 +85,24 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
     log = print_fn if rank == 0 else (lambda *args, **kwargs: None)
 
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    nets = load_networks(resume_pkl, G_kwargs, D_kwargs)
+    use_domain = method == 'pstyle'
+    encoder_init = perceptual_kwargs.get('arcface') if not perceptual_kwargs.get('random') else None
+    nets = prepare_networks(resume_pkl, G_kwargs, D_kwargs, method, domain, domain_kwargs or {}, encoder_init)
     resume_state = nets.pop('resume_state')
     G, D, G_ema, G_src = (nets[k].to(device) for k in ('G', 'D', 'G_ema', 'G_src'))
     G_src.eval().requires_grad_(False)
     G_ema.eval().requires_grad_(False)
+    G.train()
+    D.train()
+    if getattr(G, 'encoder', None) is not None:
+        # Batch-norm statistics stay frozen: batch 1 would make them noise, and frozen they are
+        # identical in every process.
+        G.encoder.eval()
     if num_gpus > 1:  # every rank starts from rank 0's weights
         for module in (G, D, G_ema, G_src):
             for tensor in list(module.parameters()) + list(module.buffers()):
                 torch.distributed.broadcast(tensor.data, src=0)
 
-    use_domain = method == 'pstyle'
     G_named = trainable.select_parameters(G, train_parts)
     G_params = [p for _, p in G_named]
     train_D = 'D' in train_parts
@@ -132,7 +119,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
         content_source = SampledContent(G_src, cameras, truncation_psi=truncation_psi)
     else:
         content_source = LatentFolderContent(content, G_src.backbone.num_ws, G_src.w_dim)
-    vgg, arcface = build_perceptual(perceptual_kwargs, device)
+    vgg, arcface = build_perceptual(perceptual_kwargs, device, need_identity=loss_kwargs.get('id_weight', 0.5) > 0)
     loss = PStyleLoss(G=G, D=D, G_src=G_src, vgg=vgg, arcface=arcface, use_domain=use_domain, **loss_kwargs)
 
     iteration, cur_nimg, cur_tick = 0, 0, 0
@@ -150,8 +137,9 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
 
     sampler = ExemplarSampler(len(training_set), rank=rank, num_replicas=num_gpus, seed=random_seed,
                               start=iteration * rounds * batch_gpu)
+    # Own generator: creating the iterator draws a worker seed, which must not shift the global stream.
     data_iter = iter(torch.utils.data.DataLoader(training_set, sampler=sampler, batch_size=batch_gpu,
-                                                 **data_loader_kwargs))
+                                                 generator=torch.Generator().manual_seed(random_seed), **data_loader_kwargs))
     grid = None
     if rank == 0:
         grid = _make_grid_inputs(training_set, content_source, grid_rows, random_seed, device)
@@ -219,6 +207,8 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
             save_triples_grid(os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'),
                               *_render_grid(G_ema, G_src, grid, use_domain))
         if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
+            if use_domain:
+                _store_domain_code(G, G_ema, domain, training_set, device)
             rng_states = _gather(capture_rng_state(device, {'loop': loop_gen}), num_gpus)
             if rank == 0:
                 state = dict(iteration=iteration, cur_nimg=cur_nimg, cur_tick=cur_tick + 1,
@@ -232,6 +222,22 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
     logger.close()
     log('Exiting...')
     return dict(G=G, D=D, G_ema=G_ema, G_src=G_src, iteration=iteration)
+
+
+@torch.no_grad()
+def _store_domain_code(G, G_ema, domain: str, training_set, device: torch.device, chunk: int = 64) -> None:
+    """Store the domain's mean code over all training exemplars (G_ema's encoder) in G and G_ema,
+    so that `domain=<name>` renders the style without exemplars. Every process computes the same."""
+    from training.domain_adaptation import mean_domain_code
+    total = 0
+    for start in range(0, len(training_set), chunk):
+        idx = range(start, min(start + chunk, len(training_set)))
+        images = torch.stack([torch.as_tensor(np.array(training_set[i][0])) for i in idx])
+        exemplars = images.to(device).to(torch.float32) / 127.5 - 1
+        total = total + mean_domain_code(G_ema.encoder, exemplars) * len(idx)
+    code = total / len(training_set)
+    G.set_domain_code(domain, code)
+    G_ema.set_domain_code(domain, code)
 
 
 def _gather(obj, num_gpus: int) -> list:

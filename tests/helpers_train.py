@@ -1,0 +1,57 @@
+"""Small EG3D-format style datasets for the training tests (folders of PNGs + dataset.json)."""
+
+import json
+import math
+import os
+
+import numpy as np
+import PIL.Image
+import torch
+
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+
+
+def camera_label(yaw: float, pitch: float = 0.0) -> list:
+    """EG3D's 25-number label of a camera at radius 2.7 looking at (0, 0, 0.2), FOV 18.837."""
+    cam2world = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch,
+                                         torch.tensor([0, 0, 0.2]), radius=2.7)
+    return torch.cat([cam2world.reshape(-1), FOV_to_intrinsics(18.837).reshape(-1)]).tolist()
+
+
+def make_style_dataset(path: str, count: int = 6, resolution: int = 128, labels: bool = True, seed: int = 0) -> str:
+    """`count` flat-coloured 'style' portraits: a bright disc on a dark two-tone background,
+    each with a camera label (yaw spread over +-0.3 rad). Returns `path`."""
+    os.makedirs(path, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    entries = []
+    for i in range(count):
+        img = np.zeros([resolution, resolution, 3], dtype=np.float32)
+        img[:] = rng.uniform(0.0, 0.3, size=3)
+        img[yy > 0.7] = rng.uniform(0.2, 0.5, size=3)
+        disc = (xx - 0.5 - 0.1 * rng.randn()) ** 2 + (yy - 0.45) ** 2 < 0.09
+        img[disc] = rng.uniform(0.7, 1.0, size=3)
+        name = f'img{i:08d}.png'
+        PIL.Image.fromarray((img * 255).astype(np.uint8), 'RGB').save(os.path.join(path, name))
+        entries.append([name, camera_label(yaw=0.3 * (2 * i / max(count - 1, 1) - 1))])
+    if labels:
+        with open(os.path.join(path, 'dataset.json'), 'w', encoding='utf-8') as f:
+            json.dump({'labels': entries}, f)
+    return path
+
+
+def build_config(args: list):
+    """train.py's (loop config, run description) for command-line `args`, without running."""
+    import train
+    ctx = train.main.make_context('train.py', list(args))
+    opts = train.apply_presets(ctx, ctx.params)
+    return train.validate_and_build(opts)
+
+
+def ddp_worker(rank: int, c: dict, temp_dir: str, out_dir: str) -> None:
+    """Spawned by the multi-process test: train as one rank, then save that rank's weights."""
+    import train
+    result = train.subprocess_fn(rank, c, temp_dir)
+    state = {f'{name}.{key}': value.detach().clone() for name in ('G', 'D', 'G_ema')
+             for key, value in result[name].state_dict().items()}
+    torch.save(state, os.path.join(out_dir, f'rank{rank}.pt'))

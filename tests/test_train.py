@@ -1,0 +1,79 @@
+"""train.py: every bad option stops with a clear error before any work; presets and dry runs."""
+
+import json
+import os
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import train
+from tests.helpers_train import build_config, make_style_dataset
+
+
+@pytest.fixture(scope='module')
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    return dict(good=make_style_dataset(str(root / 'good'), count=2),
+                unlabelled=make_style_dataset(str(root / 'unlabelled'), count=2, labels=False),
+                small=make_style_dataset(str(root / 'small'), count=2, resolution=64))
+
+
+def _invoke(outdir, *args):
+    base = ['--outdir', str(outdir), '--cfg', 'tiny', '--domain', 'synthetic', '--kimg', '0.001']
+    return CliRunner().invoke(train.main, base + list(args))
+
+
+@pytest.mark.parametrize('case, expected', [
+    ('missing_data', r'--data: dataset ".*nope" does not exist'),
+    ('unlabelled', r'--data: the style dataset needs a 25-number camera label per image'),
+    ('resolution', r'--data: images are 64x64 but the network renders 128x128'),
+    ('domain', r'--domain: unknown domain "nosuch": expected a preset in configs/domains'),
+    ('no_vgg', r'--vgg: missing: pass the path or URL of the VGG-19 weights'),
+    ('vgg_file', r'--vgg: file ".*missing.pth" does not exist'),
+    ('cfg', r'--cfg: unknown config preset \(--cfg\) "huge"'),
+    ('train_part', r'--train part "nosuch" selects no generator parameter'),
+    ('finetune_dam', r'--train: --method=finetune trains no domain path'),
+])
+def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
+    outdir = tmp_path / 'runs'
+    good, rand = ['--data', datasets['good']], ['--random-perceptual']
+    args = {
+        'missing_data': ['--data', str(tmp_path / 'nope')] + rand,
+        'unlabelled': ['--data', datasets['unlabelled']] + rand,
+        'resolution': ['--data', datasets['small']] + rand,
+        'domain': good + rand + ['--domain', 'nosuch'],
+        'no_vgg': good + ['--arcface', 'https://example.invalid/model_ir_se50.pth'],
+        'vgg_file': good + ['--vgg', str(tmp_path / 'missing.pth'), '--arcface', 'https://example.invalid/a.pth'],
+        'cfg': good + rand + ['--cfg', 'huge'],
+        'train_part': good + rand + ['--train', 'backbone.synthesis,nosuch'],
+        'finetune_dam': good + rand + ['--method', 'finetune', '--train', 'backbone,dam'],
+    }[case]
+    result = _invoke(outdir, *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith('Error: ')
+    assert re.search(expected, result.output), result.output
+    assert not outdir.exists()  # nothing was created
+
+
+def test_presets_fill_defaults_and_command_line_wins(datasets, tmp_path):
+    c, desc = build_config(['--outdir', str(tmp_path), '--cfg', 'tiny', '--data', datasets['good'],
+                            '--domain', 'synthetic', '--random-perceptual', '--snap', '7'])
+    tiny = json.load(open(os.path.join(os.path.dirname(train.__file__), 'configs', 'tiny.json')))
+    assert c.total_kimg == tiny['options']['kimg'] and c.kimg_per_tick == tiny['options']['tick']
+    assert c.network_snapshot_ticks == 7  # given on the command line
+    assert c.loss_kwargs == dict(adv_weight=0.7, content_weight=1.0, style_weight=1.0, id_weight=0.5, density_reg=0.1,
+                                 geom_weight=0.0, r1_gamma=5.0, density_reg_points=tiny['training']['density_reg_points'],
+                                 neural_rendering_resolution=32, perceptual_resolution=64)
+    assert c.G_opt_kwargs['lr'] == 1e-5 and c.D_opt_kwargs['lr'] == 1e-5
+    assert c.train_parts == ['backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D']
+    assert c.training_set_kwargs.resolution == 128 and c.training_set_kwargs.max_size == 2
+    assert desc == 'tiny-good-synthetic-pstyle-gpus1-batch1'
+
+
+def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
+    outdir = tmp_path / 'runs'
+    result = _invoke(outdir, '--data', datasets['good'], '--random-perceptual', '--dry-run')
+    assert result.exit_code == 0, result.output
+    assert '"method": "pstyle"' in result.output and 'Dry run; exiting.' in result.output
+    assert not outdir.exists()
