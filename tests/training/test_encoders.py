@@ -1,5 +1,7 @@
 """pSp-style domain encoder: shapes, pyramid routing, resizing, source branch, IR-SE weight loading."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -39,9 +41,14 @@ def test_heads_reduce_each_pyramid_level_to_1x1(resolution):
     assert enc(_images(size=resolution)).shape == (2, 10, 24)
 
 
-def test_each_code_depends_only_on_its_own_head():
+@pytest.fixture(scope='module')
+def small_encoder():
     torch.manual_seed(1)
-    enc = GradualStyleEncoder(num_ws=6, w_dim=16, img_resolution=32, coarse_ind=2, middle_ind=4, **SMALL).eval()
+    return GradualStyleEncoder(num_ws=6, w_dim=16, img_resolution=32, coarse_ind=2, middle_ind=4, **SMALL).eval()
+
+
+def test_each_code_depends_only_on_its_own_head(small_encoder):
+    enc = copy.deepcopy(small_encoder)
     img = _images()
     before = enc(img)
     with torch.no_grad():
@@ -51,12 +58,10 @@ def test_each_code_depends_only_on_its_own_head():
     torch.testing.assert_close(changed, torch.tensor([0, 0, 0, 1.0, 0, 0]))
 
 
-def test_exemplars_are_resized_to_the_encoder_resolution():
-    torch.manual_seed(2)
-    enc = GradualStyleEncoder(num_ws=4, w_dim=16, img_resolution=32, coarse_ind=1, middle_ind=2, **SMALL).eval()
+def test_exemplars_are_resized_to_the_encoder_resolution(small_encoder):
     big = _images(size=64, seed=3)
     small = F.interpolate(big, size=(32, 32), mode='bilinear', align_corners=False, antialias=True)
-    assert torch.equal(enc(big), enc(small))
+    assert torch.equal(small_encoder(big), small_encoder(small))
 
 
 def test_source_branch_starts_off_and_is_linear_in_the_natural_latent():
@@ -76,10 +81,9 @@ def test_source_branch_starts_off_and_is_linear_in_the_natural_latent():
         enc(img, torch.randn(2, 3, 16))
 
 
-def test_bad_inputs_and_configs_are_refused():
-    enc = GradualStyleEncoder(num_ws=4, w_dim=16, img_resolution=32, coarse_ind=1, middle_ind=2, **SMALL)
+def test_bad_inputs_and_configs_are_refused(small_encoder):
     with pytest.raises(ValueError, match=r'\(N, 3, H, W\)'):
-        enc(torch.zeros(2, 32, 32))
+        small_encoder(torch.zeros(2, 32, 32))
     with pytest.raises(ValueError, match='power of 2'):
         GradualStyleEncoder(num_ws=4, img_resolution=48, **SMALL)
     with pytest.raises(ValueError, match='coarse_ind'):
