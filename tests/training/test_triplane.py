@@ -79,7 +79,7 @@ def test_seeded_synthesis_matches_eg3d(tiny_G, tiny_planes, tiny_io):
     assert out['image_depth'].min() >= rk['ray_start'] and out['image_depth'].max() <= rk['ray_end'] + 1e-6
 
 
-@pytest.mark.parametrize('chunk', [1000, 7, 512, 1024])
+@pytest.mark.parametrize('chunk', [100, 1000, 5000])
 def test_chunked_rendering_is_identical(tiny_G, tiny_planes, tiny_io, chunk):
     """Same random numbers, same samples, same pixels. Only the last float bit may differ: PyTorch's
     CPU softplus/exp kernels round the scalar tail of each vectorised loop differently, and where the
