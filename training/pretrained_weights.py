@@ -39,7 +39,7 @@ def load_pretrained_state(weights: Optional[str], *, what: str, filename: str, u
                 f'{what} needs pretrained weights: download "{filename}" (public copy: {url_hint}) and pass its '
                 f'path or URL as weights=..., or put it at "{default}"; for random-weight stand-ins (tests, CPU '
                 f'demo; the losses are then meaningless) pass allow_random_weights=True')
-    if '://' in weights:
+    if dnnlib.util.is_url(weights):
         with dnnlib.util.open_url(weights) as f:
             data = io.BytesIO(f.read())
         state = torch.load(data, map_location='cpu', weights_only=True)

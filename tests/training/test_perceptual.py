@@ -61,6 +61,8 @@ def test_vgg_loads_torchvision_layout_and_ignores_the_classifier(tmp_path):
     vgg = VGG19Features(weights=str(path), layers=('relu3_1',))
     for k, v in vgg.state_dict().items():
         assert torch.equal(v, state[k]), k
+    by_url = VGG19Features(weights=path.as_uri(), layers=('relu1_1',))  # URLs go through dnnlib.util.open_url
+    assert torch.equal(by_url.features[0].weight, state['features.0.weight'])
 
 
 def test_missing_weights_name_the_file_and_the_cache_folder(tmp_path):
