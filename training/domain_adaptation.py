@@ -248,9 +248,12 @@ class DomainInputMixin:
             if self.encoder is None:
                 raise ValueError('exemplar images need a domain encoder: build the generator with '
                                  "domain_kwargs['encoder_kwargs'], or pass a stored domain name or a code")
-            if source_ws is not None and domain.shape[0] != source_ws.shape[0]:
-                domain = self._broadcast(domain, source_ws.shape[0], 'exemplar images')
-            code = self.encoder(domain, source_ws if self.encoder.source_proj is not None else None)
+            if self.encoder.source_proj is None:
+                code = self.encoder(domain)  # one exemplar encodes once, then broadcasts
+            else:
+                if source_ws is not None:
+                    domain = self._broadcast(domain, source_ws.shape[0], 'exemplar images')
+                code = self.encoder(domain, source_ws)
         elif domain.ndim == 3 and tuple(domain.shape[1:]) == (num_ws, w_dim):
             code = domain.to(torch.float32)
         else:

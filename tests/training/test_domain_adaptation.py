@@ -299,11 +299,19 @@ def test_domain_inputs_resolve_to_codes(dam_G, plain_G):
         check_alpha(float('nan'))
 
 
-def test_exemplars_need_an_encoder(tiny):
+def test_exemplars_need_an_encoder_and_the_source_branch_sees_the_face(tiny):
     G = dnnlib.util.construct_class_by_name(**enable_domain_adaptation(tiny.G_kwargs, ['pixar']))
     assert G.encoder is None
     with pytest.raises(ValueError, match='encoder_kwargs'):
         G.get_domain_code(torch.zeros(1, 3, 32, 32), 1)
+    G = dnnlib.util.construct_class_by_name(**enable_domain_adaptation(
+        tiny.G_kwargs, [], encoder_kwargs=dict(TINY_ENCODER, source_branch=True))).eval()
+    with torch.no_grad():
+        G.encoder.source_proj.weight.normal_()
+        img, ws = torch.rand(1, 3, 32, 32) * 2 - 1, torch.randn(2, 14, 512)
+        code = G.get_domain_code(img, 2, source_ws=ws)
+        torch.testing.assert_close(code, G.encoder(img.expand(2, -1, -1, -1), ws))
+    assert not torch.equal(code[0], code[1])  # same exemplar, different faces
 
 
 def test_sample_mixed_takes_the_domain(tiny, dam_G, plain_G):
