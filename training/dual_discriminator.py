@@ -39,6 +39,23 @@ def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: torch.Tenso
 
 
 @persistence.persistent_class
+class SingleDiscriminator(Discriminator):
+    """EG3D's SingleDiscriminator: D({'image': (N, C, R, R), ...}, c) judging the final image alone."""
+
+    def __init__(self, c_dim: int, img_resolution: int, img_channels: int, sr_upsample_factor: int = 1, **kwargs):
+        _ = sr_upsample_factor  # accepted and ignored, as in EG3D
+        super().__init__(c_dim, img_resolution, img_channels, **kwargs)
+
+    def forward(self, img: Dict[str, torch.Tensor], c: torch.Tensor, update_emas: bool = False,
+                **block_kwargs) -> torch.Tensor:
+        if not isinstance(img, dict) or 'image' not in img:
+            raise ValueError("D expects a dict with 'image' (N, C, R, R)")
+        misc.assert_shape(img['image'], [None, self.img_channels, self.img_resolution, self.img_resolution],
+                          "img['image']")
+        return super().forward(img['image'], c, update_emas=update_emas, **block_kwargs)
+
+
+@persistence.persistent_class
 class DualDiscriminator(Discriminator):
     """D({'image': (N, C, R, R), 'image_raw': (N, C, r, r)}, c (N, 25)) -> logits (N, 1).
 

@@ -109,3 +109,12 @@ class SuperresolutionHybrid8XDC(SuperresolutionHybrid):
     def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, **kwargs):
         super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias, input_resolution=128,
                          block_channels=(256, 128), has_resample_filter=False, **kwargs)
+
+
+@persistence.persistent_class
+class SuperresolutionHybridDeepfp32(SuperresolutionHybrid):
+    """EG3D's legacy 128 -> 256 module of early 256x256 models: the 4X layout, resizing without antialiasing."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, **kwargs):
+        super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias=False, input_resolution=128,
+                         block_channels=(128, 64), block0_up=False, **kwargs)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import dnnlib
-from training.dual_discriminator import DualDiscriminator, filtered_resizing
+from training.discriminator_blocks import Discriminator
+from training.dual_discriminator import DualDiscriminator, SingleDiscriminator, filtered_resizing
 
 
 def _images(tiny_io):
@@ -47,6 +48,17 @@ def test_filtered_resizing_modes():
                                atol=1e-6)
     with pytest.raises(ValueError, match='filter_mode'):
         filtered_resizing(x, 16, f, filter_mode='bicubic')
+
+
+def test_single_discriminator_judges_the_image_alone(tiny_config, tiny_io):
+    torch.manual_seed(0)
+    kwargs = {k: v for k, v in tiny_config['D_kwargs'].items() if k not in ('class_name', 'disc_c_noise')}
+    single = SingleDiscriminator(**kwargs).eval()
+    plain = Discriminator(**kwargs).eval()
+    plain.load_state_dict(single.state_dict())
+    images, c = _images(tiny_io), torch.from_numpy(tiny_io['c'])
+    with torch.no_grad():
+        np.testing.assert_array_equal(single(images, c).numpy(), plain(images['image'], c).numpy())
 
 
 def test_ffhq512_layout(ffhq512):

@@ -32,6 +32,13 @@ def test_alias_layouts(name):
         getattr(sr, name)(channels=32, img_resolution=out_res * 2, sr_num_fp16_res=0, sr_antialias=True)
 
 
+def test_legacy_deepfp32_is_the_4x_layout():
+    legacy = sr.SuperresolutionHybridDeepfp32(32, 256, sr_num_fp16_res=0, **SMALL)
+    four = sr.SuperresolutionHybrid4X(32, 256, sr_num_fp16_res=0, sr_antialias=True, **SMALL)
+    assert {k: v.shape for k, v in legacy.state_dict().items()} == {k: v.shape for k, v in four.state_dict().items()}
+    assert legacy.sr_antialias is False
+
+
 def test_fp16_setting_sets_the_clamp():
     on = sr.SuperresolutionHybrid2X(32, 128, sr_num_fp16_res=1, sr_antialias=True)
     off = sr.SuperresolutionHybrid2X(32, 128, sr_num_fp16_res=0, sr_antialias=True)
