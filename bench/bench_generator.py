@@ -88,7 +88,8 @@ def _parse_chunk(value: str) -> Optional[int]:
               metavar='INT', help='Images per call (repeatable).')
 @click.option('--chunk', 'chunks', multiple=True, default=['none'], show_default=True, metavar='INT|none',
               help='Rays rendered at once, ray_chunk_size (repeatable; none = all rays at once, as EG3D).')
-@click.option('--repeats', type=click.IntRange(min=1), default=2, show_default=True, help='Timed calls after one warm-up.')
+@click.option('--repeats', type=click.IntRange(min=1), default=2, show_default=True,
+              help='Timed calls after one warm-up.')
 @click.option('--resolution', type=click.IntRange(min=2), default=128, show_default=True,
               help='Neural rendering resolution.')
 @click.option('--json-out', type=click.Path(dir_okay=False), default=None, metavar='FILE',

@@ -16,11 +16,15 @@ from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import upfirdn2d
 from training.domain_adaptation import ModRes, rng_neutral
-from training.discriminator_blocks import (Discriminator, DiscriminatorBlock, DiscriminatorEpilogue,  # noqa: F401
+from training.discriminator_blocks import (Discriminator, DiscriminatorBlock, DiscriminatorEpilogue,
                                            MinibatchStdLayer)
-from training.layers import (Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer,  # noqa: F401
+from training.layers import (Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer,
                              modulated_conv2d, normalize_2nd_moment)
 from training.mapping_network import MappingNetwork
+
+__all__ = ['normalize_2nd_moment', 'modulated_conv2d', 'FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork',
+           'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock',
+           'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']
 
 
 @persistence.persistent_class
@@ -163,7 +167,8 @@ def _modres(block: Optional[ModRes], x: torch.Tensor, d: Optional[torch.Tensor],
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
-    """ws (N, num_ws, w_dim) -> image (N, img_channels, img_resolution, img_resolution): blocks 4x4 .. img_resolution."""
+    """ws (N, num_ws, w_dim) -> image (N, img_channels, img_resolution, img_resolution), through
+    one SynthesisBlock per resolution from 4x4 to img_resolution."""
 
     def __init__(self,
                  w_dim: int,

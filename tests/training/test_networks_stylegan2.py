@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from torch_utils.ops import upfirdn2d
 from training import networks_stylegan2 as nets
 from training.layers import modulated_conv2d
 
