@@ -100,7 +100,8 @@ def _bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, spec: Ea
 
 def _sum_to_bias(dx: torch.Tensor, dim: int) -> torch.Tensor:
     """Gradient of the bias: dx summed over every dimension but `dim`."""
-    return dx.sum([i for i in range(dx.ndim) if i != dim])
+    dims = [i for i in range(dx.ndim) if i != dim]
+    return dx.sum(dims) if dims else dx  # sum([]) would reduce everything.
 
 
 class _BiasActCompiled(torch.autograd.Function):
