@@ -167,7 +167,7 @@ at::Tensor backward_cpu(const at::Tensor& dy_in, const at::Tensor& fu, const at:
 // Device taps of one CUDA stage: 2-D in correlation order (separable filters as their outer product).
 at::Tensor cuda_taps(const at::Tensor& f_in, const at::Tensor& like, bool flip_filter, double gain) {
     at::Tensor f = f_in.to(like.device());
-    if (f.dim() == 1) f = f.unsqueeze(1) * f.unsqueeze(0);
+    if (f.dim() == 1) f = f.unsqueeze(1).mul(f.unsqueeze(0));
     return (flip_filter ? f : f.flip({0, 1})).mul(gain).contiguous();
 }
 

@@ -1,0 +1,80 @@
+"""custom_ops: build once under a lock, reuse the cache, warn once and fall back, or raise if required."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+from torch_utils import custom_ops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TINY_PLUGIN = '''
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+at::Tensor twice(const at::Tensor& x) { return x.mul(2); }
+TORCH_LIBRARY(pstyle3d_lock_test, m) { m.def("twice(Tensor x) -> Tensor"); }
+TORCH_LIBRARY_IMPL(pstyle3d_lock_test, CPU, m) { m.impl("twice", &twice); }
+'''
+
+LOAD_TINY = textwrap.dedent('''
+    import sys, torch
+    from torch_utils import custom_ops
+    plugin = custom_ops.get_plugin('pstyle3d_lock_test', sys.argv[1], ['tiny.cpp'], [], [])
+    print('result', plugin.ops.twice(torch.ones(2)).tolist())
+''')
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv('PSTYLE3D_CACHE_DIR', str(tmp_path / 'cache'))
+    return tmp_path
+
+
+def write_broken(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir(exist_ok=True)
+    (src / 'broken.cpp').write_text('this is not C++ {\n')
+    return str(src)
+
+
+def test_failed_build_warns_once_and_falls_back(cache_dir, monkeypatch):
+    monkeypatch.delenv(custom_ops.REQUIRE_ENV, raising=False)
+    src = write_broken(cache_dir)
+    with pytest.warns(UserWarning, match=r'(?s)pstyle3d_broken_a.*pure-PyTorch.*not C\+\+'):
+        assert custom_ops.get_plugin('pstyle3d_broken_a', src, ['broken.cpp'], [], []) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # A second request neither rebuilds nor warns again.
+        assert custom_ops.get_plugin('pstyle3d_broken_a', src, ['broken.cpp'], [], []) is None
+
+
+def test_failed_build_raises_when_required(cache_dir, monkeypatch):
+    monkeypatch.setenv(custom_ops.REQUIRE_ENV, '1')
+    src = write_broken(cache_dir)
+    with pytest.raises(RuntimeError, match='pstyle3d_broken_b'):
+        custom_ops.get_plugin('pstyle3d_broken_b', src, ['broken.cpp'], [], [])
+
+
+def test_concurrent_builds_share_one_cached_build(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    (src / 'tiny.cpp').write_text(TINY_PLUGIN)
+    env = dict(os.environ, PSTYLE3D_CACHE_DIR=str(tmp_path / 'cache'), PYTHONPATH=ROOT)
+    cmd = [sys.executable, '-c', LOAD_TINY, str(src)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert all('result [2.0, 2.0]' in out for out in outputs), outputs
+    assert sum(out.count('Building custom op plugin') for out in outputs) == 1, outputs  # The other one waited.
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert 'result [2.0, 2.0]' in again.stdout and 'Building' not in again.stdout  # Loaded from the cache.
+    builds = [b for b in os.listdir(tmp_path / 'cache' / 'torch_extensions') if not b.endswith('.lock')]
+    assert len(builds) == 1
+    # The build directory's digest follows the source text and the flags.
+    before = custom_ops._digest('x', 'cpu', [str(src / 'tiny.cpp')], [])
+    (src / 'tiny.cpp').write_text(TINY_PLUGIN + '// changed\n')
+    assert custom_ops._digest('x', 'cpu', [str(src / 'tiny.cpp')], []) != before
+    assert custom_ops._digest('x', 'cpu', [str(src / 'tiny.cpp')], ['-O0']) != before
