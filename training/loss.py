@@ -156,11 +156,18 @@ class PStyleLoss:
         return stats, renders
 
     def _generator_main(self, exemplar, ws, c, gain) -> Tuple[dict, dict]:
-        with torch.no_grad():
+        # The source render runs on a forked RNG, so the stylised render below draws the same ray
+        # samples: content and identity losses then see only what the adaptation changed.
+        devices = [ws.device] if ws.device.type == 'cuda' else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
             content = self.G_src.synthesis(ws, c, neural_rendering_resolution=self.neural_rendering_resolution)
         stylised = self.run_G(ws, c, exemplar)
-        logits = self.run_D(stylised, c)
-        loss_adv = F.softplus(-logits).mean()
+        stats = dict()
+        loss_adv = torch.zeros([], device=ws.device)
+        if self.adv_weight > 0:
+            logits = self.run_D(stylised, c)
+            loss_adv = F.softplus(-logits).mean()
+            stats.update({'Loss/G/adv': loss_adv.detach(), 'Loss/scores/fake': logits.detach().mean()})
         feats = self.run_vgg(stylised['image'])
         with torch.no_grad():
             content_feats = self.run_vgg(content['image'])
@@ -175,9 +182,10 @@ class PStyleLoss:
         loss = (self.adv_weight * loss_adv + self.content_weight * loss_content
                 + self.style_weight * loss_style + self.id_weight * loss_id)
         loss.mul(gain).backward()
-        stats = {'Loss/G/adv': loss_adv.detach(), 'Loss/G/content': loss_content.detach(),
-                 'Loss/G/style': loss_style.detach(), 'Loss/G/id': loss_id.detach(), 'Loss/G/loss': loss.detach(),
-                 'Loss/scores/fake': logits.detach().mean()}
+        stats.update({'Loss/G/content': loss_content.detach(), 'Loss/G/style': loss_style.detach(),
+                      'Loss/G/loss': loss.detach()})
+        if self.id_weight > 0:
+            stats['Loss/G/id'] = loss_id.detach()
         renders = {'fake': {'image': stylised['image'].detach(), 'image_raw': stylised['image_raw'].detach()},
                    'content': content['image']}
         return stats, renders

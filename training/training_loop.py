@@ -121,6 +121,8 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
         content_source = LatentFolderContent(content, G_src.backbone.num_ws, G_src.w_dim)
     vgg, arcface = build_perceptual(perceptual_kwargs, device, need_identity=loss_kwargs.get('id_weight', 0.5) > 0)
     loss = PStyleLoss(G=G, D=D, G_src=G_src, vgg=vgg, arcface=arcface, use_domain=use_domain, **loss_kwargs)
+    for net in (G, G_ema, G_src):  # grids and snapshots render at the training resolution
+        net.neural_rendering_resolution = loss.neural_rendering_resolution
 
     iteration, cur_nimg, cur_tick = 0, 0, 0
     if resume_state is not None:

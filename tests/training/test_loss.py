@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers_train import camera_label
 from training import loss as L
 
 
@@ -70,3 +71,79 @@ def test_resize_to_raw_averages_blocks():
     # except at the borders where the antialiasing filter is clipped.
     mid = L.resize_to_raw(ramp, 4)[0, 0, 1, 1:3]
     np.testing.assert_allclose(mid.numpy(), [5.5, 9.5], atol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def tiny_nets():
+    import configs
+    import dnnlib
+    from training.domain_adaptation import with_domain_adaptation
+    from training.perceptual import IdentityEncoder, VGG19Features
+    preset = configs.load_preset('tiny')
+    torch.manual_seed(0)
+    G_src = dnnlib.util.construct_class_by_name(**preset.G_kwargs).eval().requires_grad_(False)
+    G = with_domain_adaptation(G_src, ['synthetic'], **preset.domain_kwargs)
+    G.encoder.eval()
+    D = dnnlib.util.construct_class_by_name(**preset.D_kwargs)
+    vgg = VGG19Features(allow_random_weights=True)
+    arcface = IdentityEncoder(allow_random_weights=True)
+    cam = torch.tensor([camera_label(yaw=0.2)])
+    ws = G_src.mapping(torch.randn([1, 512], generator=torch.Generator().manual_seed(1)), cam).detach()
+    exemplar = torch.rand([1, 3, 128, 128], generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return dict(G=G, G_src=G_src, D=D, vgg=vgg, arcface=arcface, ws=ws, c=cam, exemplar=exemplar,
+                nrr=preset.neural_rendering_resolution)
+
+
+def test_generator_losses_of_a_fresh_dam_generator(tiny_nets):
+    # A fresh DAM renders the source (both renders draw the same ray samples): content and identity
+    # losses vanish, the total is the weighted sum of the terms, the style term matches a direct
+    # computation.
+    n = tiny_nets
+    loss = L.PStyleLoss(G=n['G'], D=n['D'], G_src=n['G_src'], vgg=n['vgg'], arcface=n['arcface'],
+                        neural_rendering_resolution=n['nrr'], geom_weight=1.0)
+    torch.manual_seed(5)
+    stats, renders = loss.accumulate_gradients('Gmain', n['exemplar'], n['c'], n['ws'], n['c'])
+    assert float(stats['Loss/G/content']) < 1e-10
+    assert float(stats['Loss/G/id']) == pytest.approx(0.0, abs=1e-6)
+    total = 0.7 * stats['Loss/G/adv'] + stats['Loss/G/content'] + stats['Loss/G/style'] + 0.5 * stats['Loss/G/id']
+    assert float(stats['Loss/G/loss']) == pytest.approx(float(total), rel=1e-6)
+    torch.testing.assert_close(renders['fake']['image'], renders['content'], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        ref_style = L.adain_style_loss(n['vgg'](renders['content']), n['vgg'](n['exemplar']))
+    assert float(stats['Loss/G/style']) == pytest.approx(float(ref_style), rel=1e-5)
+    # Gradients reach the domain path (the point of training it).
+    grads = [p.grad for name, p in n['G'].named_parameters() if 'affine1' in name and p.grad is not None]
+    assert grads and max(float(g.abs().max()) for g in grads) > 0
+
+
+def test_density_regulariser_matches_direct_computation(tiny_nets):
+    n = tiny_nets
+    loss = L.PStyleLoss(G=n['G'], D=n['D'], G_src=n['G_src'], vgg=n['vgg'], arcface=None, id_weight=0,
+                        neural_rendering_resolution=n['nrr'], density_reg_points=50, geom_weight=1.0)
+    torch.manual_seed(7)
+    stats, _ = loss.accumulate_gradients('Greg', n['exemplar'], n['c'], n['ws'], n['c'])
+    torch.manual_seed(7)
+    points = torch.rand([1, 50, 3]) * 2 - 1
+    perturbed = points + torch.randn_like(points) * n['G'].rendering_kwargs['density_reg_p_dist']
+    coords = torch.cat([points, perturbed], dim=1)
+    with torch.no_grad():
+        sigma = n['G_src'].sample_mixed(coords, torch.randn_like(coords), n['ws'])['sigma']
+    expected = (sigma[:, :50] - sigma[:, 50:]).abs().mean()
+    assert float(stats['Loss/G/density_reg']) == pytest.approx(float(expected), rel=1e-5)
+    assert float(stats['Loss/G/geom']) < 1e-6  # fresh DAM: the source's densities (up to fused-conv rounding)
+
+
+def test_discriminator_r1_uses_raw_resized_exemplar(tiny_nets):
+    n = tiny_nets
+    loss = L.PStyleLoss(G=n['G'], D=n['D'], G_src=n['G_src'], vgg=n['vgg'], arcface=None, id_weight=0,
+                        neural_rendering_resolution=n['nrr'])
+    stats, _ = loss.accumulate_gradients('Dreg', n['exemplar'], n['c'], n['ws'], n['c'])
+    image = n['exemplar'].clone().requires_grad_(True)
+    raw = L.resize_to_raw(n['exemplar'], n['nrr']).requires_grad_(True)
+    logits = n['D']({'image': image, 'image_raw': raw}, n['c'])
+    penalty = L.r1_penalty_dual(logits, image, raw)
+    assert float(stats['Loss/D/r1']) == pytest.approx(float(penalty.detach().mean() * 2.5), rel=1e-5)
+    with pytest.raises(ValueError, match='needs the stylised render'):
+        loss.accumulate_gradients('Dmain', n['exemplar'], n['c'], n['ws'], n['c'])
+    with pytest.raises(ValueError, match='unknown phase'):
+        loss.accumulate_gradients('Gfoo', n['exemplar'], n['c'], n['ws'], n['c'])
