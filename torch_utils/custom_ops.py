@@ -28,6 +28,9 @@ REQUIRE_ENV = 'PSTYLE3D_REQUIRE_CUSTOM_OPS'
 CPU_FLAGS = ['-O3', '-DNDEBUG', '-fno-trapping-math']  # No FP traps: lets gcc vectorise branches.
 CUDA_FLAGS = ['-O3', '-DNDEBUG']
 
+# The kernels' dtypes: float32 (and float64, which the gradient tests use) on the CPU; float32 and float16 on CUDA.
+_PLUGIN_DTYPES = {'cpu': (torch.float32, torch.float64), 'cuda': (torch.float32, torch.float16)}
+
 _plugins: Dict[str, Optional[SimpleNamespace]] = {}  # name -> loaded plugin, or None after a failed build.
 
 
@@ -111,17 +114,12 @@ def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_so
     return getattr(torch.ops, name)
 
 
-_PLUGIN_DTYPES = {'cpu': (torch.float32, torch.float64), 'cuda': (torch.float32, torch.float16)}
-
-
 def handles(plugin: Optional[SimpleNamespace], *tensors: Optional[torch.Tensor]) -> bool:
-    """True if `plugin` was built and has kernels for the device and dtype of all given tensors."""
+    """True if `plugin` was built and has kernels for the tensors' device and dtype (all alike; None skipped)."""
     if plugin is None:
         return False
-    for t in tensors:
-        if t is None:
-            continue
-        kind = t.device.type
-        if kind not in plugin.devices or t.dtype not in _PLUGIN_DTYPES[kind] or t.dtype != tensors[0].dtype:
-            return False
-    return True
+    first = tensors[0]
+    kind = first.device.type
+    if kind not in plugin.devices or first.dtype not in _PLUGIN_DTYPES[kind]:
+        return False
+    return all(t is None or (t.device == first.device and t.dtype == first.dtype) for t in tensors)

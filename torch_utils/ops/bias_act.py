@@ -71,8 +71,6 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     """
     _check_args(x, b, dim, act, impl)
     spec, alpha, gain, clamp = _resolve_params(act, alpha, gain, clamp)
-    if impl == 'cuda' and b is not None and b.dtype != x.dtype:
-        raise ValueError(f'bias_act: b has dtype {b.dtype} but x has {x.dtype}')
     if impl == 'cuda':
         plugin = _plugin()
         if custom_ops.handles(plugin, x, b):

@@ -59,3 +59,12 @@ def test_gradcheck(act, impl):
         return bias_act.bias_act(x, b, act=act, gain=1.3, clamp=clamp, impl=impl)
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+def test_mixed_dtypes_use_reference():
+    # The kernels want x and b alike; other combinations take the reference path (which promotes).
+    x = torch.randn(2, 3, 4)
+    b = torch.randn(3, dtype=torch.float64)
+    y = bias_act.bias_act(x, b, act='lrelu')
+    assert y.dtype == torch.float64
+    np.testing.assert_allclose(y.numpy(), bias_act.bias_act(x.double(), b, act='lrelu', impl='ref').numpy())
