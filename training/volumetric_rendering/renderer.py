@@ -31,7 +31,8 @@ def project_onto_planes(planes: torch.Tensor, coordinates: torch.Tensor) -> torc
     N, M, _ = coordinates.shape
     n_planes = planes.shape[0]
     coordinates = coordinates.unsqueeze(1).expand(-1, n_planes, -1, -1).reshape(N * n_planes, M, 3)
-    inv_planes = torch.linalg.inv(planes).unsqueeze(0).expand(N, -1, -1, -1).reshape(N * n_planes, 3, 3)
+    inv_planes = torch.linalg.inv(planes).to(coordinates.dtype)
+    inv_planes = inv_planes.unsqueeze(0).expand(N, -1, -1, -1).reshape(N * n_planes, 3, 3)
     return torch.bmm(coordinates, inv_planes)[..., :2]
 
 
@@ -48,7 +49,8 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     plane_features = plane_features.reshape(N * n_planes, C, H, W)
     coordinates = (2 / box_warp) * coordinates
     projected = project_onto_planes(plane_axes, coordinates).unsqueeze(1)  # [N*P, 1, M, 2]
-    features = torch.nn.functional.grid_sample(plane_features, projected.float(), mode=mode,
+    # The grid takes the planes' dtype (float32 for every EG3D network; float64 in gradient checks).
+    features = torch.nn.functional.grid_sample(plane_features, projected.to(plane_features.dtype), mode=mode,
                                                padding_mode=padding_mode, align_corners=False)
     return features.permute(0, 3, 2, 1).reshape(N, n_planes, M, C)
 

@@ -121,3 +121,24 @@ def test_bad_input():
         renderer(planes[:, :2], decoder, origins, dirs, OPTIONS)
     with pytest.raises(ValueError, match='padding_mode'):
         sample_from_planes(generate_planes(), planes, origins, padding_mode='border', box_warp=1)
+
+
+def test_render_gradients_in_float64():
+    """First and second derivatives of the composited colour and depth with respect to the planes
+    (the coarse pass only: importance samples are detached by design, as in EG3D)."""
+    torch.manual_seed(0)
+    decoder = OSGDecoder(1, {'decoder_lr_mul': 1, 'decoder_output_dim': 2}).double()
+    origins = torch.tensor([[[0.05, -0.1, 2.7], [0.1, 0.05, 2.7]]], dtype=torch.float64)
+    dirs = torch.tensor([[[0, 0, -1.0], [0.05, -0.02, -1.0]]], dtype=torch.float64)
+    dirs = torch.nn.functional.normalize(dirs, dim=-1)
+    options = dict(OPTIONS, depth_resolution=3, depth_resolution_importance=0)
+    renderer = ImportanceRenderer()
+
+    def render(planes):
+        torch.manual_seed(3)  # the same jitter in every evaluation
+        rgb, depth, weight = renderer(planes, decoder, origins, dirs, options)
+        return rgb, depth, weight
+
+    planes = torch.randn(1, 3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(render, (planes,), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradgradcheck(render, (planes,), eps=1e-6, atol=1e-4)
