@@ -196,3 +196,22 @@ def test_other_configuration_4x_superresolution():
         again = G(z, c, noise_mode='const')  # uses the remembered resolution
     assert again['image_raw'].shape == (2, 3, 8, 8)
     assert not torch.equal(again['image_raw'], out['image_raw'])  # the depth jitter is random
+
+
+def test_training_mode_gradients_reach_every_part(tiny_config):
+    """In training mode (unfused modulated convolutions, w_avg tracking) a loss on all three outputs
+    gives finite, non-zero gradients to the mapping, backbone, decoder and super-resolution."""
+    torch.manual_seed(0)
+    kwargs = dict(tiny_config['G_kwargs'], channel_base=256, channel_max=8)
+    G = dnnlib.util.construct_class_by_name(**kwargs).train()
+    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+    pose = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7, batch_size=2)
+    c = torch.cat([pose.reshape(2, 16), FOV_to_intrinsics(18.837).reshape(1, 9).expand(2, 9)], 1)
+    w_avg_before = G.backbone.mapping.w_avg.clone()
+    out = G(torch.randn(2, 512), c, neural_rendering_resolution=8, update_emas=True)
+    (out['image'].square().mean() + out['image_raw'].mean() + out['image_depth'].mean()).backward()
+    assert not torch.equal(G.backbone.mapping.w_avg, w_avg_before)
+    for name in ('backbone.mapping.fc0.weight', 'backbone.synthesis.b256.conv1.weight', 'decoder.net.0.weight',
+                 'superresolution.block1.torgb.weight', 'superresolution.block0.conv0.affine.weight'):
+        grad = dict(G.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
