@@ -142,3 +142,22 @@ def test_render_gradients_in_float64():
     planes = torch.randn(1, 3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(render, (planes,), eps=1e-6, atol=1e-5)
     assert torch.autograd.gradgradcheck(render, (planes,), eps=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize('resolution', [8, 16])
+def test_chunking_bounds_the_per_sample_working_set(resolution):
+    """The per-sample tensors (features of every sample of every ray: the bulk of the renderer's
+    memory) never hold more than `ray_chunk_size` rays, whatever the resolution."""
+    planes, decoder, origins, dirs = _scene(resolution)
+    seen = []
+
+    def spy(features, directions):
+        seen.append(features.shape[2])  # samples decoded in this call, (N, 3, M, C)
+        return decoder(features, directions)
+
+    with torch.no_grad():
+        ImportanceRenderer()(planes, spy, origins, dirs, OPTIONS, ray_chunk_size=10)
+    assert max(seen) == 10 * OPTIONS['depth_resolution']  # coarse pass of a full chunk
+    n_chunks = math.ceil(resolution ** 2 / 10)
+    assert len(seen) == 2 * n_chunks  # coarse + importance pass per chunk
+    assert sum(seen) == resolution ** 2 * (OPTIONS['depth_resolution'] + OPTIONS['depth_resolution_importance'])
