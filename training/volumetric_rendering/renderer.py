@@ -124,7 +124,6 @@ class ImportanceRenderer(torch.nn.Module):
     def _render_rays(self, planes, decoder, ray_origins, ray_directions, depths_coarse, noise, uniforms,
                      fine_noise, options):
         """Coarse pass, importance pass and compositing for one chunk of rays (N, r, ...)."""
-        N, r, samples_per_ray, _ = depths_coarse.shape
         colors_coarse, densities_coarse = self._run_samples(planes, decoder, ray_origins, ray_directions,
                                                             depths_coarse, noise, options)
         n_importance = options['depth_resolution_importance']
