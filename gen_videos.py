@@ -85,7 +85,13 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
     the latents, for super-resolution) with its weights and only renders and super-resolves. The
     renderer is re-seeded every frame so that its jitter does not flicker.
     """
+    if ws_keys.ndim != 4:
+        raise ValueError(f'ws_keys must be (K, N, num_ws, w_dim), got shape {tuple(ws_keys.shape)}')
     num_keys, num_cells = ws_keys.shape[:2]
+    if weights.shape != (len(cameras), num_keys):
+        raise ValueError(f'weights must be (frames, keyframes) = ({len(cameras)}, {num_keys}), got {weights.shape}')
+    if num_cells != grid[0] * grid[1]:
+        raise ValueError(f'{num_cells} cells do not fill a {grid[0]}x{grid[1]} grid')
     codes_keys, planes_keys = [], []
     for k in range(num_keys):
         # A stored name or an exemplar becomes a code here, so the encoder runs once per keyframe.

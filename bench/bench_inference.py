@@ -18,6 +18,7 @@ import time
 
 import click
 import numpy as np
+import psutil
 import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,8 +49,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 @torch.no_grad()
 def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> dict:
-    """Seconds per call (median of `reps` after one warm-up) and the peak memory of the process."""
+    """Wall and process-CPU seconds per call (medians of `reps` after one warm-up) and the peak memory.
+
+    CPU seconds (all threads) are reported too because wall time on a shared machine depends on the load.
+    """
     G = build_ffhq512(device)
+    loaded_mb = psutil.Process().memory_info().rss / 2 ** 20  # torch + the network, before any rendering
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk or None
     c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device)
     z = gen_utils.z_from_seed(0, G.z_dim, device)
@@ -63,9 +68,9 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(reps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if workload == 'portrait':
             out = G.synthesis(G.mapping(z, c, truncation_psi=0.7), c, noise_mode='const')
         else:
@@ -73,10 +78,12 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     if tuple(out['image'].shape) != (1, 3, 512, 512):
         raise RuntimeError(f'expected a (1, 3, 512, 512) image, got {tuple(out["image"].shape)}')
     return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, seconds=float(np.median(times)),
-                peak_mb=peak_memory_mb(device), threads=torch.get_num_threads())
+                cpu_seconds=float(np.median(cpu_times)),
+                peak_mb=peak_memory_mb(device), loaded_mb=loaded_mb, threads=torch.get_num_threads())
 
 
 @click.command()
@@ -90,15 +97,15 @@ def main(device_name: str, ray_chunk: int, reps: int, workload: str):
     if workload is not None:
         print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps)))
         return
-    print('| workload | device | ray chunk | s / call | peak memory (MB) | threads |')
-    print('|---|---|---|---|---|---|')
+    print('| workload | device | ray chunk | wall s / call | CPU s / call | peak memory (MB) | RSS before rendering (MB) | threads |')
+    print('|---|---|---|---|---|---|---|---|')
     for name in WORKLOADS:
         cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
                f'--reps={reps}', f'--workload={name}']
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
-        print(f'| {name} | {device_name} | {ray_chunk or "all"} | {result["seconds"]:.2f} | '
-              f'{result["peak_mb"]:.0f} ({kind}) | {result["threads"]} |')
+        print(f'| {name} | {device_name} | {ray_chunk or "all"} | {result["seconds"]:.2f} | {result["cpu_seconds"]:.2f} | '
+              f'{result["peak_mb"]:.0f} ({kind}) | {result["loaded_mb"]:.0f} | {result["threads"]} |')
 
 
 if __name__ == '__main__':
