@@ -97,16 +97,24 @@ def _parse_chunk(value: str) -> Optional[int]:
 @click.option('--child', hidden=True, default=None)
 def main(device: str, batches: List[int], chunks: List[str], repeats: int, resolution: int,
          json_out: Optional[str], child: Optional[str]):
-    """Print a table of seconds per image and peak memory for the FFHQ-512 generator."""
+    """Print a table of seconds per image and peak memory for the FFHQ-512 generator.
+
+    \b
+    Examples:
+      python bench/bench_generator.py                                   # CPU, batch 1, unchunked
+      python bench/bench_generator.py --chunk=none --chunk=4096 --chunk=1024 --repeats=2
+      python bench/bench_generator.py --device=cuda --batch=4 --chunk=none --chunk=16384
+    """
     if child is not None:  # one configuration, in this fresh process
         batch, chunk = json.loads(child)
         print(json.dumps(measure(device, batch, chunk, repeats, resolution)))
         return
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.UsageError('--device=cuda, but torch.cuda.is_available() is False')
+    parsed_chunks = [_parse_chunk(c) for c in chunks]  # all checked before anything runs
     results = []
     for batch in batches:
-        for chunk in (_parse_chunk(c) for c in chunks):
+        for chunk in parsed_chunks:
             cmd = [sys.executable, os.path.abspath(__file__), f'--device={device}', f'--repeats={repeats}',
                    f'--resolution={resolution}', f'--child={json.dumps([batch, chunk])}']
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
