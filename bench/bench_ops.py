@@ -67,6 +67,8 @@ def forward_backward(op, impl: str, inputs: List[torch.Tensor]) -> Callable[[], 
     leaves = [t.detach().requires_grad_() for t in inputs]
 
     def run():
+        for leaf in leaves:
+            leaf.grad = None  # As optimizer.zero_grad(set_to_none=True): gradients are written, not accumulated.
         y = op(impl, *leaves)
         y.backward(torch.ones_like(y))
     return run

@@ -26,6 +26,17 @@ from dnnlib.util import make_cache_dir_path
 
 REQUIRE_ENV = 'PSTYLE3D_REQUIRE_CUSTOM_OPS'
 CPU_FLAGS = ['-O3', '-DNDEBUG', '-fno-trapping-math']  # No FP traps: lets gcc vectorise branches.
+
+
+def _simd_flags() -> List[str]:
+    """-mavx2 -mfma where this CPU has them (the flags are part of the build digest, so a machine
+    without them never loads such a build)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu_flags = set(f.read().split())
+    except OSError:
+        return []
+    return ['-mavx2', '-mfma'] if {'avx2', 'fma'} <= cpu_flags else []
 CUDA_FLAGS = ['-O3', '-DNDEBUG']
 
 # The kernels' dtypes: float32 (and float64, which the gradient tests use) on the CPU; float32 and float16 on CUDA.
@@ -88,7 +99,7 @@ def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_so
     from torch.utils import cpp_extension
 
     paths = [os.path.join(source_dir, f) for f in [*cpp_sources, *cuda_sources, *headers]]
-    cflags = CPU_FLAGS + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
+    cflags = CPU_FLAGS + _simd_flags() + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
     digest = _digest(name, kind, paths, cflags + CUDA_FLAGS)
     build_dir = make_cache_dir_path('torch_extensions', f'{name}-{kind}-{digest}')
     library = os.path.join(build_dir, f'{name}.so')

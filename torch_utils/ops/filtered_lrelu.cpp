@@ -59,12 +59,13 @@ template <typename T> Stage<T> make_stage(const Geometry& g, const at::Tensor& f
     return s;
 }
 
-template <typename T> void run_stage(const Stage<T>& s, const T* src, T* dst, std::vector<T>& tmp) {
+template <typename T> void run_stage(const Stage<T>& s, const T* src, T* dst, std::vector<T>& tmp, std::vector<T>& buf) {
+    buf.resize((size_t)std::max(s.g.in_w, s.g.out_w));
     if (s.separable) {
         tmp.resize((size_t)s.g.in_h * s.g.out_w);
-        upfirdn2d_kernels::plane_separable(s.g, src, s.k.data(), s.ky.data(), dst, tmp.data());
+        upfirdn2d_kernels::plane_separable(s.g, src, s.k.data(), s.ky.data(), dst, tmp.data(), buf.data());
     } else {
-        upfirdn2d_kernels::plane_2d(s.g, src, s.k.data(), dst);
+        upfirdn2d_kernels::plane_2d(s.g, src, s.k.data(), dst, buf.data());
     }
 }
 
@@ -76,12 +77,12 @@ void run_planes(int64_t planes, const T* src, const Stage<T>& a, const Stage<T>&
     const int64_t in_size = (int64_t)a.g.in_h * a.g.in_w, mid_size = (int64_t)a.g.out_h * a.g.out_w;
     const int64_t out_size = (int64_t)b.g.out_h * b.g.out_w;
     at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> input(in_size), mid(mid_size), tmp;
+        std::vector<T> input(in_size), mid(mid_size), tmp, buf;
         for (int64_t p = begin; p < end; p++) {
             const T* plane = prepare(src + p * in_size, p, input.data());
-            run_stage(a, plane, mid.data(), tmp);
+            run_stage(a, plane, mid.data(), tmp, buf);
             pointwise(mid.data(), p * mid_size, mid_size);
-            run_stage(b, mid.data(), dst + p * out_size, tmp);
+            run_stage(b, mid.data(), dst + p * out_size, tmp, buf);
         }
     });
 }
@@ -113,11 +114,16 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_in, const at:
             for (int64_t i = 0; i < in_size; i++) buffer[i] = plane[i] + bias;
             return buffer;
         };
-        auto act = [&](scalar_t* mid, int64_t offset, int64_t n) {
+        auto act = [step, mp](scalar_t* mid, int64_t offset, int64_t n) {
+            const Step s = step;  // A local copy: the stores below cannot alias it, so the loops vectorise.
             uint8_t bits;
-            for (int64_t i = 0; i < n; i++) {
-                mid[i] = activate<scalar_t>(step, mid[i], &bits);
-                if (mp) mp[offset + i] = bits;
+            if (mp) {
+                for (int64_t i = 0; i < n; i++) {
+                    mid[i] = activate<scalar_t>(s, mid[i], &bits);
+                    mp[offset + i] = bits;
+                }
+            } else {
+                for (int64_t i = 0; i < n; i++) mid[i] = activate<scalar_t>(s, mid[i], &bits);
             }
         };
         run_planes<scalar_t>(planes, x.data_ptr<scalar_t>(), sa, sb, y.data_ptr<scalar_t>(), add_bias, act);
@@ -154,8 +160,9 @@ at::Tensor backward_cpu(const at::Tensor& dy_in, const at::Tensor& fu, const at:
         auto sb = make_stage<scalar_t>(geometry.second, fu, !flip_filter, (double)(up * up));
         const uint8_t* mp = mask.data_ptr<uint8_t>();
         auto as_is = [](const scalar_t* plane, int64_t, scalar_t*) { return plane; };
-        auto chain = [&](scalar_t* mid, int64_t offset, int64_t n) {
-            for (int64_t i = 0; i < n; i++) mid[i] *= step_derivative<scalar_t>(step, mp[offset + i]);
+        auto chain = [step, mp](scalar_t* mid, int64_t offset, int64_t n) {
+            const Step s = step;
+            for (int64_t i = 0; i < n; i++) mid[i] *= step_derivative<scalar_t>(s, mp[offset + i]);
         };
         run_planes<scalar_t>(dy.size(0) * dy.size(1), dy.data_ptr<scalar_t>(), sa, sb, dx.data_ptr<scalar_t>(), as_is,
                              chain);

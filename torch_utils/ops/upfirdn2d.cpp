@@ -56,12 +56,12 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f_in, int64_t
         const scalar_t* xp = x.data_ptr<scalar_t>();
         scalar_t* yp = y.data_ptr<scalar_t>();
         at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-            std::vector<scalar_t> tmp(separable ? (size_t)g.in_h * g.out_w : 0);
+            std::vector<scalar_t> tmp(separable ? (size_t)g.in_h * g.out_w : 0), buf(std::max(g.in_w, g.out_w));
             for (int64_t p = begin; p < end; p++) {
                 const scalar_t* src = xp + p * g.in_h * g.in_w;
                 scalar_t* dst = yp + p * g.out_h * g.out_w;
-                if (separable) plane_separable(g, src, k.data(), ky.data(), dst, tmp.data());
-                else plane_2d(g, src, k.data(), dst);
+                if (separable) plane_separable(g, src, k.data(), ky.data(), dst, tmp.data(), buf.data());
+                else plane_2d(g, src, k.data(), dst, buf.data());
             }
         });
     });

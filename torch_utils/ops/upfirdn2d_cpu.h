@@ -3,7 +3,6 @@
 // upsampling by 2 with a 4x4 filter costs 4 multiply-adds per output pixel instead of 16.
 #pragma once
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "upfirdn2d.h"
@@ -12,32 +11,66 @@ namespace upfirdn2d_kernels {
 
 inline int floor_div(int a, int b) { return (a >= 0) ? a / b : -((-a + b - 1) / b); }
 
-// out[o] += sum_j k[j] * up(x)[o*down + j - pad0] for one row (n_in samples -> n_out samples).
+// Input rows that feed one output row, each with its own taps (one row of a 2-D filter).
+template <typename T> struct RowSet {
+    const T** rows;
+    const T** k;
+    int count;
+};
+
+// out[o] = sum_r sum_j k[r][j] * up(rows[r])[o*down + j - pad0] for one output row of n_out samples
+// (n_in samples per input row). buf needs max(n_in, n_out) elements.
 template <typename T>
-inline void row_accumulate(const T* x, int n_in, T* out, int n_out, const T* k, int taps, int up, int down, int pad0) {
-    for (int j = 0; j < taps; j++) {
-        const T w = k[j];
-        if (down == 1) {
-            // Outputs o = o0 + up*m read input x0 + m.
-            int o0 = ((pad0 - j) % up + up) % up;
-            int x0 = (o0 + j - pad0) / up;
-            int m_lo = std::max(0, -x0);
-            int m_hi = std::min(n_in - x0, (n_out - o0 + up - 1) / up);
-            if (up == 1) {
-                for (int m = m_lo; m < m_hi; m++) out[o0 + m] += w * x[x0 + m];
-            } else {
-                for (int m = m_lo; m < m_hi; m++) out[o0 + m * up] += w * x[x0 + m];
+inline void filter_rows(const RowSet<T>& set, int n_in, T* out, int n_out, int taps, int up, int down, int pad0, T* buf) {
+    std::fill(out, out + n_out, T(0));
+    if (down == 1) {
+        // Polyphase: outputs o = ph + up*m of one phase ph read input m + shift through the taps
+        // j = ph - pad0 (mod up). Accumulate each phase contiguously (vectorises), then interleave.
+        for (int ph = 0; ph < std::min(up, n_out); ph++) {
+            const int n_m = (n_out - ph + up - 1) / up;
+            T* acc = up == 1 ? out : buf;
+            if (up != 1) std::fill(acc, acc + n_m, T(0));
+            for (int j = ((pad0 - ph) % up + up) % up; j < taps; j += up) {
+                const int shift = (ph + j - pad0) / up;  // Exact: ph + j - pad0 is a multiple of up.
+                const int m_lo = std::max(0, -shift), m_hi = std::min(n_m, n_in - shift);
+                for (int r = 0; r < set.count; r++) {
+                    const T w = set.k[r][j];
+                    const T* x = set.rows[r];
+                    for (int m = m_lo; m < m_hi; m++) acc[m] += w * x[m + shift];
+                }
             }
-        } else if (up == 1) {
-            // Output o reads input o*down + j - pad0.
-            int o_lo = std::max(0, floor_div(pad0 - j + down - 1, down));
-            int o_hi = std::min(n_out, floor_div(n_in - 1 + pad0 - j, down) + 1);
-            for (int o = o_lo; o < o_hi; o++) out[o] += w * x[o * down + j - pad0];
-        } else {
-            for (int o = 0; o < n_out; o++) {
-                int v = o * down + j - pad0;
-                if (v >= 0 && v % up == 0 && v / up < n_in) out[o] += w * x[v / up];
+            if (up != 1)
+                for (int m = 0; m < n_m; m++) out[ph + up * m] = acc[m];
+        }
+    } else if (up == 1) {
+        // Output o reads input o*down + j - pad0 = phase q = (j - pad0) mod down, element o + (j - pad0) div down.
+        // De-interleave each input row into its phases so that every tap is a contiguous multiply-add.
+        for (int r = 0; r < set.count; r++) {
+            const T* x = set.rows[r];
+            for (int q = 0, start = 0; q < down; q++) {
+                for (int i = q, t = start; i < n_in; i += down, t++) buf[t] = x[i];
+                start += std::max(0, (n_in - q + down - 1) / down);
             }
+            for (int j = 0; j < taps; j++) {
+                const int d = j - pad0, q = ((d % down) + down) % down, shift = floor_div(d, down);
+                int start = 0;
+                for (int p = 0; p < q; p++) start += std::max(0, (n_in - p + down - 1) / down);
+                const int len = std::max(0, (n_in - q + down - 1) / down);
+                const int o_lo = std::max(0, -shift), o_hi = std::min(n_out, len - shift);
+                const T w = set.k[r][j];
+                const T* phase = buf + start;
+                for (int o = o_lo; o < o_hi; o++) out[o] += w * phase[o + shift];
+            }
+        }
+    } else {
+        for (int o = 0; o < n_out; o++) {
+            T acc = T(0);
+            for (int j = 0; j < taps; j++) {
+                const int v = o * down + j - pad0;
+                if (v < 0 || v % up != 0 || v / up >= n_in) continue;
+                for (int r = 0; r < set.count; r++) acc += set.k[r][j] * set.rows[r][v / up];
+            }
+            out[o] = acc;
         }
     }
 }
@@ -49,26 +82,29 @@ inline int source_row(const Geometry& g, int oy, int ky) {
     return u / g.upy;
 }
 
-// One plane with a non-separable (fh x fw) filter k.
-template <typename T> void plane_2d(const Geometry& g, const T* x, const T* k, T* y) {
+// One plane with a non-separable (fh x fw) filter k; buf needs max(g.in_w, g.out_w) elements.
+template <typename T> void plane_2d(const Geometry& g, const T* x, const T* k, T* y, T* buf) {
+    std::vector<const T*> rows(g.fh), taps(g.fh);
     for (int oy = 0; oy < g.out_h; oy++) {
-        T* row = y + (int64_t)oy * g.out_w;
-        std::fill(row, row + g.out_w, T(0));
+        RowSet<T> set{rows.data(), taps.data(), 0};
         for (int ky = 0; ky < g.fh; ky++) {
-            int iy = source_row(g, oy, ky);
-            if (iy >= 0)
-                row_accumulate(x + (int64_t)iy * g.in_w, g.in_w, row, g.out_w, k + ky * g.fw, g.fw, g.upx, g.downx, g.padx0);
+            const int iy = source_row(g, oy, ky);
+            if (iy < 0) continue;
+            rows[set.count] = x + (int64_t)iy * g.in_w;
+            taps[set.count++] = k + ky * g.fw;
         }
+        filter_rows(set, g.in_w, y + (int64_t)oy * g.out_w, g.out_w, g.fw, g.upx, g.downx, g.padx0, buf);
     }
 }
 
 // One plane with a separable filter: kx (fw taps) along rows, then ky (fh taps) along columns.
-// tmp must hold g.in_h * g.out_w elements.
-template <typename T> void plane_separable(const Geometry& g, const T* x, const T* kx, const T* ky, T* y, T* tmp) {
+// tmp must hold g.in_h * g.out_w elements, buf max(g.in_w, g.out_w).
+template <typename T>
+void plane_separable(const Geometry& g, const T* x, const T* kx, const T* ky, T* y, T* tmp, T* buf) {
     for (int iy = 0; iy < g.in_h; iy++) {
-        T* row = tmp + (int64_t)iy * g.out_w;
-        std::fill(row, row + g.out_w, T(0));
-        row_accumulate(x + (int64_t)iy * g.in_w, g.in_w, row, g.out_w, kx, g.fw, g.upx, g.downx, g.padx0);
+        const T* row = x + (int64_t)iy * g.in_w;
+        RowSet<T> set{&row, &kx, 1};
+        filter_rows(set, g.in_w, tmp + (int64_t)iy * g.out_w, g.out_w, g.fw, g.upx, g.downx, g.padx0, buf);
     }
     for (int oy = 0; oy < g.out_h; oy++) {
         T* row = y + (int64_t)oy * g.out_w;
