@@ -37,7 +37,7 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tenso
 
 @torch.no_grad()
 def density_volume(G: torch.nn.Module, ws: torch.Tensor, resolution: int, domain_kwargs: dict,
-                   chunk_size: int = 2 ** 18) -> np.ndarray:
+                   chunk_size: int = 2 ** 20) -> np.ndarray:
     """Raw densities (R, R, R), indexed [x, y, z], of latent `ws` on a grid filling G's bounding box."""
     def density(coords: torch.Tensor) -> torch.Tensor:
         # The decoder ignores view directions for density; EG3D passes (0, 0, -1).

@@ -171,6 +171,10 @@ def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[
     if domain is not None and exemplar is not None:
         raise click.UsageError('give either --domain or --exemplar, not both')
     if exemplar is not None:
+        if getattr(G, 'encoder', None) is None:
+            raise click.BadParameter('this network has no exemplar encoder (it was trained without one); use '
+                                     f'--domain with one of its stored domains: {", ".join(names) or "none"}',
+                                     param_hint="'--exemplar'")
         return load_exemplar(exemplar, device), os.path.splitext(os.path.basename(exemplar))[0]
     if domain is None:
         if not names:

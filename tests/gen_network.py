@@ -15,21 +15,25 @@ import torch
 import dnnlib
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'eg3d')
+TINY_ENCODER = dict(img_resolution=32, channels=(16, 32, 32, 64), head_channels=32)  # a small exemplar encoder
 
 
 def build_tiny_generator(domain_names: Sequence[str] = ()) -> torch.nn.Module:
     """The fixture's tiny TriPlaneGenerator (output 128, neural rendering 32) with the fixture's weights.
 
-    With `domain_names`, the DAM-enabled twin whose domain path is perturbed (a fresh DAM is the
-    identity) and whose stored codes are random, so each domain changes the output.
+    With `domain_names`, the DAM-enabled twin with a small exemplar encoder, whose domain path is
+    perturbed (a fresh DAM is the identity) and whose stored codes are random, so each domain changes
+    the output.
     """
     with open(os.path.join(FIXTURES, 'tiny_config.json')) as f:
         config = json.load(f)
     G_kwargs = dict(config['G_kwargs'])
     if domain_names:
         from training.domain_adaptation import enable_domain_adaptation
-        G_kwargs = enable_domain_adaptation(G_kwargs, list(domain_names))
-    G = dnnlib.util.construct_class_by_name(**G_kwargs).eval().requires_grad_(False)
+        G_kwargs = enable_domain_adaptation(G_kwargs, list(domain_names), encoder_kwargs=TINY_ENCODER)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the encoder's and DAM's initial weights come from the global RNG
+        G = dnnlib.util.construct_class_by_name(**G_kwargs).eval().requires_grad_(False)
     state = np.load(os.path.join(FIXTURES, 'tiny_G_state.npz'), allow_pickle=False)
     G.load_state_dict({k: torch.from_numpy(state[k]) for k in state.files}, strict=not domain_names)
     G.neural_rendering_resolution = config['neural_rendering_resolution']
@@ -37,7 +41,7 @@ def build_tiny_generator(domain_names: Sequence[str] = ()) -> torch.nn.Module:
         gen = torch.Generator().manual_seed(5)
         with torch.no_grad():
             for name, tensor in G.named_parameters():
-                if name not in state.files:
+                if name not in state.files and not name.startswith('encoder.'):  # the encoder is random already
                     tensor.add_(torch.randn(tensor.shape, generator=gen) * 0.1)
             for name in domain_names:
                 G.set_domain_code(name, torch.randn(G.domain_codes.shape[1:], generator=gen))

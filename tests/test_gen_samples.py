@@ -100,3 +100,22 @@ def test_unknown_domain_names_the_stored_ones(outputs, tmp_path):
         f'--network={network}', f'--outdir={tmp_path}', '--domain=oil', '--device=cpu'])
     assert result.exit_code == 2
     assert 'unknown domain "oil"; domains stored in this network: toon, sketch' in result.output
+
+
+def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
+    network, _ = outputs
+    rgb = np.random.RandomState(0).randint(0, 256, (40, 24, 3)).astype(np.uint8)
+    PIL.Image.fromarray(rgb).save(tmp_path / 'style.png')
+    result = CliRunner().invoke(gen_samples.generate_images, [
+        f'--network={network}', f'--outdir={tmp_path}', f'--seeds={SEED}', f'--exemplar={tmp_path / "style.png"}',
+        '--alpha=1', '--views=front', '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    G = build_tiny_generator(domain_names=['toon', 'sketch'])
+    device = torch.device('cpu')
+    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    ws = G.mapping(gen_utils.z_from_seed(SEED, G.z_dim, device), c, truncation_psi=0.7, truncation_cutoff=14)
+    exemplar = torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1)
+    torch.manual_seed(SEED)
+    with torch.no_grad():
+        ref = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=1)['image'])[0]
+    np.testing.assert_array_equal(_png(f'{tmp_path / gen_samples.sample_name(SEED, 1.0, 0.0, 0.0)}.png'), ref)
