@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import sys
+import threading
 import warnings
 from types import SimpleNamespace
 from typing import Dict, List, Optional
@@ -43,6 +44,7 @@ CUDA_FLAGS = ['-O3', '-DNDEBUG']
 _PLUGIN_DTYPES = {'cpu': (torch.float32, torch.float64), 'cuda': (torch.float32, torch.float16)}
 
 _plugins: Dict[str, Optional[SimpleNamespace]] = {}  # name -> loaded plugin, or None after a failed build.
+_plugins_lock = threading.Lock()  # One build per plugin and process, also with threads.
 
 
 def device_kind() -> str:
@@ -77,8 +79,14 @@ def get_plugin(name: str, source_dir: str, cpp_sources: List[str], cuda_sources:
     Returns:
         SimpleNamespace(ops=torch.ops.<name>, devices={'cpu'} or {'cpu', 'cuda'}), or None.
     """
-    if name in _plugins:
+    with _plugins_lock:
+        if name not in _plugins:
+            _plugins[name] = _build_or_warn(name, source_dir, cpp_sources, cuda_sources, headers)
         return _plugins[name]
+
+
+def _build_or_warn(name: str, source_dir: str, cpp_sources: List[str], cuda_sources: List[str],
+                   headers: List[str]) -> Optional[SimpleNamespace]:
     kind = device_kind()
     try:
         ops = _load(name, kind, source_dir, cpp_sources, cuda_sources if kind == 'cuda' else [], headers)
@@ -89,7 +97,6 @@ def get_plugin(name: str, source_dir: str, cpp_sources: List[str], cuda_sources:
         warnings.warn(f'Could not build custom op plugin "{name}"; falling back to the slower pure-PyTorch '
                       f'implementation (set {REQUIRE_ENV}=1 to make this an error). Build output:\n{err}')
         plugin = None
-    _plugins[name] = plugin
     return plugin
 
 

@@ -59,13 +59,14 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
         (N, C, (H*up + py0 + py1 - (fu_h-1) - (fd_h-1) + down-1) // down, likewise for W).
     """
     _check_args(x, fu, fd, b, up, down, impl)
+    out_shape = output_shape(x.shape, fu, fd, up, down, padding)
+    if out_shape[2] < 1 or out_shape[3] < 1:
+        raise ValueError(f'filtered_lrelu: input {tuple(x.shape)} with up={up}, down={down}, padding={padding} '
+                         f'and these filters gives an empty output {out_shape}')
     if impl == 'cuda':
         plugin = _plugin()
         filters_fixed = not any(f is not None and f.requires_grad for f in (fu, fd))
         if custom_ops.handles(plugin, x, b) and filters_fixed:
-            out_shape = output_shape(x.shape, fu, fd, up, down, padding)
-            if out_shape[2] < 1 or out_shape[3] < 1:
-                raise ValueError(f'filtered_lrelu: input {tuple(x.shape)} gives an empty output {out_shape}')
             one = torch.ones([1, 1], dtype=torch.float32, device=x.device)
             return _FilteredLReluCompiled.apply(x, b, one if fu is None else fu, one if fd is None else fd, up, down,
                                                 _parse_padding(padding), float(gain), float(slope),

@@ -124,14 +124,20 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down:
         (N, C, (H*upy + py0 + py1 - fh) // downy + 1, (W*upx + px0 + px1 - fw) // downx + 1).
     """
     _check_args(x, f, impl)
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    up, down, padding = _parse_scaling(up, 'up'), _parse_scaling(down, 'down'), _parse_padding(padding)
+    fw, fh = _get_filter_size(f)
+    out_h = output_size(x.shape[2], up[1], down[1], padding[2], padding[3], fh)
+    out_w = output_size(x.shape[3], up[0], down[0], padding[0], padding[1], fw)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f'upfirdn2d: input {tuple(x.shape)} with up={up}, down={down}, padding={padding} and a '
+                         f'{fh}x{fw} filter gives an empty output ({out_h}x{out_w})')
     if impl == 'cuda':
         plugin = _plugin()
-        if custom_ops.handles(plugin, x) and (f is None or not f.requires_grad):
-            if f is None:
-                f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-            return _upfirdn2d_compiled(x, f, _parse_scaling(up, 'up'), _parse_scaling(down, 'down'),
-                                       _parse_padding(padding), flip_filter, gain, plugin.ops)
-    return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+        if custom_ops.handles(plugin, x) and not f.requires_grad:
+            return _Upfirdn2dCompiled.apply(x, f, up, down, padding, flip_filter, gain, plugin.ops)
+    return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
 
 
 def _plugin():
@@ -139,14 +145,34 @@ def _plugin():
                                  cuda_sources=['upfirdn2d.cu'], headers=['upfirdn2d.h', 'upfirdn2d_cpu.h'])
 
 
-def _upfirdn2d_compiled(x, f, up, down, padding, flip_filter, gain, ops) -> torch.Tensor:
-    fw, fh = _get_filter_size(f)
-    out_h = output_size(x.shape[2], up[1], down[1], padding[2], padding[3], fh)
-    out_w = output_size(x.shape[3], up[0], down[0], padding[0], padding[1], fw)
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f'upfirdn2d: input {tuple(x.shape)} with up={up}, down={down}, padding={padding} and a '
-                         f'{fh}x{fw} filter gives an empty output ({out_h}x{out_w})')
-    return _Upfirdn2dCompiled.apply(x, f, up, down, padding, flip_filter, gain, ops)
+def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
+                   padding: Tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
+    """Pure-PyTorch upfirdn2d with torch's pad / depthwise conv2d; up/down (x, y), padding (x0, x1, y0, y1)."""
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = padding
+    n, c, h, w = x.shape
+
+    # Zero insertion: each pixel followed by up-1 zeros along each axis.
+    x = x.reshape([n, c, h, 1, w, 1])
+    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+    x = x.reshape([n, c, h * upy, w * upx])
+
+    # Pad the positive sides, then crop the negative ones.
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+
+    # conv2d correlates, so flip the taps unless a correlation was asked for.
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f[np.newaxis, np.newaxis].repeat([c, 1] + [1] * f.ndim)
+    if f.ndim == 4:
+        x = F.conv2d(x, f, groups=c)
+    else:
+        x = F.conv2d(x, f.unsqueeze(2), groups=c)
+        x = F.conv2d(x, f.unsqueeze(3), groups=c)
+    return x[:, :, ::downy, ::downx]
 
 
 class _Upfirdn2dCompiled(torch.autograd.Function):
@@ -172,44 +198,6 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
              fh - py0 - 1, in_h * up[1] - out_h * down[1] + py0 - up[1] + 1]
         dx = _Upfirdn2dCompiled.apply(dy, f, down, up, p, not flip_filter, gain, ops) if ctx.needs_input_grad[0] else None
         return dx, None, None, None, None, None, None, None
-
-
-def _upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down: Scaling = 1,
-                   padding: Padding = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
-    """Pure-PyTorch upfirdn2d with torch's pad / depthwise conv2d."""
-    if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    upx, upy = _parse_scaling(up, 'up')
-    downx, downy = _parse_scaling(down, 'down')
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _get_filter_size(f)
-    n, c, h, w = x.shape
-    out_h = output_size(h, upy, downy, py0, py1, fh)
-    out_w = output_size(w, upx, downx, px0, px1, fw)
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f'upfirdn2d: input {tuple(x.shape)} with up={up}, down={down}, padding={padding} and a '
-                         f'{fh}x{fw} filter gives an empty output ({out_h}x{out_w})')
-
-    # Zero insertion: each pixel followed by up-1 zeros along each axis.
-    x = x.reshape([n, c, h, 1, w, 1])
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-    x = x.reshape([n, c, h * upy, w * upx])
-
-    # Pad the positive sides, then crop the negative ones.
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-
-    # conv2d correlates, so flip the taps unless a correlation was asked for.
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    f = f[np.newaxis, np.newaxis].repeat([c, 1] + [1] * f.ndim)
-    if f.ndim == 4:
-        x = F.conv2d(x, f, groups=c)
-    else:
-        x = F.conv2d(x, f.unsqueeze(2), groups=c)
-        x = F.conv2d(x, f.unsqueeze(3), groups=c)
-    return x[:, :, ::downy, ::downx]
 
 
 def filter2d(x: torch.Tensor, f: Optional[torch.Tensor], padding: Padding = 0, flip_filter: bool = False,

@@ -57,3 +57,5 @@ def test_bad_input():
         filtered_lrelu.filtered_lrelu(torch.zeros(1, 3, 4, 4), b=torch.zeros(2))
     with pytest.raises(ValueError, match='4-D'):
         filtered_lrelu.filtered_lrelu(torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match='empty output'):
+        filtered_lrelu.filtered_lrelu(torch.zeros(1, 1, 4, 4), fu=torch.ones(6), fd=torch.ones(6), padding=1)
