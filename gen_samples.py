@@ -24,8 +24,9 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tenso
                  domain_kwargs: dict) -> List[dict]:
     """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) seen from each (1, 25) camera.
 
-    The tri-planes are computed for the first view and reused for the others. The renderer's random
-    draws (stratified jitter, importance sampling) are seeded per view, so every picture is reproducible.
+    The tri-planes are computed for the first view and reused for the others (and left in
+    G._last_planes for shape extraction). The renderer's random draws (stratified jitter, importance
+    sampling) are seeded per view, so every picture is reproducible.
     """
     outputs = []
     for view_idx, c in enumerate(cameras):
@@ -36,17 +37,23 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tenso
 
 
 @torch.no_grad()
-def density_volume(G: torch.nn.Module, ws: torch.Tensor, resolution: int, domain_kwargs: dict,
+def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
                    chunk_size: int = 2 ** 20) -> np.ndarray:
-    """Raw densities (R, R, R), indexed [x, y, z], of latent `ws` on a grid filling G's bounding box."""
+    """Raw densities (R, R, R), indexed [x, y, z], on a grid filling G's bounding box.
+
+    planes: (1, 96, H, W) tri-planes of one latent (G._last_planes after a `cache_backbone` render).
+    Decoding cached planes, rather than calling G.sample_mixed per chunk, runs the backbone once.
+    """
+    planes = planes.view(len(planes), 3, -1, planes.shape[-2], planes.shape[-1])
+
     def density(coords: torch.Tensor) -> torch.Tensor:
         # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
         directions = torch.zeros_like(coords)
         directions[..., -1] = -1
-        return G.sample_mixed(coords, directions, ws, noise_mode='const', **domain_kwargs)['sigma']
+        return G.renderer.run_model(planes, G.decoder, coords, directions, G.rendering_kwargs)['sigma']
 
     return shape_utils.sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'],
-                                             chunk_size=chunk_size, device=ws.device)
+                                             chunk_size=chunk_size, device=planes.device)
 
 
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
@@ -152,7 +159,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
                 stem = os.path.join(outdir, f'seed{seed:04d}' + ('' if alpha is None else f'_alpha{alpha:.2f}'))
-                volume = density_volume(G, ws, shape_res, kwargs)
+                volume = density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))

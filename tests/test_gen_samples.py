@@ -119,3 +119,20 @@ def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
     with torch.no_grad():
         ref = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=1)['image'])[0]
     np.testing.assert_array_equal(_png(f'{tmp_path / gen_samples.sample_name(SEED, 1.0, 0.0, 0.0)}.png'), ref)
+
+
+def test_density_volume_from_cached_planes_equals_sample_mixed():
+    G = build_tiny_generator(domain_names=['toon'])
+    device = torch.device('cpu')
+    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c)
+    kwargs = dict(domain='toon', alpha=0.5)
+    gen_samples.render_views(G, ws, [c], 0, kwargs)
+    volume = gen_samples.density_volume(G, G._last_planes, resolution=6, chunk_size=50)
+    coords = torch.from_numpy(np.stack(np.meshgrid(*[np.linspace(-0.5, 0.5, 6)] * 3, indexing='ij'), -1))
+    coords = coords.reshape(1, -1, 3).float()
+    directions = torch.zeros_like(coords)
+    directions[..., 2] = -1
+    with torch.no_grad():
+        ref = G.sample_mixed(coords, directions, ws, noise_mode='const', **kwargs)['sigma']
+    np.testing.assert_allclose(volume.ravel(), ref.flatten().numpy(), rtol=1e-5, atol=1e-5)
