@@ -62,6 +62,34 @@ def sync_gradients(params: Sequence[torch.nn.Parameter], num_gpus: int) -> None:
         p.grad.copy_(g.reshape(p.shape))
 
 
+def _phases(iteration: int, G_reg_interval: Optional[int], D_reg_interval: Optional[int], train_D: bool) -> list:
+    """(phase, gain) pairs of one iteration, with EG3D's lazy regularisation: a separate reg phase
+    every `interval` iterations, its loss scaled by the interval; None = regularise every step."""
+    phases = [('Gmain', 1)] if G_reg_interval is not None else [('Gboth', 1)]
+    if G_reg_interval is not None and iteration % G_reg_interval == 0:
+        phases.append(('Greg', G_reg_interval))
+    if train_D:
+        phases.append(('Dmain', 1) if D_reg_interval is not None else ('Dboth', 1))
+        if D_reg_interval is not None and iteration % D_reg_interval == 0:
+            phases.append(('Dreg', D_reg_interval))
+    return phases
+
+
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cur_nimg: int, batch_size: int, ema_kimg: float,
+               ema_rampup: Optional[float]) -> None:
+    """EG3D's G_ema: parameters follow G with half-life `ema_kimg` (shorter early on with the ramp-up);
+    buffers (w_avg, stored domain codes) are copied."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, ema_beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
 def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: dict, G_kwargs: dict, D_kwargs: dict,
                   G_opt_kwargs: dict, D_opt_kwargs: dict, loss_kwargs: dict, perceptual_kwargs: dict,
                   content: str = 'sampled', truncation_psi: float = 0.7, method: str = 'pstyle',
@@ -161,14 +189,8 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
             batch.append((exemplar, c.to(device).to(torch.float32), ws, content_c))
 
         fakes = [None] * rounds
-        phases = [('Gmain' if G_reg_interval is not None else 'Gboth', G, G_opt, G_params, 1)]
-        if G_reg_interval is not None and iteration % G_reg_interval == 0:
-            phases.append(('Greg', G, G_opt, G_params, G_reg_interval))
-        if train_D:
-            phases.append(('Dmain' if D_reg_interval is not None else 'Dboth', D, D_opt, D_params, 1))
-            if D_reg_interval is not None and iteration % D_reg_interval == 0:
-                phases.append(('Dreg', D, D_opt, D_params, D_reg_interval))
-        for phase, module, opt, params, gain in phases:
+        for phase, gain in _phases(iteration, G_reg_interval, D_reg_interval, train_D):
+            opt, params = (G_opt, G_params) if phase.startswith('G') else (D_opt, D_params)
             opt.zero_grad(set_to_none=True)
             for p in params:
                 p.requires_grad_(True)
@@ -183,16 +205,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                 p.requires_grad_(False)
             sync_gradients(params, num_gpus)
             opt.step()
-
-        with torch.no_grad():  # G_ema: EG3D's exponential moving average with ramp-up
-            ema_nimg = ema_kimg * 1000
-            if ema_rampup is not None:
-                ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-            ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.lerp(p_ema, ema_beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
+        update_ema(G_ema, G, cur_nimg, batch_size, ema_kimg, ema_rampup)
 
         iteration += 1
         cur_nimg += batch_size
