@@ -25,54 +25,26 @@ using upfirdn2d_kernels::Geometry;
 
 namespace {
 
-// One upfirdn2d stage: geometry plus taps in correlation order (k; ky too when separable).
-template <typename T> struct Stage {
-    Geometry g;
-    bool separable;
-    std::vector<T> k, ky;
-};
+using upfirdn2d_kernels::Pass;
 
-Geometry make_geometry(int in_h, int in_w, const at::Tensor& f, int up, int down, int px0, int px1, int py0, int py1) {
+Geometry checked_geometry(int in_h, int in_w, const at::Tensor& f, int up, int down, int px0, int px1, int py0, int py1) {
     TORCH_CHECK(f.dim() == 1 || f.dim() == 2, "filtered_lrelu: filters must be 1-D (separable) or 2-D");
     TORCH_CHECK(f.scalar_type() == at::kFloat, "filtered_lrelu: filters must be float32");
-    Geometry g;
-    g.in_h = in_h, g.in_w = in_w;
-    g.fw = (int)f.size(-1), g.fh = (int)f.size(0);
-    g.upx = g.upy = up;
-    g.downx = g.downy = down;
-    g.padx0 = px0, g.pady0 = py0;
-    TORCH_CHECK(in_w * up + px0 + px1 >= g.fw && in_h * up + py0 + py1 >= g.fh,
+    const int fw = (int)f.size(-1), fh = (int)f.size(0);
+    TORCH_CHECK(in_w * up + px0 + px1 >= fw && in_h * up + py0 + py1 >= fh,
                 "filtered_lrelu: the padded image is smaller than the filter");
-    g.out_w = (in_w * up + px0 + px1 - g.fw) / down + 1;
-    g.out_h = (in_h * up + py0 + py1 - g.fh) / down + 1;
-    return g;
+    return upfirdn2d_kernels::make_geometry(in_h, in_w, fh, fw, up, up, down, down, px0, px1, py0, py1);
 }
 
-template <typename T> Stage<T> make_stage(const Geometry& g, const at::Tensor& f_in, bool flip_filter, double gain) {
-    at::Tensor f = f_in.contiguous();
-    Stage<T> s;
-    s.g = g;
-    s.separable = f.dim() == 1;
-    s.k = upfirdn2d_kernels::prepare_taps<T>(f.data_ptr<float>(), s.separable ? g.fw : g.fh * g.fw, flip_filter,
-                                             s.separable ? 1.0 : gain);
-    if (s.separable) s.ky = upfirdn2d_kernels::prepare_taps<T>(f.data_ptr<float>(), g.fh, flip_filter, gain);
-    return s;
+// A CPU pass with filter f (contiguous float32, on the CPU).
+template <typename T> Pass<T> make_pass(const Geometry& g, const at::Tensor& f, bool flip_filter, double gain) {
+    return Pass<T>(g, f.contiguous().data_ptr<float>(), f.dim() == 1, flip_filter, gain);
 }
 
-template <typename T> void run_stage(const Stage<T>& s, const T* src, T* dst, std::vector<T>& tmp, std::vector<T>& buf) {
-    buf.resize((size_t)std::max(s.g.in_w, s.g.out_w));
-    if (s.separable) {
-        tmp.resize((size_t)s.g.in_h * s.g.out_w);
-        upfirdn2d_kernels::plane_separable(s.g, src, s.k.data(), s.ky.data(), dst, tmp.data(), buf.data());
-    } else {
-        upfirdn2d_kernels::plane_2d(s.g, src, s.k.data(), dst, buf.data());
-    }
-}
-
-// Stage a, pointwise(mid, plane index), stage b, for every plane; prepare(src, plane, buffer) may
-// replace the input plane (to add the bias).
+// Pass a, pointwise(mid, offset of the plane's first element, count), pass b, for every plane;
+// prepare(src, plane index, buffer) may replace the input plane (to add the bias).
 template <typename T, typename Prepare, typename Pointwise>
-void run_planes(int64_t planes, const T* src, const Stage<T>& a, const Stage<T>& b, T* dst, Prepare prepare,
+void run_planes(int64_t planes, const T* src, const Pass<T>& a, const Pass<T>& b, T* dst, Prepare prepare,
                 Pointwise pointwise) {
     const int64_t in_size = (int64_t)a.g.in_h * a.g.in_w, mid_size = (int64_t)a.g.out_h * a.g.out_w;
     const int64_t out_size = (int64_t)b.g.out_h * b.g.out_w;
@@ -80,9 +52,9 @@ void run_planes(int64_t planes, const T* src, const Stage<T>& a, const Stage<T>&
         std::vector<T> input(in_size), mid(mid_size), tmp, buf;
         for (int64_t p = begin; p < end; p++) {
             const T* plane = prepare(src + p * in_size, p, input.data());
-            run_stage(a, plane, mid.data(), tmp, buf);
+            a.run(plane, mid.data(), tmp, buf);
             pointwise(mid.data(), p * mid_size, mid_size);
-            run_stage(b, mid.data(), dst + p * out_size, tmp, buf);
+            b.run(mid.data(), dst + p * out_size, tmp, buf);
         }
     });
 }
@@ -94,8 +66,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_in, const at:
     TORCH_CHECK(x_in.dim() == 4, "filtered_lrelu: x must be (N, C, H, W)");
     at::Tensor x = x_in.contiguous();
     const int64_t channels = x.size(1), planes = x.size(0) * x.size(1);
-    Geometry ga = make_geometry((int)x.size(2), (int)x.size(3), fu, (int)up, 1, (int)px0, (int)px1, (int)py0, (int)py1);
-    Geometry gb = make_geometry(ga.out_h, ga.out_w, fd, 1, (int)down, 0, 0, 0, 0);
+    Geometry ga = checked_geometry((int)x.size(2), (int)x.size(3), fu, (int)up, 1, (int)px0, (int)px1, (int)py0, (int)py1);
+    Geometry gb = checked_geometry(ga.out_h, ga.out_w, fd, 1, (int)down, 0, 0, 0, 0);
     at::Tensor b = b_in.has_value() ? b_in->contiguous() : at::Tensor();
     TORCH_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == channels && b.scalar_type() == x.scalar_type()),
                 "filtered_lrelu: b must have shape (C,) and the dtype of x");
@@ -103,8 +75,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_in, const at:
     at::Tensor mask = at::empty({write_mask ? x.size(0) : 0, channels, ga.out_h, ga.out_w}, x.options().dtype(at::kByte));
     const Step step{(float)gain, (float)slope, (float)clamp};
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "filtered_lrelu_forward_cpu", [&] {
-        auto sa = make_stage<scalar_t>(ga, fu, flip_filter, (double)(up * up));
-        auto sb = make_stage<scalar_t>(gb, fd, flip_filter, 1.0);
+        const auto pass_a = make_pass<scalar_t>(ga, fu, flip_filter, (double)(up * up));
+        const auto pass_b = make_pass<scalar_t>(gb, fd, flip_filter, 1.0);
         const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
         uint8_t* mp = write_mask ? mask.data_ptr<uint8_t>() : nullptr;
         const int64_t in_size = (int64_t)ga.in_h * ga.in_w;
@@ -126,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_in, const at:
                 for (int64_t i = 0; i < n; i++) mid[i] = activate<scalar_t>(s, mid[i], &bits);
             }
         };
-        run_planes<scalar_t>(planes, x.data_ptr<scalar_t>(), sa, sb, y.data_ptr<scalar_t>(), add_bias, act);
+        run_planes<scalar_t>(planes, x.data_ptr<scalar_t>(), pass_a, pass_b, y.data_ptr<scalar_t>(), add_bias, act);
     });
     return {y, mask};
 }
@@ -138,8 +110,8 @@ std::pair<Geometry, Geometry> backward_geometry(const at::Tensor& dy, const at::
     const int mid_h = (int)mask.size(2), mid_w = (int)mask.size(3);
     const int out_h = (int)dy.size(2), out_w = (int)dy.size(3);
     const int fdw = (int)fd.size(-1), fdh = (int)fd.size(0), fuw = (int)fu.size(-1), fuh = (int)fu.size(0);
-    Geometry ga = make_geometry(out_h, out_w, fd, down, 1, fdw - 1, mid_w - out_w * down, fdh - 1, mid_h - out_h * down);
-    Geometry gb = make_geometry(mid_h, mid_w, fu, 1, up, fuw - px0 - 1, in_w * up - mid_w + px0 - up + 1, fuh - py0 - 1,
+    Geometry ga = checked_geometry(out_h, out_w, fd, down, 1, fdw - 1, mid_w - out_w * down, fdh - 1, mid_h - out_h * down);
+    Geometry gb = checked_geometry(mid_h, mid_w, fu, 1, up, fuw - px0 - 1, in_w * up - mid_w + px0 - up + 1, fuh - py0 - 1,
                                 in_h * up - mid_h + py0 - up + 1);
     TORCH_CHECK(ga.out_h == mid_h && ga.out_w == mid_w && gb.out_h == in_h && gb.out_w == in_w,
                 "filtered_lrelu: dy, mask and the input size do not belong together");
@@ -156,15 +128,15 @@ at::Tensor backward_cpu(const at::Tensor& dy_in, const at::Tensor& fu, const at:
     at::Tensor dx = at::empty({dy.size(0), dy.size(1), in_h, in_w}, dy.options());
     const Step step{(float)gain, (float)slope, -1.f};
     AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "filtered_lrelu_backward_cpu", [&] {
-        auto sa = make_stage<scalar_t>(geometry.first, fd, !flip_filter, 1.0);
-        auto sb = make_stage<scalar_t>(geometry.second, fu, !flip_filter, (double)(up * up));
+        const auto pass_a = make_pass<scalar_t>(geometry.first, fd, !flip_filter, 1.0);
+        const auto pass_b = make_pass<scalar_t>(geometry.second, fu, !flip_filter, (double)(up * up));
         const uint8_t* mp = mask.data_ptr<uint8_t>();
         auto as_is = [](const scalar_t* plane, int64_t, scalar_t*) { return plane; };
         auto chain = [step, mp](scalar_t* mid, int64_t offset, int64_t n) {
             const Step s = step;
             for (int64_t i = 0; i < n; i++) mid[i] *= step_derivative<scalar_t>(s, mp[offset + i]);
         };
-        run_planes<scalar_t>(dy.size(0) * dy.size(1), dy.data_ptr<scalar_t>(), sa, sb, dx.data_ptr<scalar_t>(), as_is,
+        run_planes<scalar_t>(dy.size(0) * dy.size(1), dy.data_ptr<scalar_t>(), pass_a, pass_b, dx.data_ptr<scalar_t>(), as_is,
                              chain);
     });
     return dx;
@@ -191,8 +163,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_in, const at
     at::Tensor x = x_in.contiguous();
     const bool half = x.scalar_type() == at::kHalf;
     const int64_t channels = x.size(1), planes = x.size(0) * x.size(1);
-    Geometry ga = make_geometry((int)x.size(2), (int)x.size(3), fu, (int)up, 1, (int)px0, (int)px1, (int)py0, (int)py1);
-    Geometry gb = make_geometry(ga.out_h, ga.out_w, fd, 1, (int)down, 0, 0, 0, 0);
+    Geometry ga = checked_geometry((int)x.size(2), (int)x.size(3), fu, (int)up, 1, (int)px0, (int)px1, (int)py0, (int)py1);
+    Geometry gb = checked_geometry(ga.out_h, ga.out_w, fd, 1, (int)down, 0, 0, 0, 0);
     at::Tensor ka = cuda_taps(fu, x, flip_filter, (double)(up * up)), kb = cuda_taps(fd, x, flip_filter, 1.0);
     at::Tensor b = b_in.has_value() ? b_in->to(at::kFloat).contiguous() : at::Tensor();
     at::Tensor mid = at::empty({x.size(0), channels, ga.out_h, ga.out_w}, x.options().dtype(at::kFloat));

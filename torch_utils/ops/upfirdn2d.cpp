@@ -20,49 +20,34 @@ using namespace upfirdn2d_kernels;
 
 namespace {
 
-Geometry make_geometry(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
-                       int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1) {
+Geometry checked_geometry(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
+                          int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1) {
     TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be (N, C, H, W)");
     TORCH_CHECK(f.dim() == 1 || f.dim() == 2, "upfirdn2d: f must be 1-D (separable) or 2-D");
     TORCH_CHECK(f.scalar_type() == at::kFloat, "upfirdn2d: f must be float32");
     TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d: up and down must be >= 1");
-    Geometry g;
-    g.in_h = (int)x.size(2);
-    g.in_w = (int)x.size(3);
-    g.fw = (int)f.size(-1);
-    g.fh = (int)f.size(0);
-    g.upx = (int)upx, g.upy = (int)upy, g.downx = (int)downx, g.downy = (int)downy;
-    g.padx0 = (int)padx0, g.pady0 = (int)pady0;
-    g.out_w = (g.in_w * g.upx + (int)padx0 + (int)padx1 - g.fw) / g.downx + 1;
-    g.out_h = (g.in_h * g.upy + (int)pady0 + (int)pady1 - g.fh) / g.downy + 1;
-    TORCH_CHECK(g.in_w * g.upx + padx0 + padx1 >= g.fw && g.in_h * g.upy + pady0 + pady1 >= g.fh,
+    const int fw = (int)f.size(-1), fh = (int)f.size(0);
+    TORCH_CHECK(x.size(3) * upx + padx0 + padx1 >= fw && x.size(2) * upy + pady0 + pady1 >= fh,
                 "upfirdn2d: the padded image is smaller than the filter");
-    return g;
+    return make_geometry((int)x.size(2), (int)x.size(3), fh, fw, (int)upx, (int)upy, (int)downx, (int)downy,
+                         (int)padx0, (int)padx1, (int)pady0, (int)pady1);
 }
 
 at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f_in, int64_t upx, int64_t upy, int64_t downx,
                          int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip_filter,
                          double gain) {
     at::Tensor x = x_in.contiguous(), f = f_in.contiguous();
-    Geometry g = make_geometry(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
-    const bool separable = f.dim() == 1;
+    Geometry g = checked_geometry(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
     at::Tensor y = at::empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.options());
     const int64_t planes = x.size(0) * x.size(1);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cpu", [&] {
-        // 2-D: all fh*fw taps in k. Separable: k along rows, ky (carrying the gain) along columns.
-        auto k = prepare_taps<scalar_t>(f.data_ptr<float>(), separable ? g.fw : g.fh * g.fw, flip_filter,
-                                        separable ? 1.0 : gain);
-        auto ky = prepare_taps<scalar_t>(f.data_ptr<float>(), g.fh, flip_filter, gain);
+        const Pass<scalar_t> pass(g, f.data_ptr<float>(), f.dim() == 1, flip_filter, gain);
         const scalar_t* xp = x.data_ptr<scalar_t>();
         scalar_t* yp = y.data_ptr<scalar_t>();
         at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-            std::vector<scalar_t> tmp(separable ? (size_t)g.in_h * g.out_w : 0), buf(std::max(g.in_w, g.out_w));
-            for (int64_t p = begin; p < end; p++) {
-                const scalar_t* src = xp + p * g.in_h * g.in_w;
-                scalar_t* dst = yp + p * g.out_h * g.out_w;
-                if (separable) plane_separable(g, src, k.data(), ky.data(), dst, tmp.data(), buf.data());
-                else plane_2d(g, src, k.data(), dst, buf.data());
-            }
+            std::vector<scalar_t> tmp, buf;
+            for (int64_t p = begin; p < end; p++)
+                pass.run(xp + p * g.in_h * g.in_w, yp + p * g.out_h * g.out_w, tmp, buf);
         });
     });
     return y;
@@ -86,7 +71,7 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x_in, const at::Tensor& f_in, int64_
     TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kHalf,
                 "upfirdn2d: CUDA kernels take float32 or float16");
     at::Tensor x = x_in.contiguous(), f = f_in.to(x_in.device());
-    Geometry g = make_geometry(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
+    Geometry g = checked_geometry(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
     at::Tensor y = at::empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.options());
     // Taps in correlation order, computed on the device (no host synchronisation).
     const std::vector<int64_t> dims = f.dim() == 2 ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{0};

@@ -16,6 +16,18 @@ struct Geometry {
     int fh, fw;
 };
 
+// Geometry of a pass with paddings (px0, px1, py0, py1); the caller checks that the output is not empty.
+inline Geometry make_geometry(int in_h, int in_w, int fh, int fw, int upx, int upy, int downx, int downy, int px0,
+                              int px1, int py0, int py1) {
+    Geometry g;
+    g.in_h = in_h, g.in_w = in_w, g.fh = fh, g.fw = fw;
+    g.upx = upx, g.upy = upy, g.downx = downx, g.downy = downy;
+    g.padx0 = px0, g.pady0 = py0;
+    g.out_w = (in_w * upx + px0 + px1 - fw) / downx + 1;
+    g.out_h = (in_h * upy + py0 + py1 - fh) / downy + 1;
+    return g;
+}
+
 #ifdef __CUDACC__
 // One output pixel of one plane; load(i) returns input element i of the plane as float.
 template <typename Load>

@@ -126,4 +126,29 @@ template <typename T> std::vector<T> prepare_taps(const float* f, int n, bool fl
     return k;
 }
 
+// One upfirdn2d pass, ready to run on any number of planes of its geometry.
+template <typename T> struct Pass {
+    Geometry g;
+    bool separable;
+    std::vector<T> k, ky;  // 2-D: all fh*fw taps in k. Separable: k along rows, ky (with the gain) along columns.
+
+    // f: fw float32 taps (separable) or fh*fw (2-D), as given to upfirdn2d.
+    Pass(const Geometry& geometry, const float* f, bool is_separable, bool flip_filter, double gain)
+        : g(geometry), separable(is_separable) {
+        k = prepare_taps<T>(f, separable ? g.fw : g.fh * g.fw, flip_filter, separable ? 1.0 : gain);
+        if (separable) ky = prepare_taps<T>(f, g.fh, flip_filter, gain);
+    }
+
+    // Filters one plane (g.in_h x g.in_w -> g.out_h x g.out_w); tmp and buf are per-thread scratch space.
+    void run(const T* src, T* dst, std::vector<T>& tmp, std::vector<T>& buf) const {
+        buf.resize((size_t)std::max(g.in_w, g.out_w));
+        if (separable) {
+            tmp.resize((size_t)g.in_h * g.out_w);
+            plane_separable(g, src, k.data(), ky.data(), dst, tmp.data(), buf.data());
+        } else {
+            plane_2d(g, src, k.data(), dst, buf.data());
+        }
+    }
+};
+
 }  // namespace upfirdn2d_kernels
