@@ -168,15 +168,16 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_in, const at
     at::Tensor ka = cuda_taps(fu, x, flip_filter, (double)(up * up)), kb = cuda_taps(fd, x, flip_filter, 1.0);
     at::Tensor b = b_in.has_value() ? b_in->to(at::kFloat).contiguous() : at::Tensor();
     at::Tensor mid = at::empty({x.size(0), channels, ga.out_h, ga.out_w}, x.options().dtype(at::kFloat));
-    at::Tensor mask = at::empty({x.size(0), channels, ga.out_h, ga.out_w}, x.options().dtype(at::kByte));
+    at::Tensor mask = at::empty({write_mask ? x.size(0) : 0, channels, ga.out_h, ga.out_w}, x.options().dtype(at::kByte));
     at::Tensor y = at::empty({x.size(0), channels, gb.out_h, gb.out_w}, x.options());
     const Step step{(float)gain, (float)slope, (float)clamp};
     void* stream = c10::cuda::getCurrentCUDAStream().stream();
     check_cuda(launch_stage(ga, planes, channels, x.data_ptr(), half, b.defined() ? b.data_ptr<float>() : nullptr,
-                            ka.data_ptr<float>(), mid.data_ptr(), false, kActivate, step, mask.data_ptr<uint8_t>(), stream));
+                            ka.data_ptr<float>(), mid.data_ptr(), false, kActivate, step,
+                            write_mask ? mask.data_ptr<uint8_t>() : nullptr, stream));
     check_cuda(launch_stage(gb, planes, channels, mid.data_ptr(), false, nullptr, kb.data_ptr<float>(), y.data_ptr(), half,
                             kPlain, step, nullptr, stream));
-    return {y, write_mask ? mask : mask.narrow(0, 0, 0)};
+    return {y, mask};
 }
 
 at::Tensor backward_cuda(const at::Tensor& dy_in, const at::Tensor& fu, const at::Tensor& fd, const at::Tensor& mask_in,

@@ -34,7 +34,7 @@ __global__ void stage_kernel(Geometry g, int64_t planes, int64_t channels, const
         if (M == kActivate) {
             uint8_t bits;
             v = activate<float>(step, v, &bits);
-            mask[i] = bits;
+            if (mask) mask[i] = bits;  // Only recorded when a gradient will be needed.
         } else if (M == kMaskGradient) {
             v *= step_derivative<float>(step, mask[i]);
         }

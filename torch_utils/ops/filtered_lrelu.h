@@ -48,7 +48,8 @@ enum Mode { kPlain = 0, kActivate = 1, kMaskGradient = 2 };
 
 // CUDA launcher (filtered_lrelu.cu): one upfirdn2d stage over `planes` planes (g.in_h x g.in_w ->
 // g.out_h x g.out_w) with (g.fh x g.fw) device taps k, adding bias[plane % channels] to the input when
-// bias is non-null, then applying `mode` with the mask (written by kActivate, read by kMaskGradient).
+// bias is non-null, then applying `mode` with the mask (written by kActivate unless null, read by
+// kMaskGradient).
 // `half_in` / `half_out` say whether x / y hold __half instead of float. Returns cudaError_t as int.
 int launch_stage(const upfirdn2d_kernels::Geometry& g, int64_t planes, int64_t channels, const void* x, bool half_in,
                  const float* bias, const float* k, void* y, bool half_out, int mode, const Step& step,
