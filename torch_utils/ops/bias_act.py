@@ -108,14 +108,19 @@ class _BiasActCompiled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, ops, dim, spec, alpha, gain, clamp):
         y = ops.forward(x, b, dim, spec.cuda_idx, alpha, gain, clamp)
-        # The derivative is evaluated at x + b; y is needed only to know where the clamp was active.
-        ctx.save_for_backward(x, b, y if clamp >= 0 else None)
+        clamped_y = y if clamp >= 0 else None  # Tells the backward where the clamp was active.
+        if not spec.has_2nd_grad and gain > 0:
+            # linear/relu/lrelu: act'(x + b) depends only on the sign of x + b, which y shares, so the
+            # backward evaluates it at y (with no bias) and x need not be kept alive, as in EG3D.
+            ctx.save_for_backward(y, None, clamped_y)
+        else:
+            ctx.save_for_backward(x, b, clamped_y)
         ctx.args = (ops, dim, spec, alpha, gain, clamp)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, b, y = ctx.saved_tensors
+        x, b, y = ctx.saved_tensors  # x + b is where act' is evaluated (see forward).
         dx = _BiasActCompiledGrad.apply(dy, x, b, y, *ctx.args)
         db = _sum_to_bias(dx, ctx.args[1]) if ctx.needs_input_grad[1] else None
         return dx, db, None, None, None, None, None, None
