@@ -12,7 +12,7 @@ first and last step and the mean |sigma_G - sigma_src| at 2000 random points.
 
 Examples:
 
-    python bench/bench_training.py speed --cfg=tiny --iters=6
+    python bench/bench_training.py speed --cfg=tiny --iters=12
     python bench/bench_training.py speed --cfg=ffhq512 --iters=300          # on a GPU
     python bench/bench_training.py geometry --iters=4 --lr=1e-4
 """
@@ -57,7 +57,7 @@ def main():
 
 @main.command()
 @click.option('--cfg', help='Preset', default='tiny', show_default=True)
-@click.option('--iters', help='Iterations (the first is warm-up)', type=click.IntRange(min=2), default=6, show_default=True)
+@click.option('--iters', help='Iterations (the first is warm-up)', type=click.IntRange(min=2), default=12, show_default=True)
 def speed(cfg: str, iters: int):
     """Seconds per iteration and peak memory of the training loop."""
     preset = configs.load_preset(cfg)

@@ -34,6 +34,7 @@ def _invoke(outdir, *args):
     ('cfg', r'--cfg: unknown config preset \(--cfg\) "huge"'),
     ('train_part', r'--train part "nosuch" selects no generator parameter'),
     ('finetune_dam', r'--train: --method=finetune trains no domain path'),
+    ('content', r'--content: --content folder ".*nope" does not exist'),
 ])
 def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
     outdir = tmp_path / 'runs'
@@ -48,6 +49,7 @@ def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
         'cfg': good + rand + ['--cfg', 'huge'],
         'train_part': good + rand + ['--train', 'backbone.synthesis,nosuch'],
         'finetune_dam': good + rand + ['--method', 'finetune', '--train', 'backbone,dam'],
+        'content': good + rand + ['--content', str(tmp_path / 'nope')],
     }[case]
     result = _invoke(outdir, *args)
     assert result.exit_code == 1, result.output

@@ -97,7 +97,7 @@ class TickLogger:
             return
         fields = [f'tick {cur_tick:<4d}', f'kimg {cur_nimg / 1000:<7.3f}', f'iter {iteration:<7d}',
                   f'time {total_sec:<8.1f}', f's/iter {sec_per_iter:<7.3f}']
-        fields += [f'{label} {stats[key]["mean"]:<7.4f}' for label, key in self.SHOWN if key in stats]
+        fields += [f'{label} {stats[key]["mean"]:<9.4g}' for label, key in self.SHOWN if key in stats]
         fields += [f'cpumem {cpu_gb:<5.2f}', f'gpumem {gpu_gb:<5.2f}']
         self.print_fn(' '.join(fields))
         record = dict(stats)
