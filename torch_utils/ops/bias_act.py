@@ -109,7 +109,11 @@ class _BiasActCompiled(torch.autograd.Function):
     def forward(ctx, x, b, ops, dim, spec, alpha, gain, clamp):
         y = ops.forward(x, b, dim, spec.cuda_idx, alpha, gain, clamp)
         clamped_y = y if clamp >= 0 else None  # Tells the backward where the clamp was active.
-        if not spec.has_2nd_grad and gain > 0:
+        if spec.ref == '' and clamp < 0:
+            # linear: act' = 1, nothing to keep (as EG3D); keeping y would forbid in-place use of the
+            # output, e.g. the discriminator's resnet `y.add_(x)`.
+            ctx.save_for_backward(None, None, None)
+        elif not spec.has_2nd_grad and gain > 0:
             # linear/relu/lrelu: act'(x + b) depends only on the sign of x + b, which y shares, so the
             # backward evaluates it at y (with no bias) and x need not be kept alive, as in EG3D.
             ctx.save_for_backward(y, None, clamped_y)
@@ -121,6 +125,7 @@ class _BiasActCompiled(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, b, y = ctx.saved_tensors  # x + b is where act' is evaluated (see forward).
+        x = dy if x is None else x  # linear: the kernel reads x, but act' = 1 whatever its value
         dx = _BiasActCompiledGrad.apply(dy, x, b, y, *ctx.args)
         db = _sum_to_bias(dx, ctx.args[1]) if ctx.needs_input_grad[1] else None
         return dx, db, None, None, None, None, None, None
