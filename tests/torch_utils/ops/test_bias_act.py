@@ -68,3 +68,15 @@ def test_mixed_dtypes_use_reference():
     y = bias_act.bias_act(x, b, act='lrelu')
     assert y.dtype == torch.float64
     np.testing.assert_allclose(y.numpy(), bias_act.bias_act(x.double(), b, act='lrelu', impl='ref').numpy())
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_linear_output_may_be_modified_in_place(impl):
+    # EG3D's discriminator does `y.add_(x)` on a linear bias_act output; the backward must not need y.
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    y = bias_act.bias_act(x, b, gain=2.0, impl=impl)
+    y.add_(1.0)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full([2, 3, 4], 2.0))
+    np.testing.assert_allclose(b.grad.numpy(), np.full([3], 16.0))
