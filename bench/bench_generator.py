@@ -1,7 +1,7 @@
 """Seconds per image and peak memory of the full FFHQ-512 tri-plane generator (random weights):
 mapping, tri-planes, volume rendering at the neural rendering resolution, super-resolution to 512.
 
-Every (batch, ray chunk) configuration runs in a fresh process, so that the CPU peak resident set
+Every (ops, batch, ray chunk) configuration runs in a fresh process, so that the CPU peak resident set
 size belongs to that configuration alone (it includes the ~0.25 GB of weights and the Python/torch
 runtime). On a GPU the peak is torch.cuda.max_memory_allocated. Besides wall-clock seconds the
 table gives CPU seconds (all threads) per image, which a busy shared machine distorts less.
@@ -11,6 +11,7 @@ Examples:
     python bench/bench_generator.py                                   # CPU, batch 1, unchunked
     python bench/bench_generator.py --chunk=none --chunk=4096 --chunk=1024 --repeats=2
     python bench/bench_generator.py --device=cuda --batch=4 --chunk=none --chunk=16384
+    python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
 """
 
 import json
@@ -31,6 +32,7 @@ sys.path.insert(0, REPO_ROOT)
 import configs  # noqa: E402  (after the path set-up above)
 import dnnlib  # noqa: E402
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler  # noqa: E402
+from torch_utils import custom_ops  # noqa: E402
 
 
 def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
@@ -88,6 +90,8 @@ def _parse_chunk(value: str) -> Optional[int]:
               metavar='INT', help='Images per call (repeatable).')
 @click.option('--chunk', 'chunks', multiple=True, default=['none'], show_default=True, metavar='INT|none',
               help='Rays rendered at once, ray_chunk_size (repeatable; none = all rays at once, as EG3D).')
+@click.option('--ops', 'ops_impls', type=click.Choice(['compiled', 'ref']), multiple=True, default=['compiled'],
+              show_default=True, help='Compiled op plugins, or pure-PyTorch ops only (repeatable).')
 @click.option('--repeats', type=click.IntRange(min=1), default=2, show_default=True,
               help='Timed calls after one warm-up.')
 @click.option('--resolution', type=click.IntRange(min=2), default=128, show_default=True,
@@ -95,7 +99,7 @@ def _parse_chunk(value: str) -> Optional[int]:
 @click.option('--json-out', type=click.Path(dir_okay=False), default=None, metavar='FILE',
               help='Also write the results as JSON.')
 @click.option('--child', hidden=True, default=None)
-def main(device: str, batches: List[int], chunks: List[str], repeats: int, resolution: int,
+def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str], repeats: int, resolution: int,
          json_out: Optional[str], child: Optional[str]):
     """Print a table of seconds per image and peak memory for the FFHQ-512 generator.
 
@@ -104,22 +108,25 @@ def main(device: str, batches: List[int], chunks: List[str], repeats: int, resol
       python bench/bench_generator.py                                   # CPU, batch 1, unchunked
       python bench/bench_generator.py --chunk=none --chunk=4096 --chunk=1024 --repeats=2
       python bench/bench_generator.py --device=cuda --batch=4 --chunk=none --chunk=16384
+      python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
     """
     if child is not None:  # one configuration, in this fresh process
-        batch, chunk = json.loads(child)
-        print(json.dumps(measure(device, batch, chunk, repeats, resolution)))
+        ops_impl, batch, chunk = json.loads(child)
+        print(json.dumps(dict(ops=ops_impl, **measure(device, batch, chunk, repeats, resolution))))
         return
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.UsageError('--device=cuda, but torch.cuda.is_available() is False')
     parsed_chunks = [_parse_chunk(c) for c in chunks]  # all checked before anything runs
     results = []
-    for batch in batches:
-        for chunk in parsed_chunks:
-            cmd = [sys.executable, os.path.abspath(__file__), f'--device={device}', f'--repeats={repeats}',
-                   f'--resolution={resolution}', f'--child={json.dumps([batch, chunk])}']
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
-            _print_row(results[-1], header=len(results) == 1)
+    for ops_impl in ops_impls:
+        env = dict(os.environ, **{custom_ops.DISABLE_ENV: '1' if ops_impl == 'ref' else '0'})
+        for batch in batches:
+            for chunk in parsed_chunks:
+                cmd = [sys.executable, os.path.abspath(__file__), f'--device={device}', f'--repeats={repeats}',
+                       f'--resolution={resolution}', f'--child={json.dumps([ops_impl, batch, chunk])}']
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+                results.append(json.loads(out.strip().splitlines()[-1]))
+                _print_row(results[-1], header=len(results) == 1)
     if json_out:
         with open(json_out, 'w') as f:
             json.dump(results, f, indent=1)
@@ -127,11 +134,11 @@ def main(device: str, batches: List[int], chunks: List[str], repeats: int, resol
 
 def _print_row(r: dict, header: bool) -> None:
     if header:
-        print(f"{'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
+        print(f"{'ops':>8} {'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
               f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}")
     cuda = '-' if r['cuda_peak_gib'] is None else f"{r['cuda_peak_gib']:.2f}G"
     chunk = 'none' if r['chunk'] is None else str(r['chunk'])
-    print(f"{r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
+    print(f"{r['ops']:>8} {r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
           f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}",
           flush=True)
 

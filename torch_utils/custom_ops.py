@@ -10,6 +10,8 @@ concurrent builds of one plugin (several test workers or training processes star
 
 If a build fails, a warning with the compiler's output is printed once and `get_plugin` returns None,
 so the ops fall back to their pure-PyTorch paths; set PSTYLE3D_REQUIRE_CUSTOM_OPS=1 to raise instead.
+PSTYLE3D_DISABLE_CUSTOM_OPS=1 skips the plugins altogether (every op runs its pure-PyTorch path), to
+compare the two or to rule the compiled kernels out when debugging.
 """
 
 import hashlib
@@ -26,6 +28,7 @@ import torch
 from dnnlib.util import make_cache_dir_path
 
 REQUIRE_ENV = 'PSTYLE3D_REQUIRE_CUSTOM_OPS'
+DISABLE_ENV = 'PSTYLE3D_DISABLE_CUSTOM_OPS'
 CPU_FLAGS = ['-O3', '-DNDEBUG', '-fno-trapping-math']  # No FP traps: lets gcc vectorise branches.
 
 
@@ -79,6 +82,8 @@ def get_plugin(name: str, source_dir: str, cpp_sources: List[str], cuda_sources:
     Returns:
         SimpleNamespace(ops=torch.ops.<name>, devices={'cpu'} or {'cpu', 'cuda'}), or None.
     """
+    if os.environ.get(DISABLE_ENV, '0') not in ('', '0'):
+        return None
     with _plugins_lock:
         if name not in _plugins:
             _plugins[name] = _build_or_warn(name, source_dir, cpp_sources, cuda_sources, headers)

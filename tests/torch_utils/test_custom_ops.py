@@ -58,6 +58,15 @@ def test_failed_build_raises_when_required(cache_dir, monkeypatch):
         custom_ops.get_plugin('pstyle3d_broken_b', src, ['broken.cpp'], [], [])
 
 
+def test_disable_switch_skips_plugins_without_building(cache_dir, monkeypatch):
+    monkeypatch.setenv(custom_ops.DISABLE_ENV, '1')
+    src = write_broken(cache_dir)  # Would warn if a build were attempted.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert custom_ops.get_plugin('pstyle3d_disabled', src, ['broken.cpp'], [], []) is None
+    assert not (cache_dir / 'cache').exists()
+
+
 def test_concurrent_builds_share_one_cached_build(tmp_path):
     src = tmp_path / 'src'
     src.mkdir()
