@@ -1,0 +1,96 @@
+"""Fit the small demo generator (natural source + toon domain) to synthetic heads by reconstruction.
+
+No GAN: every head has a fixed latent (that of `gen_samples.py --seeds=i`), and the generator learns
+to render its natural look from several known cameras, with its depth; the DAM and the stored
+domain code learn the paired toon renders of the same heads (see training/source_fit.py).
+Writes a network pickle (G = G_ema, a fresh untrained tiny D) every --snap iterations and at the end.
+
+Examples:
+
+\b
+# The bundled demo network (about 30 minutes on 2 CPU cores; see docs/demo_network.md):
+python fit_source.py --out=networks/pstyle3d-demo-synthetic.pkl --heads=16 --views=4 --iterations=400 \\
+    --batch=2 --style-from=60 --minutes=30
+
+\b
+# A quick check (a minute):
+python fit_source.py --out=/tmp/fit.pkl --heads=2 --views=2 --resolution=64 --iterations=5
+"""
+
+import json
+import os
+import time
+
+import click
+import torch
+
+import dnnlib
+import legacy
+from training import source_fit
+from training.snapshot import atomic_write_pickle
+
+TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
+                     channel_base=2048, channel_max=32, num_fp16_res=0, conv_clamp=None, disc_c_noise=0.0,
+                     block_kwargs=dict(freeze_layers=0), mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=4))
+
+
+def save_network(G: torch.nn.Module, path: str) -> None:
+    """EG3D's pickle layout: G and G_ema are the fitted generator; D is an untrained tiny dual
+    discriminator (the format needs one; nothing here trains it)."""
+    D = dnnlib.util.construct_class_by_name(img_resolution=G.img_resolution, **TINY_D_KWARGS)
+    atomic_write_pickle(dict(G=G, G_ema=G, D=D.eval().requires_grad_(False), training_set_kwargs=None,
+                             augment_pipe=None), path)
+
+
+@click.command(help=__doc__)
+@click.option('--out', help='Network pickle to write', metavar='PKL', required=True)
+@click.option('--heads', help='Number of synthetic heads (seeds 0..heads-1)', type=click.IntRange(min=1),
+              default=16, show_default=True)
+@click.option('--views', 'views_per_head', help='Camera views per head', type=click.IntRange(min=1), default=4,
+              show_default=True)
+@click.option('--resolution', help='Image resolution (neural rendering = resolution/4)', type=click.IntRange(min=32),
+              default=128, show_default=True)
+@click.option('--iterations', help='Optimisation steps', type=click.IntRange(min=1), default=400, show_default=True)
+@click.option('--batch', 'batch_size', help='Views per step', type=click.IntRange(min=1), default=2, show_default=True)
+@click.option('--lr', help='Adam learning rate', type=click.FloatRange(min=0, min_open=True), default=3e-3,
+              show_default=True)
+@click.option('--style-from', help='First step that also fits the toon domain', type=click.IntRange(min=0),
+              default=60, show_default=True)
+@click.option('--seed', help='Data and sampling seed', type=int, default=0, show_default=True)
+@click.option('--snap', help='Write the pickle every this many steps', type=click.IntRange(min=1), default=20,
+              show_default=True)
+@click.option('--minutes', help='Stop after this many minutes of fitting', type=click.FloatRange(min=0, min_open=True),
+              default=None)
+@click.option('--resume', help='Continue from this network pickle (written by this script) instead of random weights',
+              metavar='PKL', default=None)
+@click.option('--threads', help='torch CPU threads', type=click.IntRange(min=1), default=2, show_default=True)
+def main(out: str, heads: int, views_per_head: int, resolution: int, iterations: int, batch_size: int, lr: float,
+         style_from: int, seed: int, snap: int, minutes: float, resume: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    t0 = time.time()
+    views = source_fit.render_views(heads, views_per_head, resolution, seed)
+    click.echo(f'rendered {heads} heads x {views_per_head} views at {resolution}x{resolution} in '
+               f'{time.time() - t0:.0f} s')
+    if resume is None:
+        G = source_fit.build_demo_generator(resolution)
+    else:
+        G = legacy.load_network_pkl(resume)['G_ema']
+        if G.img_resolution != resolution:
+            raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
+                                     f'is {resolution}', param_hint="'--resume'")
+
+    def report(row: dict) -> None:
+        click.echo(json.dumps({k: round(v, 4) for k, v in row.items()}), nl=True)
+        save_network(G, out)
+
+    source_fit.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
+                   log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report)
+    final = source_fit.mean_losses(G, views, range(heads))
+    click.echo('final mean L1 over all views: ' + json.dumps({k: round(v, 4) for k, v in final.items()}))
+    click.echo(f'wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MiB)')
+
+
+if __name__ == '__main__':
+    main()

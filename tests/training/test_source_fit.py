@@ -1,0 +1,71 @@
+"""training/source_fit.py: data, losses and a few fitting steps on one tiny head."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gen_utils
+from dataset_preprocessing import synthetic_heads
+from training import source_fit
+
+
+@pytest.fixture(scope='module')
+def views():
+    return source_fit.render_views(count=1, views_per_head=2, resolution=32, seed=0)
+
+
+def test_render_views_pairs_and_cameras(views):
+    assert views.natural.shape == views.toon.shape == (1, 2, 3, 32, 32)
+    assert views.depth.shape == (1, 2, 32, 32) and views.labels.shape == (1, 2, 25)
+    # The first view is the head's own dataset camera and image.
+    _, yaw, pitch, choice = synthetic_heads.sample_head(0, 0)
+    np.testing.assert_allclose(views.labels[0, 0].numpy(), synthetic_heads.camera_label(yaw, pitch))
+    image, depth = synthetic_heads.render_head(synthetic_heads.sample_head(0, 0)[0], synthetic_heads.camera_label(yaw, pitch),
+                                               32, 'toon', synthetic_heads.pick_colors('toon', choice))
+    np.testing.assert_allclose(views.toon[0, 0].permute(1, 2, 0).numpy(), image / 127.5 - 1, atol=1e-6)
+    np.testing.assert_array_equal(views.depth[0, 0].numpy(), depth)
+    # Head i's latent is the one gen_samples.py draws for seed i.
+    torch.testing.assert_close(views.z[0], gen_utils.z_from_seed(0, 512, torch.device('cpu'))[0])
+
+
+def test_downsample_depth_block_means_and_background():
+    depth = torch.tensor([[[1., 3., 2., 2.], [1., 3., 2., math.inf]]]).repeat(1, 2, 1)  # (1, 4, 4)
+    out = source_fit.downsample_depth(depth, 2)
+    assert out[0, 0, 0].item() == 2.0 and out[0, 1, 0].item() == 2.0
+    assert math.isinf(out[0, 0, 1].item())  # a block touching the background is not supervised
+
+
+def test_reconstruction_loss_values():
+    target = torch.zeros(1, 3, 8, 8)
+    depth = torch.full((1, 8, 8), 2.5)
+    depth[:, :4] = math.inf
+    out = dict(image=target + 0.5, image_raw=torch.full((1, 3, 4, 4), -0.25), image_depth=torch.full((1, 1, 4, 4), 2.0))
+    loss = source_fit.reconstruction_loss(out, target, depth)
+    assert loss['image'].item() == pytest.approx(0.5)
+    assert loss['image_raw'].item() == pytest.approx(0.25)
+    assert loss['depth'].item() == pytest.approx(0.5)  # only the lower (foreground) half counts
+    assert loss['total'].item() == pytest.approx(0.5 + 0.25 + source_fit.DEPTH_WEIGHT * 0.5)
+
+
+def test_fit_reduces_losses_and_stores_code(views):
+    torch.manual_seed(0)
+    G = source_fit.build_demo_generator(img_resolution=32, depth_samples=6)
+    split = source_fit.split_parameters(G)
+    assert split['dam'] and all(p.abs().sum() == 0 for p in split['dam'] if p.ndim == 2)  # affine1 weights start 0
+    before = source_fit.mean_losses(G, views, [0])
+    rows = source_fit.fit(G, views, iterations=6, batch_size=1, lr=1e-2, style_from=1, log_every=3)
+    after = source_fit.mean_losses(G, views, [0])
+    assert [r['iter'] for r in rows] == [3, 6]
+    assert after['natural'] < 0.8 * before['natural']
+    assert after['toon'] < 0.8 * before['toon']
+    assert G.domain_codes.abs().sum() > 0  # the fitted code was stored
+    with torch.no_grad():
+        w = G.mapping(views.z, torch.zeros(1, 25))
+    torch.testing.assert_close(G.backbone.mapping.w_avg, w[0, 0])  # w_avg = mean w of the (one) head
+
+
+def test_build_rejects_bad_resolution():
+    with pytest.raises(ValueError, match='multiple of 4'):
+        source_fit.build_demo_generator(img_resolution=30)
