@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import train
-from tests.helpers_train import build_config, make_style_dataset
+from tests.helpers_train import build_config, make_style_dataset, single_cpu_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope='module')

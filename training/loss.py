@@ -23,7 +23,7 @@ CONTENT_LAYER = 'relu4_1'
 PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 
-def resize_to_raw(image: torch.Tensor, size: int) -> torch.Tensor:
+def filtered_resizing(image: torch.Tensor, size: int) -> torch.Tensor:
     """(N, C, H, W) images to (N, C, size, size) as EG3D's 'antialiased' filtered resizing does; used
     for the real images' `image_raw` (so D sees real and fake raw images alike)."""
     return F.interpolate(image, size=(size, size), mode='bilinear', align_corners=False, antialias=True)
@@ -118,7 +118,7 @@ class PStyleLoss:
 
     def run_vgg(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.perceptual_resolution is not None and image.shape[-1] != self.perceptual_resolution:
-            image = resize_to_raw(image, self.perceptual_resolution)
+            image = filtered_resizing(image, self.perceptual_resolution)
         return self.vgg(image)
 
     def run_D(self, img: Dict[str, torch.Tensor], c: torch.Tensor) -> torch.Tensor:
@@ -223,7 +223,7 @@ class PStyleLoss:
         if phase == 'Dreg' and not need_r1:
             return stats
         real_image = exemplar.detach().requires_grad_(need_r1)
-        real_raw = resize_to_raw(exemplar, self.neural_rendering_resolution).detach().requires_grad_(need_r1)
+        real_raw = filtered_resizing(exemplar, self.neural_rendering_resolution).detach().requires_grad_(need_r1)
         real_logits = self.run_D({'image': real_image, 'image_raw': real_raw}, exemplar_c)
         stats['Loss/scores/real'] = real_logits.detach().mean()
         loss = loss_fake

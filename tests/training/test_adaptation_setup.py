@@ -7,7 +7,7 @@ import torch
 
 import configs
 import dnnlib
-from tests.helpers_train import camera_label
+from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
 from training.adaptation_setup import add_domain, prepare_networks
 
 

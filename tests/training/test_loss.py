@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers_train import camera_label
+from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
 from training import loss as L
 
 
@@ -60,16 +60,16 @@ def test_r1_penalty_dual_of_linear_discriminator():
     np.testing.assert_allclose(penalty.detach().numpy(), [expected, expected], rtol=1e-6)
 
 
-def test_resize_to_raw_averages_blocks():
+def test_filtered_resizing_averages_blocks():
     # Antialiased 4x downsampling keeps a constant image constant.
     img = torch.ones(1, 3, 16, 16)
-    out = L.resize_to_raw(img, 4)
+    out = L.filtered_resizing(img, 4)
     assert out.shape == (1, 3, 4, 4)
     np.testing.assert_allclose(out.numpy(), 1.0, rtol=1e-6)
     ramp = torch.arange(16, dtype=torch.float32).view(1, 1, 1, 16).expand(1, 1, 16, 16)
     # Block means of a linear ramp are the ramp at the block centres (x = 1.5, 5.5, 9.5, 13.5),
     # except at the borders where the antialiasing filter is clipped.
-    mid = L.resize_to_raw(ramp, 4)[0, 0, 1, 1:3]
+    mid = L.filtered_resizing(ramp, 4)[0, 0, 1, 1:3]
     np.testing.assert_allclose(mid.numpy(), [5.5, 9.5], atol=1e-5)
 
 
@@ -139,7 +139,7 @@ def test_discriminator_r1_uses_raw_resized_exemplar(tiny_nets):
                         neural_rendering_resolution=n['nrr'])
     stats, _ = loss.accumulate_gradients('Dreg', n['exemplar'], n['c'], n['ws'], n['c'])
     image = n['exemplar'].clone().requires_grad_(True)
-    raw = L.resize_to_raw(n['exemplar'], n['nrr']).requires_grad_(True)
+    raw = L.filtered_resizing(n['exemplar'], n['nrr']).requires_grad_(True)
     logits = n['D']({'image': image, 'image_raw': raw}, n['c'])
     penalty = L.r1_penalty_dual(logits, image, raw)
     assert float(stats['Loss/D/r1']) == pytest.approx(float(penalty.detach().mean() * 2.5), rel=1e-5)

@@ -10,7 +10,7 @@ import torch
 
 import legacy
 from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
-from tests.helpers_train import build_config, ddp_worker
+from tests.helpers_train import build_config, ddp_worker, single_cpu_thread  # noqa: F401 (autouse fixture)
 from training import training_loop
 from training.dataset import ImageFolderDataset
 from training.loss import adain_style_loss
