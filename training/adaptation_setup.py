@@ -15,6 +15,7 @@ import torch
 
 import dnnlib
 from training.domain_adaptation import enable_domain_adaptation, with_domain_adaptation
+from training.ir_se import DEFAULT_CHANNELS
 
 
 def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict) -> dict:
@@ -52,12 +53,17 @@ def add_domain(G: torch.nn.Module, domain: str, domain_kwargs: dict) -> torch.nn
     return new_G
 
 
+def _has_ir_se50_layout(encoder: torch.nn.Module) -> bool:
+    """Whether the IR-SE-50 file (model_ir_se50.pth) fits the encoder's backbone (not the tiny preset's)."""
+    return encoder.num_layers == 50 and tuple(encoder.channels) == tuple(DEFAULT_CHANNELS)
+
+
 def prepare_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict, method: str, domain: Optional[str],
                      domain_kwargs: dict, encoder_init: Optional[str] = None) -> dict:
     """G, D, G_ema, G_src and `resume_state` (None unless resuming our snapshot), on the CPU.
 
-    encoder_init: IR-SE-50 weights (path/URL) to start a *fresh* domain encoder from, as pSp does;
-    None leaves its random initialisation.
+    encoder_init: IR-SE-50 weights (path/URL) to start a *fresh* domain encoder from, as pSp does,
+    when its backbone has that layout; None leaves its random initialisation.
     """
     nets = load_start_networks(resume_pkl, G_kwargs, D_kwargs)
     if 'resume_state' in nets:
@@ -66,7 +72,7 @@ def prepare_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict, 
     if method == 'pstyle':
         fresh_encoder = getattr(G_src, 'encoder', None) is None
         G = add_domain(G_src, domain, domain_kwargs)
-        if fresh_encoder and encoder_init is not None:
+        if fresh_encoder and encoder_init is not None and _has_ir_se50_layout(G.encoder):
             G.encoder.load_ir_se_weights(encoder_init)
     else:
         G = copy.deepcopy(G_src)

@@ -64,3 +64,16 @@ def test_add_domain_keeps_stored_codes(eg3d_pickle):
     for key, value in shared.items():
         torch.testing.assert_close(G2.state_dict()[key], value, atol=0, rtol=0)
     assert add_domain(G2, 'pixar', preset.domain_kwargs).domain_names == ['pixar', 'arcane']
+
+
+def test_encoder_starts_from_ir_se50_file_only_when_it_fits(eg3d_pickle, tmp_path):
+    path, _, preset = eg3d_pickle
+    # The tiny encoder is narrower than IR-SE-50: the file is not applied (and not even read).
+    nets = prepare_networks(path, preset.G_kwargs, preset.D_kwargs, 'pstyle', 'pixar', preset.domain_kwargs,
+                            encoder_init=str(tmp_path / 'not-read.pth'))
+    assert nets['G'].encoder.channels == tuple(preset.domain_kwargs['encoder_kwargs']['channels'])
+    # An IR-SE-50-shaped encoder reads it (here: a missing file -> the pretrained-weights error).
+    wide = dict(preset.domain_kwargs, encoder_kwargs=dict(img_resolution=32))
+    with pytest.raises(FileNotFoundError, match='not-there.pth'):
+        prepare_networks(path, preset.G_kwargs, preset.D_kwargs, 'pstyle', 'pixar', wide,
+                         encoder_init=str(tmp_path / 'not-there.pth'))
