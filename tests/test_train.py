@@ -4,6 +4,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -79,3 +80,25 @@ def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
     assert result.exit_code == 0, result.output
     assert '"method": "pstyle"' in result.output and 'Dry run; exiting.' in result.output
     assert not outdir.exists()
+
+
+def test_cli_run_folder_with_latent_folder_content(datasets, tmp_path):
+    # Content from a folder of projected w+ latents (14 x 512 for this generator) with cameras.
+    latents = tmp_path / 'ws'
+    latents.mkdir()
+    labels = json.load(open(os.path.join(datasets['good'], 'dataset.json')))['labels']
+    np.save(latents / 'a.npy', np.random.RandomState(0).randn(14, 512).astype(np.float32))
+    (latents / 'dataset.json').write_text(json.dumps({'labels': [['a.npy', labels[0][1]]]}))
+    outdir = tmp_path / 'runs'
+    for run_id in range(2):
+        result = _invoke(outdir, '--data', datasets['good'], '--random-perceptual', '--id-weight', '0',
+                         '--content', str(latents))
+        assert result.exit_code == 0, result.output
+    run_dirs = sorted(os.listdir(outdir))
+    assert run_dirs == ['00000-tiny-good-synthetic-pstyle-gpus1-batch1', '00001-tiny-good-synthetic-pstyle-gpus1-batch1']
+    files = set(os.listdir(outdir / run_dirs[0]))
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.png',
+            'network-snapshot-000000.pkl'} <= files
+    options = json.load(open(outdir / run_dirs[0] / 'training_options.json'))
+    assert options['content'] == str(latents) and options['total_kimg'] == 0.001
+    assert 'tick 0' in (outdir / run_dirs[0] / 'log.txt').read_text()
