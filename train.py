@@ -123,8 +123,8 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     if torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
         fail('--gpus', f'{opts.gpus} requested but only {torch.cuda.device_count()} GPU(s) are visible')
     if opts.metrics not in ('none', ''):
-        fail('--metrics', f'metrics during training are not supported yet; use --metrics=none and run '
-                          f'calc_metrics.py on the snapshots (got "{opts.metrics}")')
+        fail('--metrics', f'metrics during training are not implemented yet (no FID/KID in this project so far); '
+                          f'use --metrics=none (got "{opts.metrics}")')
     try:
         parts = trainable.parse_parts(opts.train) if opts.train else (
             trainable.PSTYLE_PARTS if opts.method == 'pstyle' else trainable.FINETUNE_PARTS)
