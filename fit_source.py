@@ -8,9 +8,10 @@ Writes a network pickle (G = G_ema, a fresh untrained tiny D) every --snap itera
 Examples:
 
 \b
-# The bundled demo network (about 30 minutes on 2 CPU cores; see docs/demo_network.md):
-python fit_source.py --out=networks/pstyle3d-demo-synthetic.pkl --heads=16 --views=4 --iterations=400 \\
-    --batch=2 --style-from=60 --minutes=30
+# A demo network in one run, about 30 minutes on 2 CPU cores (the bundled one was fitted in three
+# stages with --resume: exact commands in docs/demo_network.md):
+python fit_source.py --out=/tmp/demo.pkl --heads=4 --views=4 --iterations=400 --batch=2 --lr=4e-3 \\
+    --style-from=100 --minutes=30
 
 \b
 # A quick check (a minute):
