@@ -154,7 +154,8 @@ class SynthesisBlock(torch.nn.Module):
         if self.is_last or self.architecture == 'skip':
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, d=next(d_iter), alpha=alpha)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img.add_(y) if img is not None else y
+            # Out of place: without upsampling `img` may be the caller's render (image_raw).
+            img = img + y if img is not None else y
         return x, img
 
     def extra_repr(self) -> str:

@@ -60,3 +60,18 @@ def test_4x_resizes_input_and_uses_only_the_last_w():
         # Only the last w drives the module.
         ws_other = torch.cat([torch.randn(1, 4, 512), ws[:, -1:]], 1)
         np.testing.assert_array_equal(module(x[:, :3], x, ws_other, noise_mode='none').numpy(), out.numpy())
+
+
+def test_input_at_the_module_resolution_is_not_modified_and_trains():
+    # A regression test: the no-upsampling first block used to add its RGB in place to the caller's
+    # render when no resizing happened (EG3D does the same), so image_raw changed under the caller
+    # and training failed with "modified by an inplace operation".
+    torch.manual_seed(0)
+    module = sr.SuperresolutionHybrid2X(32, 128, sr_num_fp16_res=0, sr_antialias=True).train()
+    features = torch.randn(1, 32, 64, 64, requires_grad=True)
+    rgb = features[:, :3]
+    before = rgb.detach().clone()
+    out = module(rgb, features, torch.randn(1, 5, 512), noise_mode='none')
+    assert torch.equal(rgb.detach(), before)
+    out.square().sum().backward()
+    assert features.grad is not None and torch.isfinite(features.grad).all()
