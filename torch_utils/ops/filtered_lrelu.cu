@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "cuda_half_io.h"
 #include "filtered_lrelu.h"
 #include "upfirdn2d.h"
 
@@ -12,10 +13,8 @@ namespace {
 
 using upfirdn2d_kernels::Geometry;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+using cuda_half_io::store;
+using cuda_half_io::to_float;
 
 // One thread per output pixel of the stage, grid-stride over all planes.
 template <typename TIn, typename TOut, int M>

@@ -77,7 +77,8 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
 def _plugin():
     return custom_ops.get_plugin('filtered_lrelu_plugin', os.path.dirname(__file__),
                                  cpp_sources=['filtered_lrelu.cpp'], cuda_sources=['filtered_lrelu.cu'],
-                                 headers=['filtered_lrelu.h', 'upfirdn2d.h', 'upfirdn2d_cpu.h'])
+                                 headers=['filtered_lrelu.h', 'upfirdn2d.h', 'upfirdn2d_cpu.h',
+                                          'cuda_half_io.h'])
 
 
 def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter) -> torch.Tensor:

@@ -1,17 +1,16 @@
-// upfirdn2d plugin: CUDA kernel. Includes only CUDA headers and upfirdn2d.h (no torch), so that
+// upfirdn2d plugin: CUDA kernel. Includes only CUDA headers, upfirdn2d.h and cuda_half_io.h (no torch), so that
 // `nvcc -c upfirdn2d.cu` works on any machine with the CUDA toolkit; upfirdn2d.cpp binds it to torch.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "cuda_half_io.h"
 #include "upfirdn2d.h"
 
 namespace upfirdn2d_kernels {
 namespace {
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+using cuda_half_io::store;
+using cuda_half_io::to_float;
 
 // One thread per output pixel (grid-stride over all planes); taps are read from global memory,
 // which the L1 cache serves well for the small filters used here.

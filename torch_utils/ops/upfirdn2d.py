@@ -142,7 +142,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down:
 
 def _plugin():
     return custom_ops.get_plugin('upfirdn2d_plugin', os.path.dirname(__file__), cpp_sources=['upfirdn2d.cpp'],
-                                 cuda_sources=['upfirdn2d.cu'], headers=['upfirdn2d.h', 'upfirdn2d_cpu.h'])
+                                 cuda_sources=['upfirdn2d.cu'], headers=['upfirdn2d.h', 'upfirdn2d_cpu.h', 'cuda_half_io.h'])
 
 
 def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
