@@ -16,6 +16,13 @@ def load_state(path: Path) -> dict:
     return {k: torch.from_numpy(v) for k, v in np.load(path, allow_pickle=False).items()}
 
 
+def build_with_state(kwargs: dict, state_file: str) -> torch.nn.Module:
+    """A network built from EG3D kwargs with a fixture state dict, frozen and in eval mode."""
+    net = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
+    net.load_state_dict(load_state(FIXTURES / state_file), strict=True)
+    return net
+
+
 @pytest.fixture(scope='session')
 def tiny_config() -> dict:
     return json.loads((FIXTURES / 'tiny_config.json').read_text())
@@ -29,9 +36,7 @@ def tiny_io():
 @pytest.fixture(scope='session')
 def tiny_G(tiny_config):
     """The tiny TriPlaneGenerator with EG3D's perturbed weights, in eval mode."""
-    G = dnnlib.util.construct_class_by_name(**tiny_config['G_kwargs']).eval().requires_grad_(False)
-    G.load_state_dict(load_state(FIXTURES / 'tiny_G_state.npz'), strict=True)
-    return G
+    return build_with_state(tiny_config['G_kwargs'], 'tiny_G_state.npz')
 
 
 @pytest.fixture(scope='session')
@@ -43,9 +48,7 @@ def tiny_planes(tiny_G, tiny_io):
 
 @pytest.fixture(scope='session')
 def tiny_D(tiny_config):
-    D = dnnlib.util.construct_class_by_name(**tiny_config['D_kwargs']).eval().requires_grad_(False)
-    D.load_state_dict(load_state(FIXTURES / 'tiny_D_state.npz'), strict=True)
-    return D
+    return build_with_state(tiny_config['D_kwargs'], 'tiny_D_state.npz')
 
 
 @pytest.fixture(scope='session')
