@@ -14,8 +14,9 @@ from typing import Optional
 import torch
 
 import dnnlib
-from training.domain_adaptation import enable_domain_adaptation, with_domain_adaptation
+from training.domain_adaptation import copy_render_settings, enable_domain_adaptation, with_domain_adaptation
 from training.ir_se import DEFAULT_CHANNELS
+from training.trainable import is_encoder_parameter
 
 
 def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict) -> dict:
@@ -32,24 +33,30 @@ def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dic
 
 
 def add_domain(G: torch.nn.Module, domain: str, domain_kwargs: dict) -> torch.nn.Module:
-    """A DAM-enabled generator that stores `domain`, built from `G` (plain EG3D or DAM-enabled).
+    """A DAM-enabled generator that stores `domain` and has an exemplar encoder, built from `G`.
 
-    A plain G gets a fresh DAM (`domain_kwargs`: encoder_kwargs, modres_max_res, ...); a G that
-    already has a DAM keeps it, its encoder and its stored domains, and gains one more name.
+    A plain G gets a fresh DAM (`domain_kwargs`: encoder_kwargs, modres_max_res, ...). A G that
+    already has a DAM keeps it, its stored domains and its encoder, and gains the new name; if it
+    has no encoder (e.g. a network fitted without one), it gets a fresh one of
+    `domain_kwargs['encoder_kwargs']`, since the method learns the domain through it.
     """
     if getattr(G, 'domain_kwargs', None) is None:
         return with_domain_adaptation(G, [domain], **domain_kwargs)
-    if domain in G.domain_names:
+    needs_encoder = G.encoder is None and domain_kwargs.get('encoder_kwargs') is not None
+    if domain in G.domain_names and not needs_encoder:
         return copy.deepcopy(G)
     kept = {k: v for k, v in G.domain_kwargs.items() if k != 'domain_names'}
-    kwargs = enable_domain_adaptation(G.init_kwargs, G.domain_names + [domain], **kept)
-    new_G = type(G)(*getattr(G, 'init_args', ()), **kwargs)
+    if needs_encoder:
+        kept['encoder_kwargs'] = domain_kwargs['encoder_kwargs']
+    names = G.domain_names + ([] if domain in G.domain_names else [domain])
+    new_G = type(G)(*getattr(G, 'init_args', ()), **enable_domain_adaptation(G.init_kwargs, names, **kept))
     state = {k: v for k, v in G.state_dict().items() if k != 'domain_codes'}
-    new_G.load_state_dict(state, strict=False)
+    missing, unexpected = new_G.load_state_dict(state, strict=False)
+    # Only the fresh encoder and the codes (copied below) may be missing from G's state.
+    assert not unexpected and all(is_encoder_parameter(k) or k == 'domain_codes' for k in missing), (missing, unexpected)
     with torch.no_grad():
         new_G.domain_codes[:len(G.domain_names)].copy_(G.domain_codes)
-    for attr in ('neural_rendering_resolution', 'rendering_kwargs'):
-        setattr(new_G, attr, copy.deepcopy(getattr(G, attr)))
+    copy_render_settings(G, new_G)
     return new_G
 
 

@@ -77,3 +77,28 @@ def test_encoder_starts_from_ir_se50_file_only_when_it_fits(eg3d_pickle, tmp_pat
     with pytest.raises(FileNotFoundError, match='not-there.pth'):
         prepare_networks(path, preset.G_kwargs, preset.D_kwargs, 'pstyle', 'pixar', wide,
                          encoder_init=str(tmp_path / 'not-there.pth'))
+
+
+def test_add_domain_gives_an_encoderless_dam_network_a_fresh_encoder(eg3d_pickle):
+    """A DAM network fitted without an encoder (the demo's source fit) can be trained by --method=pstyle:
+    it gains the preset's encoder and keeps its DAM weights and stored codes."""
+    _, G_ref, preset = eg3d_pickle
+    no_encoder = dict(preset.domain_kwargs, encoder_kwargs=None)
+    G = add_domain(G_ref, 'toon', no_encoder)
+    assert G.encoder is None
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if 'affine1' in name:
+                p.normal_(generator=torch.Generator().manual_seed(5))
+    G.set_domain_code('toon', torch.full([G.backbone.num_ws, G.w_dim], 0.5))
+    for domain, names in (('toon', ['toon']), ('pixar', ['toon', 'pixar'])):
+        G2 = add_domain(G, domain, preset.domain_kwargs)
+        assert G2.domain_names == names
+        assert G2.encoder is not None
+        assert G2.encoder.channels == tuple(preset.domain_kwargs['encoder_kwargs']['channels'])
+        for key, value in G.state_dict().items():
+            if key != 'domain_codes':
+                torch.testing.assert_close(G2.state_dict()[key], value, atol=0, rtol=0)
+        torch.testing.assert_close(G2.domain_codes[0], G.domain_codes[0], atol=0, rtol=0)
+        torch.testing.assert_close(_render(G2, domain='toon', alpha=1), _render(G, domain='toon', alpha=1),
+                                   atol=0, rtol=0)
