@@ -321,10 +321,31 @@ def with_domain_adaptation(G_src: torch.nn.Module, domain_names: Sequence[str] =
     kwargs = enable_domain_adaptation(init_kwargs, domain_names, **domain_kwargs)
     G = type(G_src)(*getattr(G_src, 'init_args', ()), **kwargs)
     copy_source_weights(G_src, G)
-    for attr in ('neural_rendering_resolution', 'rendering_kwargs'):
-        if hasattr(G_src, attr):
-            setattr(G, attr, copy.deepcopy(getattr(G_src, attr)))
+    copy_render_settings(G_src, G)
     return G.to(next(G_src.parameters()).device)
+
+
+def copy_render_settings(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Runtime rendering attributes that are not in the init kwargs (training may have changed them)."""
+    for attr in ('neural_rendering_resolution', 'rendering_kwargs'):
+        if hasattr(src, attr):
+            setattr(dst, attr, copy.deepcopy(getattr(src, attr)))
+
+
+def without_domain_adaptation(G: torch.nn.Module) -> torch.nn.Module:
+    """The plain EG3D generator inside DAM-enabled `G`: its source weights, without the DAM, the stored
+    codes and the encoder. Renders exactly as `G` does at alpha = 0."""
+    init_kwargs = getattr(G, 'init_kwargs', None)
+    if init_kwargs is None or init_kwargs.get('domain_kwargs') is None:
+        raise ValueError('G has no domain adaptation to remove (no init_kwargs["domain_kwargs"])')
+    kwargs = dnnlib.EasyDict({k: v for k, v in copy.deepcopy(dict(init_kwargs)).items() if k != 'domain_kwargs'})
+    plain = type(G)(*getattr(G, 'init_args', ()), **kwargs)
+    state = G.state_dict()
+    with torch.no_grad():
+        for k, v in plain.state_dict().items():
+            v.copy_(state[k])  # every EG3D tensor is in G: the DAM only adds tensors
+    copy_render_settings(G, plain)
+    return plain.to(next(G.parameters()).device)
 
 
 def mean_domain_code(encoder: torch.nn.Module, exemplars: torch.Tensor, batch_size: int = 8) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import dnnlib
 from training.domain_adaptation import (ModRes, apply_domain_modulation, check_alpha, copy_source_weights,
                                         enable_domain_adaptation, init_domain_affine_, parse_domain_kwargs,
-                                        with_domain_adaptation)
+                                        with_domain_adaptation, without_domain_adaptation)
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import SynthesisNetwork
 
@@ -331,3 +331,17 @@ def test_a_plain_generator_gets_a_domain_path_with_its_weights(plain_G, dam_G):
     assert G.rendering_kwargs == plain_G.rendering_kwargs
     with pytest.raises(ValueError, match='do not fit'):
         copy_source_weights(dam_G, plain_G)
+
+
+def test_removing_the_domain_path_gives_the_eg3d_generator_back(tiny, dam_G, plain_render):
+    G = copy.deepcopy(dam_G)
+    _train_dam_(G, scale=0.05)
+    G.neural_rendering_resolution = 32
+    plain = without_domain_adaptation(G)
+    assert set(plain.state_dict()) == set(tiny.state)
+    assert getattr(plain, 'domain_kwargs', None) is None and plain.encoder is None
+    assert 'domain_kwargs' not in plain.init_kwargs and plain.neural_rendering_resolution == 32
+    out = _render(plain.eval(), tiny)
+    assert all(torch.equal(out[k], plain_render[k]) for k in out)
+    with pytest.raises(ValueError, match='no domain adaptation'):
+        without_domain_adaptation(plain)
