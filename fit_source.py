@@ -28,6 +28,7 @@ import torch
 import dnnlib
 import legacy
 from training import source_fit
+from training.domain_adaptation import without_domain_adaptation
 from training.snapshot import atomic_write_pickle
 
 TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
@@ -51,7 +52,8 @@ def save_network(G: torch.nn.Module, path: str) -> None:
               show_default=True)
 @click.option('--resolution', help='Image resolution (neural rendering = resolution/4)', type=click.IntRange(min=32),
               default=128, show_default=True)
-@click.option('--iterations', help='Optimisation steps', type=click.IntRange(min=1), default=400, show_default=True)
+@click.option('--iterations', help='Optimisation steps (0: only re-export --resume, e.g. with --source-only)',
+              type=click.IntRange(min=0), default=400, show_default=True)
 @click.option('--batch', 'batch_size', help='Views per step', type=click.IntRange(min=1), default=2, show_default=True)
 @click.option('--lr', help='Adam learning rate', type=click.FloatRange(min=0, min_open=True), default=3e-3,
               show_default=True)
@@ -64,9 +66,13 @@ def save_network(G: torch.nn.Module, path: str) -> None:
               default=None)
 @click.option('--resume', help='Continue from this network pickle (written by this script) instead of random weights',
               metavar='PKL', default=None)
+@click.option('--source-only', help='Fit and write the natural source only: a plain EG3D generator without the DAM '
+              'and the toon domain (the start network of train.py --method=pstyle)', is_flag=True)
 @click.option('--threads', help='torch CPU threads', type=click.IntRange(min=1), default=2, show_default=True)
 def main(out: str, heads: int, views_per_head: int, resolution: int, iterations: int, batch_size: int, lr: float,
-         style_from: int, seed: int, snap: int, minutes: float, resume: str, threads: int) -> None:
+         style_from: int, seed: int, snap: int, minutes: float, resume: str, source_only: bool, threads: int) -> None:
+    if iterations == 0 and resume is None:
+        raise click.BadParameter('0 iterations only re-export a network: pass --resume', param_hint="'--iterations'")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -82,13 +88,25 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
             raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
                                      f'is {resolution}', param_hint="'--resume'")
 
+    if source_only:
+        style_from = iterations  # never
+    if G.domain_kwargs is None:
+        raise click.BadParameter(f'{resume} has no domain path (was it written with --source-only?); resume from a '
+                                 'pickle written without it', param_hint="'--resume'")
+
+    def write() -> None:
+        save_network(without_domain_adaptation(G) if source_only else G, out)
+
     def report(row: dict) -> None:
         click.echo(json.dumps({k: round(v, 4) for k, v in row.items()}), nl=True)
-        save_network(G, out)
+        write()
 
-    source_fit.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
-                   log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report)
-    final = source_fit.mean_losses(G, views, range(heads))
+    if iterations > 0:
+        source_fit.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
+                       log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report)
+    else:
+        write()
+    final = source_fit.mean_losses(G, views, range(heads), with_style=not source_only)
     click.echo('final mean L1 over all views: ' + json.dumps({k: round(v, 4) for k, v in final.items()}))
     click.echo(f'wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MiB)')
 

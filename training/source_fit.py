@@ -226,18 +226,19 @@ def store_fit(G: torch.nn.Module, code: torch.Tensor, z: torch.Tensor) -> None:
     update_w_avg(G, z)
 
 
-def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int]) -> Dict[str, float]:
+def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int], with_style: bool = True) -> Dict[str, float]:
     """Mean L1 over all views of `heads`: 'natural' / 'toon' images of G's renders at alpha 0 / at
-    alpha 1 with its first stored domain, 'depth' of the natural render (foreground)."""
-    domain_name = G.domain_names[0]
-    sums = {'natural': 0.0, 'toon': 0.0, 'depth': 0.0}
+    alpha 1 with its first stored domain (only if `with_style`), 'depth' of the natural render
+    (foreground)."""
+    sums = {'natural': 0.0, 'depth': 0.0, **({'toon': 0.0} if with_style else {})}
     with torch.no_grad():
         for i in heads:
             c = views.labels[i]
             ws = G.mapping(views.z[i:i + 1].expand(len(c), -1), c)
             nat = reconstruction_loss(G.synthesis(ws, c), views.natural[i], views.depth[i])
-            toon = reconstruction_loss(G.synthesis(ws, c, domain=domain_name, alpha=1), views.toon[i], views.depth[i])
             sums['natural'] += nat['image'].item()
-            sums['toon'] += toon['image'].item()
             sums['depth'] += nat['depth'].item()
+            if with_style:
+                out = G.synthesis(ws, c, domain=G.domain_names[0], alpha=1)
+                sums['toon'] += reconstruction_loss(out, views.toon[i], views.depth[i])['image'].item()
     return {k: v / len(heads) for k, v in sums.items()}
