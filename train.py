@@ -171,8 +171,17 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--domain', f'unknown domain "{opts.domain}": expected a preset in configs/domains '
                          f'({", ".join(configs.list_domains())}) or a domain stored in the network '
                          f'({", ".join(stored_domains(G)) or "none"}); add configs/domains/{opts.domain}.json for a new one')
+    domain_kwargs = dict(preset.domain_kwargs)
+    if opts.modres_max_res is not None:
+        if opts.method != 'pstyle':
+            fail('--modres-max-res', 'only --method=pstyle adds a DAM')
+        existing = getattr(G, 'domain_kwargs', None)
+        if existing is not None and existing['modres_max_res'] != opts.modres_max_res:
+            fail('--modres-max-res', f'--resume already has a DAM with ModRes up to {existing["modres_max_res"]}; '
+                                     f'its layout cannot change (drop the option)')
+        domain_kwargs['modres_max_res'] = opts.modres_max_res
     if opts.method == 'pstyle':
-        G = add_domain(G, opts.domain, preset.domain_kwargs)
+        G = add_domain(G, opts.domain, domain_kwargs)
     try:
         trainable.select_parameters(G, parts)
     except ValueError as err:
@@ -197,7 +206,7 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
                          perceptual_resolution=preset.training['perceptual_resolution']),
         perceptual_kwargs=dict(vgg=opts.vgg, arcface=opts.arcface, random=opts.random_perceptual),
         content=opts.content, truncation_psi=opts.trunc, method=opts.method, domain=opts.domain,
-        domain_kwargs=preset.domain_kwargs,
+        domain_kwargs=domain_kwargs,
         train_parts=list(parts), G_reg_interval=preset.training['G_reg_interval'],
         D_reg_interval=preset.training['D_reg_interval'], ema_kimg=preset.training['ema_kimg'],
         ema_rampup=preset.training['ema_rampup'], grid_rows=preset.training['grid_rows'],
@@ -250,6 +259,7 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 @click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0), default=5.0, show_default=True)
 # What trains, how fast.
 @click.option('--train', help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: backbone,decoder,superresolution,D]', metavar='LIST', type=str)
+@click.option('--modres-max-res', help='A new DAM gets ModRes in the backbone blocks up to this resolution (0 = none) [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=0))
 @click.option('--glr', help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
 @click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
 # Perceptual networks.

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import configs
+import gen_utils
 import train
 from tests.helpers_train import build_config, make_style_dataset, single_cpu_thread  # noqa: F401 (autouse fixture)
+
+DEMO_NETWORK = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
 
 
 @pytest.fixture(scope='module')
@@ -36,6 +40,8 @@ def _invoke(outdir, *args):
     ('train_part', r'--train part "nosuch" selects no generator parameter'),
     ('finetune_dam', r'--train: --method=finetune trains no domain path'),
     ('content', r'--content: --content folder ".*nope" does not exist'),
+    ('modres_finetune', r'--modres-max-res: only --method=pstyle adds a DAM'),
+    ('modres_resume', r'--modres-max-res: --resume already has a DAM with ModRes up to 0; its layout cannot change'),
 ])
 def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
     outdir = tmp_path / 'runs'
@@ -51,6 +57,8 @@ def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
         'train_part': good + rand + ['--train', 'backbone.synthesis,nosuch'],
         'finetune_dam': good + rand + ['--method', 'finetune', '--train', 'backbone,dam'],
         'content': good + rand + ['--content', str(tmp_path / 'nope')],
+        'modres_finetune': good + rand + ['--method', 'finetune', '--modres-max-res', '0'],
+        'modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--modres-max-res', '16'],
     }[case]
     result = _invoke(outdir, *args)
     assert result.exit_code == 1, result.output
@@ -72,6 +80,14 @@ def test_presets_fill_defaults_and_command_line_wins(datasets, tmp_path):
     assert c.train_parts == ['backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D']
     assert c.training_set_kwargs.resolution == 128 and c.training_set_kwargs.max_size == 2
     assert desc == 'tiny-good-synthetic-pstyle-gpus1-batch1'
+
+
+def test_modres_max_res_sets_the_new_dam(datasets, tmp_path):
+    base = ['--outdir', str(tmp_path), '--cfg', 'tiny', '--data', datasets['good'], '--domain', 'synthetic',
+            '--random-perceptual']
+    assert build_config(base)[0].domain_kwargs['modres_max_res'] == 32  # the tiny preset's
+    c, _ = build_config(base + ['--modres-max-res', '0'])
+    assert c.domain_kwargs == dict(configs.load_preset('tiny').domain_kwargs, modres_max_res=0)
 
 
 def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
