@@ -22,6 +22,7 @@ import sys
 import warnings
 from typing import Any, BinaryIO, Dict, Iterator, Tuple, Union
 
+import click
 import numpy as np
 import torch
 
@@ -430,3 +431,33 @@ def _restore_attributes(state: Dict[str, Any], network: torch.nn.Module, skip: T
             value = merged
         if current != value:
             setattr(network, name, copy.deepcopy(value))
+
+
+@click.command()
+@click.option('--source', help='Input network pickle (path or URL)', required=True, metavar='PATH')
+@click.option('--dest', help='Output network pickle', required=True, metavar='PATH')
+@click.option('--force-fp16', help='Rebuild the networks with FP16 layers', type=bool, default=False, metavar='BOOL',
+              show_default=True)
+@click.option('--inference-only', help="Keep what generation needs: G_ema (also stored as G) and D, without a "
+              "snapshot's G_src and resume_state (it can no longer resume training)", is_flag=True)
+def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_only: bool) -> None:
+    """Rewrite a network pickle in this project's classes (EG3D's layout), e.g. to bundle a trained network.
+
+    Example:
+
+    \b
+    python legacy.py --source=~/training-runs/00000-tiny-toon-synthetic-pstyle-gpus1-batch4/network-snapshot-000004.pkl \\
+        --dest=networks/pstyle3d-demo-synthetic.pkl --inference-only
+    """
+    from training.snapshot import atomic_write_pickle
+    with dnnlib.util.open_url(source) as f:
+        data = load_network_pkl(f, force_fp16=force_fp16)
+    if inference_only:
+        data = dict(G=data['G_ema'], G_ema=data['G_ema'], D=data['D'],
+                    training_set_kwargs=data['training_set_kwargs'], augment_pipe=data['augment_pipe'])
+    atomic_write_pickle(data, dest)
+    click.echo(f'wrote {dest} ({os.path.getsize(dest) / 2 ** 20:.1f} MiB; keys {sorted(data)})')
+
+
+if __name__ == '__main__':
+    convert_network_pickle()  # pylint: disable=no-value-for-parameter

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import dnnlib
 import legacy
@@ -74,6 +75,26 @@ def _tiny_snapshot(seed=0):
                         np_rng=np.random.RandomState(0).get_state())
     return dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=dnnlib.EasyDict(path='ffhq.zip', use_labels=True),
                 augment_pipe=None, resume_state=resume_state)
+
+
+@pytest.mark.parametrize('inference_only', [False, True])
+def test_convert_network_pickle(tmp_path, inference_only):
+    snap = _tiny_snapshot()
+    source, dest = tmp_path / 'snapshot.pkl', tmp_path / 'out' / 'converted.pkl'
+    source.write_bytes(pickle.dumps(snap))
+    dest.parent.mkdir()
+    args = ['--source', str(source), '--dest', str(dest)] + (['--inference-only'] if inference_only else [])
+    result = CliRunner().invoke(legacy.convert_network_pickle, args)
+    assert result.exit_code == 0, result.output
+    assert os.listdir(dest.parent) == ['converted.pkl']  # written atomically, no temporary left
+    data = legacy.load_network_pkl(str(dest))
+    x = torch.randn(3, 4)
+    assert torch.equal(data['G_ema'](x), snap['G_ema'](x)) and torch.equal(data['D'](x), snap['D'](x))
+    if inference_only:
+        assert sorted(data) == ['D', 'G', 'G_ema', 'augment_pipe', 'training_set_kwargs']
+        assert torch.equal(data['G'](x), snap['G_ema'](x))
+    else:
+        assert data['resume_state']['cur_nimg'] == 12000 and torch.equal(data['G'](x), snap['G'](x))
 
 
 def _load(obj_or_bytes, **kwargs):
