@@ -3,6 +3,10 @@
 Two workloads, each measured in a fresh process so that CPU peak RSS belongs to it alone:
 - portrait: mapping + tri-planes + volume rendering (neural resolution 128) + super-resolution to 512x512;
 - frame: one video frame with cached tri-planes (rendering + super-resolution), as gen_videos.py does.
+On the CPU the table also gives the peak of live tensor bytes (weights, cached tri-planes and every
+intermediate, from the profiler's allocation events): the quantity torch.cuda.max_memory_allocated
+reports on a GPU, so it estimates GPU memory where no GPU is lent. A GPU adds its CUDA context (a few
+hundred MB) and the caching allocator's rounding on top.
 
 Example:
 
@@ -40,11 +44,36 @@ def build_ffhq512(device: torch.device) -> torch.nn.Module:
     return G
 
 
+def peak_tensor_increase_mb(fn) -> float:
+    """Peak of the bytes of tensors allocated (and not yet freed) while `fn()` runs, from the profiler's
+    allocation and free events in time order (on the CPU). On a GPU the same tensors are what
+    torch.cuda.max_memory_allocated counts, so this estimates it where no GPU is available."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage  # an op's own allocations minus its frees; '[memory]' = frees
+        peak = max(peak, live)
+    return peak / 2 ** 20
+
+
+def tensor_mb(*tensors: torch.Tensor) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2 ** 20
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process so far: CUDA allocations on a GPU, resident set size on the CPU."""
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def render(G: torch.nn.Module, z: torch.Tensor, ws: torch.Tensor, c: torch.Tensor, workload: str) -> dict:
+    """One portrait (from z) or one video frame (from ws and the cached tri-planes)."""
+    if workload == 'portrait':
+        return G.synthesis(G.mapping(z, c, truncation_psi=0.7), c, noise_mode='const')
+    return G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)
 
 
 @torch.no_grad()
@@ -71,19 +100,22 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     times, cpu_times = [], []
     for _ in range(reps):
         start, cpu_start = time.perf_counter(), time.process_time()
-        if workload == 'portrait':
-            out = G.synthesis(G.mapping(z, c, truncation_psi=0.7), c, noise_mode='const')
-        else:
-            out = G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)
+        out = render(G, z, ws, c, workload)
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
     if tuple(out['image'].shape) != (1, 3, 512, 512):
         raise RuntimeError(f'expected a (1, 3, 512, 512) image, got {tuple(out["image"].shape)}')
+    peak_mb = peak_memory_mb(device)
+    tensor_peak_mb = None
+    if device.type == 'cpu':
+        del out
+        held = [*G.state_dict().values(), ws] + ([G._last_planes] if workload == 'frame' else [])  # pylint: disable=protected-access
+        tensor_peak_mb = tensor_mb(*held) + peak_tensor_increase_mb(lambda: render(G, z, ws, c, workload))
     return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, seconds=float(np.median(times)),
-                cpu_seconds=float(np.median(cpu_times)),
-                peak_mb=peak_memory_mb(device), loaded_mb=loaded_mb, threads=torch.get_num_threads())
+                cpu_seconds=float(np.median(cpu_times)), peak_mb=peak_mb, tensor_peak_mb=tensor_peak_mb,
+                loaded_mb=loaded_mb, threads=torch.get_num_threads())
 
 
 @click.command()
@@ -97,15 +129,17 @@ def main(device_name: str, ray_chunk: int, reps: int, workload: str):
     if workload is not None:
         print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps)))
         return
-    print('| workload | device | ray chunk | wall s / call | CPU s / call | peak memory (MB) | RSS before rendering (MB) | threads |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| workload | device | ray chunk | wall s / call | CPU s / call | peak memory (MB) | peak of live tensors (MB) | '
+          'RSS before rendering (MB) | threads |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for name in WORKLOADS:
         cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
                f'--reps={reps}', f'--workload={name}']
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
+        tensors = 'see peak memory' if result['tensor_peak_mb'] is None else f'{result["tensor_peak_mb"]:.0f}'
         print(f'| {name} | {device_name} | {ray_chunk or "all"} | {result["seconds"]:.2f} | {result["cpu_seconds"]:.2f} | '
-              f'{result["peak_mb"]:.0f} ({kind}) | {result["loaded_mb"]:.0f} | {result["threads"]} |')
+              f'{result["peak_mb"]:.0f} ({kind}) | {tensors} | {result["loaded_mb"]:.0f} | {result["threads"]} |')
 
 
 if __name__ == '__main__':
