@@ -87,7 +87,14 @@ class VGG19Features(torch.nn.Module):
 
         state = load_pretrained_state(weights, what='VGG-19 (content and style losses)', filename=VGG19_FILENAME,
                                       url_hint=VGG19_URL, allow_random_weights=allow_random_weights)
-        if state is not None:
+        if state is None:
+            # Random stand-ins: He initialisation keeps the feature scale through the ReLU stack. With
+            # PyTorch's default init relu4_1 shrinks about 300x and the content loss on it to ~1e-8.
+            for module in self.features:
+                if isinstance(module, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(module.weight, nonlinearity='relu')
+                    torch.nn.init.zeros_(module.bias)
+        else:
             # The file also holds deeper layers and the classifier; keep what this stack uses.
             own = self.state_dict()
             missing = [k for k in own if k not in state]

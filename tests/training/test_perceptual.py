@@ -32,6 +32,21 @@ def test_vgg_layer_shapes_follow_the_architecture():
     assert len(vgg.features) == 36  # torchvision's vgg19().features[:36] ends at relu5_4
 
 
+def test_random_vgg_stand_in_keeps_its_feature_scale():
+    """Regression: with PyTorch's default init, relu4_1 of the random stand-in was ~0.005 and the content
+    loss of a strong colour shift ~2e-8, so --random-perceptual runs had no content loss at all."""
+    torch.manual_seed(0)
+    vgg = VGG19Features(allow_random_weights=True)
+    img = _images()
+    shifted = img.clone()
+    shifted[:, 0] += 0.5
+    feats, shifted_feats = vgg(img), vgg(shifted)
+    for name in ('relu1_1', 'relu4_1'):
+        assert 0.3 < feats[name].abs().mean() < 5, name
+    assert F.mse_loss(feats['relu4_1'], shifted_feats['relu4_1']) > 0.05
+    assert all(float(m.bias.abs().max()) == 0 for m in vgg.features if isinstance(m, torch.nn.Conv2d))
+
+
 def test_vgg_matches_a_hand_written_forward():
     torch.manual_seed(1)
     vgg = VGG19Features(allow_random_weights=True, layers=('relu1_1', 'relu2_1'))
