@@ -133,11 +133,11 @@ def _density_gap(G, G_src, ws, domain):
 
 
 def test_style_loss_falls_and_pstyle_keeps_geometry_closer_than_finetune(data_dir, tmp_path):
-    # Content + style losses only (no D, no regularisers, to keep it cheap) and lr 1e-4, so that 4
+    # Content + style losses only (no D, no regularisers, to keep it cheap) and lr 3e-4, so that 4
     # iterations show the trend. PStyle-3D trains its domain path with the EG3D weights frozen: with
     # backbone.synthesis trained too, the DAM's extra modulation moves the tri-planes *more* than
     # fine-tuning does on this tiny random network (see docs/training.md).
-    losses = ['--adv', '0', '--density-reg', '0', '--gamma', '0', '--glr', '1e-4']
+    losses = ['--adv', '0', '--density-reg', '0', '--gamma', '0', '--glr', '3e-4']
     runs = {}
     for method, parts in (('pstyle', 'superresolution,dam,encoder'), ('finetune', 'backbone,decoder,superresolution')):
         c = _config(data_dir, tmp_path / method, *losses, '--method', method, '--train', parts, iters=4, tick=4)
@@ -152,14 +152,14 @@ def test_style_loss_falls_and_pstyle_keeps_geometry_closer_than_finetune(data_di
     size = c.loss_kwargs['perceptual_resolution']
     before = _style_loss(G_src, vgg, ws, cams, exemplar, size, {})
     after = _style_loss(pstyle['G'], vgg, ws, cams, exemplar, size, dict(domain=exemplar))
-    assert after < 0.99 * before, (before, after)  # measured: 1.294 -> 1.271 in 4 iterations at lr 1e-4
+    assert after < 0.99 * before, (before, after)  # measured: 16.88 -> 16.59 in 4 iterations at lr 3e-4
     # The stored mean code renders the style without exemplars too.
     after_named = _style_loss(pstyle['G'], vgg, ws, cams, exemplar, size, dict(domain='synthetic'))
     assert after_named < before, (before, after_named)
 
     gap_pstyle = _density_gap(pstyle['G'], G_src, ws, dict(domain=exemplar))
     gap_finetune = _density_gap(runs['finetune'][1]['G'], runs['finetune'][1]['G_src'], ws, {})
-    assert gap_pstyle < 0.75 * gap_finetune, (gap_pstyle, gap_finetune)
+    assert gap_pstyle < 0.75 * gap_finetune, (gap_pstyle, gap_finetune)  # measured: 0.0047 vs 0.0126
 
 
 def test_phase_schedule_is_eg3d_lazy_regularisation():
