@@ -1,17 +1,19 @@
-"""Fit the small demo generator (natural source + toon domain) to synthetic heads by reconstruction.
+"""Fit a small generator to synthetic heads by multi-view reconstruction: the demo's natural source.
 
 No GAN: every head has a fixed latent (that of `gen_samples.py --seeds=i`), and the generator learns
-to render its natural look from several known cameras, with its depth; the DAM and the stored
-domain code learn the paired toon renders of the same heads (see training/source_fit.py).
+to render its natural look from several known cameras, with its depth (see training/source_fit.py).
+Optionally (from --style-from on) the DAM and a stored domain code also learn the paired toon renders
+of the same heads: a supervised baseline, not the method. `--source-only` writes the natural source
+as a plain EG3D network, the start of `train.py --method=pstyle` (docs/demo_network.md).
 Writes a network pickle (G = G_ema, a fresh untrained tiny D) every --snap iterations and at the end.
 
 Examples:
 
 \b
-# A demo network in one run, about 30 minutes on 2 CPU cores (the bundled one was fitted in three
-# stages with --resume: exact commands in docs/demo_network.md):
-python fit_source.py --out=/tmp/demo.pkl --heads=4 --views=4 --iterations=400 --batch=2 --lr=4e-3 \\
-    --style-from=100 --minutes=30
+# A natural source for the demo in one run, about 30 minutes on 2 CPU cores (the bundled demo's
+# source was fitted in three stages with --resume: exact commands in docs/demo_network.md):
+python fit_source.py --out=/tmp/source.pkl --heads=4 --views=4 --iterations=400 --batch=2 --lr=4e-3 \\
+    --minutes=30 --source-only
 
 \b
 # A quick check (a minute):

@@ -1,16 +1,16 @@
 """Fit a small DAM-enabled tri-plane generator to rendered views of known synthetic heads (no GAN).
 
-GAN training of a source generator from scratch is far too slow on a CPU, so the demo network is
-fitted by multi-view reconstruction instead (GLO-style: each head has a fixed latent, the networks
-learn to render it):
+GAN training of a source generator from scratch is far too slow on a CPU, so the demo network's
+natural source is fitted by multi-view reconstruction instead (GLO-style: each head has a fixed
+latent, the networks learn to render it); its style is then trained by train.py:
 - head i's latent is z_i = the latent that `gen_samples.py --seeds=i` draws, so seeds 0..N-1 show
   the fitted heads;
 - source (alpha = 0, no domain input): L1 of `image` and `image_raw` against the head's NATURAL
   renders from its known cameras, plus L1 of `image_depth` against the ground-truth depth on
   foreground pixels (it keeps the geometry a head, not a picture painted on a wall);
-- style (stored domain code, alpha = 1): the same losses against the paired TOON renders of the
-  same heads and cameras, through the DAM parameters and the stored code only, so alpha = 0
-  stays exactly the natural source.
+- optional supervised style (stored domain code, alpha = 1): the same losses against the paired
+  TOON renders of the same heads and cameras, through the DAM parameters and the stored code only,
+  so alpha = 0 stays exactly the natural source (a paired baseline; the method never has pairs).
 At the end `w_avg` is set to the mean w of the fitted heads, so truncation pulls towards them.
 
 Usage:
