@@ -73,7 +73,8 @@ class TickLogger:
     """Per tick: a progress line, one stats.jsonl record, and tensorboard scalars if available."""
 
     SHOWN = (('G', 'Loss/G/loss'), ('D', 'Loss/D/loss'), ('adv', 'Loss/G/adv'), ('content', 'Loss/G/content'),
-             ('style', 'Loss/G/style'), ('id', 'Loss/G/id'), ('dreg', 'Loss/G/density_reg'), ('r1', 'Loss/D/r1'))
+             ('style', 'Loss/G/style'), ('id', 'Loss/G/id'), ('dreg', 'Loss/G/density_reg'), ('geom', 'Loss/G/geom'),
+             ('r1', 'Loss/D/r1'))
 
     def __init__(self, run_dir: str, rank: int = 0, print_fn=print):
         self.rank, self.print_fn = rank, print_fn

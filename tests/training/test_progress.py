@@ -48,13 +48,15 @@ def test_tick_logger_writes_jsonl(tmp_path):
     lines = []
     logger = progress.TickLogger(str(tmp_path), print_fn=lines.append)
     logger.tick(cur_tick=0, iteration=5, cur_nimg=5, sec_per_iter=0.25, total_sec=2.0,
-                stats={'Loss/G/loss': dict(num=5, mean=1.5, std=0.1)}, device=torch.device('cpu'))
+                stats={'Loss/G/loss': dict(num=5, mean=1.5, std=0.1), 'Loss/G/geom': dict(num=2, mean=0.125, std=0)},
+                device=torch.device('cpu'))
     logger.close()
     record = json.loads((tmp_path / 'stats.jsonl').read_text().splitlines()[0])
     assert record['Loss/G/loss']['mean'] == 1.5 and record['Progress/iteration'] == 5
     assert record['Timing/sec_per_iter'] == 0.25
     progress_line = lines[-1]
     assert 'iter 5' in progress_line and 's/iter 0.250' in progress_line and 'G 1.5 ' in progress_line
+    assert 'geom 0.125 ' in progress_line and 'content' not in progress_line  # shown only when logged
 
 
 def test_triples_grid_layout(tmp_path):
