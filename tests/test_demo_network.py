@@ -11,9 +11,10 @@ from click.testing import CliRunner
 import gen_samples
 import gen_utils
 import legacy
-from training import source_fit
+from dataset_preprocessing import synthetic_heads
 
 DEMO_PATH = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
+DEMO_DOMAIN = 'synthetic'
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +23,7 @@ def G():
 
 
 def test_demo_network_file_is_small_and_complete():
-    assert os.path.getsize(DEMO_PATH) < 10 * 2 ** 20
+    assert os.path.getsize(DEMO_PATH) < 13 * 2 ** 20
     data = legacy.load_network_pkl(DEMO_PATH)
     G_state, G_ema_state = data['G'].state_dict(), data['G_ema'].state_dict()
     assert G_state.keys() == G_ema_state.keys()
@@ -31,18 +32,18 @@ def test_demo_network_file_is_small_and_complete():
 
 
 def test_demo_network_renders_natural_and_toon(G):
-    assert G.domain_names == [source_fit.DEMO_DOMAIN]
+    assert G.domain_names == [DEMO_DOMAIN] and G.encoder is not None
     assert G.domain_codes.abs().sum() > 0
     device = torch.device('cpu')
     c = gen_utils.camera_label(G, 0.0, -0.2, 18.837, device)
     with torch.no_grad():
         ws = G.mapping(gen_utils.z_from_seed(0, G.z_dim, device), c, truncation_psi=0.7)
         torch.manual_seed(0)
-        natural = G.synthesis(ws, c, noise_mode='const', domain='toon', alpha=0)
+        natural = G.synthesis(ws, c, noise_mode='const', domain=DEMO_DOMAIN, alpha=0)
         torch.manual_seed(0)
         plain = G.synthesis(ws, c, noise_mode='const')
         torch.manual_seed(0)
-        toon = G.synthesis(ws, c, noise_mode='const', domain='toon', alpha=1)
+        toon = G.synthesis(ws, c, noise_mode='const', domain=DEMO_DOMAIN, alpha=1)
     assert natural['image'].shape == toon['image'].shape == (1, 3, 128, 128)
     assert torch.isfinite(natural['image']).all() and torch.isfinite(toon['image']).all()
     torch.testing.assert_close(natural['image'], plain['image'], rtol=0, atol=0)  # alpha 0 is the source
@@ -56,9 +57,36 @@ def test_gen_samples_uses_the_demo_network_by_default(tmp_path):
     result = CliRunner().invoke(gen_samples.generate_images, ['--outdir', str(tmp_path), '--seeds', '0',
                                                               '--views', '0:0', '--device', 'cpu'])
     assert result.exit_code == 0, result.output
-    assert 'using "toon"' in result.output
+    assert f'using "{DEMO_DOMAIN}"' in result.output
     names = sorted(os.listdir(tmp_path))
     assert names == ['seed0000_alpha0.00_yaw+0.00_pitch+0.00.png', 'seed0000_alpha1.00_yaw+0.00_pitch+0.00.png',
                      'seed0000_grid.png']
     grid = np.asarray(PIL.Image.open(tmp_path / 'seed0000_grid.png'))
     assert grid.shape == (256, 128, 3)
+
+
+def test_demo_network_encodes_a_toon_exemplar(G, tmp_path):
+    """The bundled encoder turns one unseen toon head into a code that stylises like the stored domain."""
+    shape, yaw, pitch, choice = synthetic_heads.sample_head(7, 0)  # not among the training exemplars (seed 1)
+    image, _ = synthetic_heads.render_head(shape, synthetic_heads.camera_label(yaw, pitch), 128, 'toon',
+                                           synthetic_heads.pick_colors('toon', choice))
+    path = tmp_path / 'toon.png'
+    PIL.Image.fromarray(image).save(path)
+    device = torch.device('cpu')
+    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    renders = {}
+    with torch.no_grad():
+        ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c, truncation_psi=0.7)
+        for name, domain, alpha in (('natural', None, 0), ('stored', DEMO_DOMAIN, 1),
+                                    ('exemplar', gen_utils.load_exemplar(str(path), device), 1)):
+            torch.manual_seed(0)
+            renders[name] = G.synthesis(ws, c, noise_mode='const', domain=domain, alpha=alpha)['image']
+    to_stored = (renders['exemplar'] - renders['stored']).abs().mean()
+    to_natural = (renders['exemplar'] - renders['natural']).abs().mean()
+    assert to_stored < 0.5 * to_natural, (float(to_stored), float(to_natural))
+
+    result = CliRunner().invoke(gen_samples.generate_images, ['--outdir', str(tmp_path / 'out'), '--seeds', '1',
+                                                              '--views', '0:0', '--exemplar', str(path),
+                                                              '--device', 'cpu'])
+    assert result.exit_code == 0, result.output
+    assert len([n for n in os.listdir(tmp_path / 'out') if n.endswith('.png')]) == 3  # alpha 0, alpha 1, grid
