@@ -29,6 +29,7 @@ import torch
 import dnnlib
 from torch_utils import persistence
 from training import pstyle_compat
+from training.snapshot import atomic_write_pickle
 
 # Modules whose persistent classes network pickles may name (imported on demand).
 NETWORK_MODULES = ('training.triplane', 'training.dual_discriminator', 'training.networks_stylegan2',
@@ -449,7 +450,6 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     python legacy.py --source=~/training-runs/00000-tiny-toon-synthetic-pstyle-gpus1-batch4/network-snapshot-000004.pkl \\
         --dest=networks/pstyle3d-demo-synthetic.pkl --inference-only
     """
-    from training.snapshot import atomic_write_pickle
     with dnnlib.util.open_url(source) as f:
         data = load_network_pkl(f, force_fp16=force_fp16)
     if inference_only:
