@@ -1,0 +1,54 @@
+"""Geometry preservation: how far the stylised head's shape moved from the natural one.
+
+For each sample (latent z, dataset camera c), the stylised render (chosen domain and alpha) is
+compared with the natural render of the same z and c (alpha 0 of the same network, the source EG3D
+by construction of the DAM) and, when a source network is given, with that network's render:
+- depth: mean |d_stylised - d_natural| / (ray_end - ray_start) over the rendered depth map;
+- density: sum |s_stylised - s_natural| / sum s_natural over NUM_POINTS points drawn uniformly in
+  the tri-plane volume (the cube of side box_warp), s = softplus(sigma - 1) as the ray marcher reads
+  the decoder's sigma.
+"""
+
+from typing import Dict, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metrics import metric_utils
+
+NUM_POINTS = 4096
+
+
+def _densities(G: torch.nn.Module, ws: torch.Tensor, points: torch.Tensor, **G_kwargs) -> torch.Tensor:
+    """(N, M) volume densities of G at points (N, M, 3)."""
+    sigma = G.sample_mixed(points, torch.zeros_like(points), ws, **G_kwargs)['sigma'][..., 0]
+    return F.softplus(sigma - 1)
+
+
+def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+    G = opts.G
+    near, far = G.rendering_kwargs['ray_start'], G.rendering_kwargs['ray_end']
+    if not all(isinstance(v, (int, float)) for v in (near, far)):
+        raise ValueError(f'geometry metrics need numeric ray_start / ray_end, got {near!r} / {far!r}')
+    box = G.rendering_kwargs.get('box_warp', 1)
+    gen = torch.Generator().manual_seed(opts.seed + 7919 * opts.rank)
+    for z, c in metric_utils.latent_batches(opts, num_gen):
+        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c)
+        points = ((torch.rand([len(z), NUM_POINTS, 3], generator=gen) - 0.5) * box).to(opts.device)
+        with torch.no_grad():
+            ws = G.mapping(z, c)
+            dens_s = _densities(G, ws, points, **opts.G_kwargs)
+            if opts.G_source is not None:
+                dens_n = _densities(opts.G_source, opts.G_source.mapping(z, c), points)
+            else:
+                dens_n = _densities(G, ws, points, **dict(opts.G_kwargs, alpha=0))
+        depth = (stylised['image_depth'] - natural['image_depth']).abs().flatten(1).mean(dim=1) / (far - near)
+        density = (dens_s - dens_n).abs().sum(dim=1) / dens_n.sum(dim=1).clamp(min=1e-8)
+        yield torch.stack([depth, density], dim=1).cpu().numpy()
+
+
+def compute_geometry(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+    """{'depth', 'density'}: stylised vs natural (the source network's render when `opts.G_source` is set)."""
+    rows = metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'geometry renders')
+    return dict(depth=float(rows[:, 0].mean()), density=float(rows[:, 1].mean()))

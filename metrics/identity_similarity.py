@@ -1,0 +1,30 @@
+"""Identity similarity: is the stylised face still the same person as its natural twin?
+
+For each sample (latent z, dataset camera c), the natural render (alpha 0, or the source network)
+and the stylised render (the chosen domain and alpha) of the same z and c are embedded by ArcFace
+IR-SE-50 (`training.perceptual.IdentityEncoder`, weights `model_ir_se50.pth`); the metric is the
+mean cosine similarity of the two unit embeddings (1 = same identity; different people of FFHQ
+score about 0 to 0.3).
+"""
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from metrics import metric_utils
+
+
+def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+    from training.perceptual import IdentityEncoder
+    encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights).to(opts.device)
+    for z, c in metric_utils.latent_batches(opts, num_gen):
+        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c)
+        with torch.no_grad():
+            cosine = (encoder(natural['image'].clamp(-1, 1)) * encoder(stylised['image'].clamp(-1, 1))).sum(dim=1)
+        yield cosine[:, None].cpu().numpy()
+
+
+def compute_identity(opts: metric_utils.MetricOptions, num_gen: int) -> float:
+    """Mean ArcFace cosine similarity between natural and stylised renders of `num_gen` samples."""
+    return float(metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'identity renders').mean())

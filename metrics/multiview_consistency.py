@@ -1,0 +1,52 @@
+"""Multi-view consistency: does a render agree with a second view of the same head?
+
+For each sample (latent z and dataset camera c), G renders the head from c and from c orbited by
++-ORBIT_YAW about the vertical axis through the camera pivot (alternating per sample). Each view
+is reprojected into the other with its rendered depth (`metrics.reprojection.view_consistency`)
+and the two directions are averaged:
+- photo: mean absolute colour difference (images in [0, 1]) where the point is visible in both views;
+- depth: mean relative disagreement of the depths, truncated at 0.1, over pixels landing in frame;
+- visible: share of those pixels that pass the visibility test (relative depth tolerance 3%).
+The final (super-resolved) image is compared; depth is upsampled bilinearly to its resolution.
+"""
+
+from typing import Dict, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metrics import metric_utils
+from metrics.reprojection import orbit_cameras, view_consistency
+
+ORBIT_YAW = 0.3  # radians, about the yaw spread of FFHQ's cameras
+RESULT_NAMES = ('photo', 'depth', 'visible')
+
+
+def _view(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, G_kwargs: dict):
+    out = G.synthesis(ws, c, **G_kwargs)
+    image = (out['image'].clamp(-1, 1) + 1) / 2
+    depth = F.interpolate(out['image_depth'], size=image.shape[2:], mode='bilinear', align_corners=False)
+    return image, depth
+
+
+def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+    pivot = opts.G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
+    first = 0
+    for z, c in metric_utils.latent_batches(opts, num_gen):
+        signs = torch.tensor([1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))])
+        first += len(z)
+        c_b = torch.cat([orbit_cameras(c[i:i + 1], float(s) * ORBIT_YAW, pivot) for i, s in enumerate(signs)])
+        with torch.no_grad():
+            ws = opts.G.mapping(z, c)
+            image_a, depth_a = _view(opts.G, ws, c, opts.G_kwargs)
+            image_b, depth_b = _view(opts.G, ws, c_b, opts.G_kwargs)
+        ab = view_consistency(image_a, depth_a, c, image_b, depth_b, c_b)
+        ba = view_consistency(image_b, depth_b, c_b, image_a, depth_a, c)
+        yield torch.stack([(ab[k] + ba[k]) / 2 for k in RESULT_NAMES], dim=1).cpu().numpy()
+
+
+def compute_multiview(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+    """{'photo', 'depth', 'visible'} averaged over `num_gen` samples."""
+    rows = metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'multi-view renders')
+    return {name: float(value) for name, value in zip(RESULT_NAMES, rows.mean(axis=0))}
