@@ -14,10 +14,16 @@ from metrics import metric_utils
 MIN_IMAGES = 2  # a covariance needs two samples
 
 
+def _psd_eigenvalues_sqrt(values: np.ndarray) -> np.ndarray:
+    """Square roots of the eigenvalues of a PSD matrix; those within rounding error of 0 count as 0."""
+    tol = max(float(values.max()), 0.0) * len(values) * np.finfo(np.float64).eps
+    return np.sqrt(np.where(values > tol, values, 0.0))
+
+
 def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a positive semi-definite matrix (tiny negative eigenvalues from rounding -> 0)."""
+    """Symmetric square root of a positive semi-definite matrix."""
     values, vectors = scipy.linalg.eigh(sigma)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    return (vectors * _psd_eigenvalues_sqrt(values)) @ vectors.T
 
 
 def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray) -> float:
@@ -31,7 +37,7 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, si
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     root_a = _sqrt_psd(np.asarray(sigma_a, np.float64))
     eigenvalues = scipy.linalg.eigvalsh(root_a @ np.asarray(sigma_b, np.float64) @ root_a)
-    trace_root = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    trace_root = _psd_eigenvalues_sqrt(eigenvalues).sum()
     return float(np.square(mu_a - mu_b).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
 
 

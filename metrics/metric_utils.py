@@ -25,6 +25,7 @@ import torch
 import tqdm
 
 import dnnlib
+from dnnlib.image_io import read_image
 from metrics.inception import INCEPTION_URL, InceptionV3
 
 # ----------------------------------------------------------------------------
@@ -148,7 +149,8 @@ class ImageFolder:
 
     Files that are not images are refused by name (a metric over "a folder of outputs" should not
     silently skip half of them); so are images of different sizes, because each detector resizes
-    all images alike and mixing sizes mixes resampling artefacts. Grey and RGBA images become RGB.
+    all images alike and mixing sizes mixes resampling artefacts. Grey, 16-bit and RGBA images
+    become 8-bit RGB (`dnnlib.image_io.read_image`; alpha over white).
     """
 
     def __init__(self, path: str):
@@ -182,9 +184,13 @@ class ImageFolder:
         return len(self.files)
 
     def read(self, index: int) -> np.ndarray:
-        """(3, H, W) uint8."""
-        with PIL.Image.open(os.path.join(self.path, self.files[index])) as image:
-            return np.asarray(image.convert('RGB')).transpose(2, 0, 1)
+        """(3, H, W) uint8 RGB, read by `dnnlib.image_io.read_image` (alpha over white)."""
+        fname = os.path.join(self.path, self.files[index])
+        image = read_image(fname)
+        if image.shape[1::-1] != self.size:  # an EXIF rotation can turn the stored size
+            raise ValueError(f'--images: "{fname}" is {image.shape[1]}x{image.shape[0]} once its EXIF orientation '
+                             f'is applied, the other images {self.size[0]}x{self.size[1]}; save it upright')
+        return image.transpose(2, 0, 1)
 
     def images(self, opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
         for start in range(0, len(indices), opts.batch_size):
@@ -335,7 +341,7 @@ class FeatureStats:
             raise
 
     @classmethod
-    def load(cls, path: str, capture_all: bool, capture_mean_cov: bool) -> 'FeatureStats':
+    def load(cls, path: str, capture_all: bool = False, capture_mean_cov: bool = False) -> 'FeatureStats':
         stats = cls(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
         with np.load(path, allow_pickle=False) as data:
             stats._add_payload(dict(num_items=int(data['num_items']), num_features=int(data['num_features']),

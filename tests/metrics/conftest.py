@@ -22,10 +22,10 @@ def inception_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='session')
 def heads(tmp_path_factory) -> dict:
-    """Synthetic heads, 6 of each look at 32 x 32: {'natural': zip, 'toon': zip, 'toon_dir': folder of PNGs}."""
+    """Synthetic heads, 4 of each look at 32 x 32: {'natural': zip, 'toon': zip, 'toon_dir': folder of PNGs}."""
     from dataset_preprocessing.synthetic_heads import make_synthetic_pair
     root = tmp_path_factory.mktemp('heads')
-    pair = make_synthetic_pair(str(root), count=6, resolution=32)
+    pair = make_synthetic_pair(str(root), count=4, resolution=32)
     folder = root / 'toon-images'
     folder.mkdir()
     with zipfile.ZipFile(pair['toon']) as zf:
