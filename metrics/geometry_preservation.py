@@ -33,16 +33,17 @@ def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray
         raise ValueError(f'geometry metrics need numeric ray_start / ray_end, got {near!r} / {far!r}')
     box = G.rendering_kwargs.get('box_warp', 1)
     gen = torch.Generator().manual_seed(opts.seed + 7919 * opts.rank)
-    for z, c in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c)
+    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
         points = ((torch.rand([len(z), NUM_POINTS, 3], generator=gen) - 0.5) * box).to(opts.device)
         with torch.no_grad():
-            ws = G.mapping(z, c)
-            dens_s = _densities(G, ws, points, **opts.G_kwargs)
-            if opts.G_source is not None:
-                dens_n = _densities(opts.G_source, opts.G_source.mapping(z, c), points)
-            else:
-                dens_n = _densities(G, ws, points, **dict(opts.G_kwargs, alpha=0))
+            with metric_utils.fixed_seed(opts, seed):
+                dens_s = _densities(G, G.mapping(z, c), points, **opts.G_kwargs)
+            with metric_utils.fixed_seed(opts, seed):
+                if opts.G_source is not None:
+                    dens_n = _densities(opts.G_source, opts.G_source.mapping(z, c), points)
+                else:
+                    dens_n = _densities(G, G.mapping(z, c), points, **dict(opts.G_kwargs, alpha=0))
         depth = (stylised['image_depth'] - natural['image_depth']).abs().flatten(1).mean(dim=1) / (far - near)
         density = (dens_s - dens_n).abs().sum(dim=1) / dens_n.sum(dim=1).clamp(min=1e-8)
         yield torch.stack([depth, density], dim=1).cpu().numpy()

@@ -18,8 +18,8 @@ from metrics import metric_utils
 def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     from training.perceptual import IdentityEncoder
     encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights).to(opts.device)
-    for z, c in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c)
+    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
         with torch.no_grad():
             cosine = (encoder(natural['image'].clamp(-1, 1)) * encoder(stylised['image'].clamp(-1, 1))).sum(dim=1)
         yield cosine[:, None].cpu().numpy()

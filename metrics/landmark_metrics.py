@@ -39,8 +39,8 @@ def _to_hwc(images) -> np.ndarray:
 def _pose_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose
     detector = _detector()
-    for z, c in metric_utils.latent_batches(opts, num_gen):
-        with torch.no_grad():
+    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+        with torch.no_grad(), metric_utils.fixed_seed(opts, seed):
             images = _to_hwc(opts.G(z, c, **opts.G_kwargs)['image'])
         rows = []
         for image, label in zip(images, c.cpu().numpy()):
@@ -75,8 +75,8 @@ def landmark_nme(natural: np.ndarray, stylised: np.ndarray) -> float:
 def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     from dataset_preprocessing.face_pose import select_face
     detector = _detector()
-    for z, c in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c)
+    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
         rows = []
         for image_n, image_s in zip(_to_hwc(natural['image']), _to_hwc(stylised['image'])):
             try:

@@ -13,6 +13,7 @@ features or sums when torch.distributed is initialised. Dataset statistics are c
 file of a folder), the detector's weights hash and the options, as a plain .npz file.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -134,14 +135,34 @@ def dataset_labels(opts: MetricOptions) -> np.ndarray:
     return labels
 
 
+@contextlib.contextmanager
+def fixed_seed(opts: MetricOptions, seed: int) -> Iterator[None]:
+    """Run the body with torch's global RNG seeded by `seed`, restoring the RNG afterwards.
+
+    EG3D's renderer jitters its depth samples and the synthesis network draws noise inputs with
+    torch's RNG: renders that must be compared (two views, natural and stylised) use the same seed.
+    """
+    devices = [opts.device] if opts.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def batch_seed(opts: MetricOptions, first_item: int) -> int:
+    """The seed of the batch starting at sample item `first_item`: metrics repeat for a given batch size."""
+    return int(np.random.SeedSequence([opts.seed, int(first_item)]).generate_state(1)[0])
+
+
 def generator_images(opts: MetricOptions, labels: np.ndarray, indices: Sequence[int],
                      **G_kwargs) -> Iterator[torch.Tensor]:
     """uint8 batches (B, 3, R, R) of G's samples for items `indices` (see `latents_and_cameras`)."""
     G_kwargs = dict(opts.G_kwargs, **G_kwargs)
     for start in range(0, len(indices), opts.batch_size):
-        z, c = latents_and_cameras(opts, labels, indices[start:start + opts.batch_size])
-        with torch.no_grad():
-            yield images_to_uint8(opts.G(z, c, **G_kwargs)['image'])
+        batch = indices[start:start + opts.batch_size]
+        z, c = latents_and_cameras(opts, labels, batch)
+        with torch.no_grad(), fixed_seed(opts, batch_seed(opts, batch[0])):
+            images = images_to_uint8(opts.G(z, c, **G_kwargs)['image'])
+        yield images
 
 
 class ImageFolder:
@@ -427,36 +448,39 @@ def check_num_images(metric: str, needed: int, available: int, what: str) -> Non
 # Paired renders for the 3-D and stylisation metrics.
 
 
-def latent_batches(opts: MetricOptions, num_items: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """(z, c) batches of this process's share of sample items 0..num_items-1 (see `latents_and_cameras`)."""
+def latent_batches(opts: MetricOptions, num_items: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor, int]]:
+    """(z, c, seed) batches of this process's share of sample items 0..num_items-1.
+
+    See `latents_and_cameras`; render each batch under `fixed_seed(opts, seed)`.
+    """
     if opts.G is None:
         raise ValueError('this metric renders views of a network: give --network (it does not work with --images)')
     labels = dataset_labels(opts)
     indices = shard(range(num_items), opts.num_gpus, opts.rank)
     for start in range(0, len(indices), opts.batch_size):
-        yield latents_and_cameras(opts, labels, indices[start:start + opts.batch_size])
+        batch = indices[start:start + opts.batch_size]
+        yield (*latents_and_cameras(opts, labels, batch), batch_seed(opts, batch[0]))
 
 
-def render_natural_and_stylised(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor,
-                                c_render: Optional[torch.Tensor] = None) -> Tuple[dict, dict]:
-    """G's outputs for the same latent and camera without and with the style.
+def render_natural_and_stylised(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor, seed: int
+                                ) -> Tuple[dict, dict]:
+    """G's outputs for the same latent, camera and random draws, without and with the style.
 
     Natural: the source network `opts.G_source` when given, else G with alpha = 0 (the DAM makes that
     exactly the source EG3D). Stylised: G with the chosen domain and alpha (default 1).
-    c conditions the mapping; c_render (default c) is the rendering camera.
     """
     stylised_kwargs = dict(opts.G_kwargs)
     if opts.G_source is None and stylised_kwargs.get('domain') is None:
         raise ValueError('this metric compares natural and stylised renders: give a network with a stored domain '
                          '(--domain) or an exemplar encoder (--exemplar), or the natural network (--source-network)')
-    c_render = c if c_render is None else c_render
     with torch.no_grad():
-        ws = opts.G.mapping(z, c)
-        stylised = opts.G.synthesis(ws, c_render, **stylised_kwargs)
-        if opts.G_source is not None:
-            natural = opts.G_source.synthesis(opts.G_source.mapping(z, c), c_render)
-        else:
-            natural = opts.G.synthesis(ws, c_render, **dict(stylised_kwargs, alpha=0))
+        with fixed_seed(opts, seed):
+            stylised = opts.G(z, c, **stylised_kwargs)
+        with fixed_seed(opts, seed):
+            if opts.G_source is not None:
+                natural = opts.G_source(z, c)
+            else:
+                natural = opts.G(z, c, **dict(stylised_kwargs, alpha=0))
     return natural, stylised
 
 

@@ -33,14 +33,17 @@ def _view(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, G_kwargs: dict)
 def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     pivot = opts.G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
     first = 0
-    for z, c in metric_utils.latent_batches(opts, num_gen):
-        signs = torch.tensor([1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))])
+    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+        signs = [1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))]
         first += len(z)
-        c_b = torch.cat([orbit_cameras(c[i:i + 1], float(s) * ORBIT_YAW, pivot) for i, s in enumerate(signs)])
+        c_b = torch.cat([orbit_cameras(c[i:i + 1], sign * ORBIT_YAW, pivot) for i, sign in enumerate(signs)])
         with torch.no_grad():
             ws = opts.G.mapping(z, c)
-            image_a, depth_a = _view(opts.G, ws, c, opts.G_kwargs)
-            image_b, depth_b = _view(opts.G, ws, c_b, opts.G_kwargs)
+            # The same random draws (noise inputs, depth jitter) for both views: only the camera differs.
+            with metric_utils.fixed_seed(opts, seed):
+                image_a, depth_a = _view(opts.G, ws, c, opts.G_kwargs)
+            with metric_utils.fixed_seed(opts, seed):
+                image_b, depth_b = _view(opts.G, ws, c_b, opts.G_kwargs)
         ab = view_consistency(image_a, depth_a, c, image_b, depth_b, c_b)
         ba = view_consistency(image_b, depth_b, c_b, image_a, depth_a, c)
         yield torch.stack([(ab[k] + ba[k]) / 2 for k in RESULT_NAMES], dim=1).cpu().numpy()
