@@ -74,6 +74,7 @@ def landmark_nme(natural: np.ndarray, stylised: np.ndarray) -> float:
 
 def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     from dataset_preprocessing.face_pose import select_face
+    metric_utils.check_stylised(opts)
     detector = _detector()
     for z, c, seed in metric_utils.latent_batches(opts, num_gen):
         natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)

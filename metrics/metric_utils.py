@@ -462,6 +462,15 @@ def latent_batches(opts: MetricOptions, num_items: int) -> Iterator[Tuple[torch.
         yield (*latents_and_cameras(opts, labels, batch), batch_seed(opts, batch[0]))
 
 
+def check_stylised(opts: MetricOptions) -> None:
+    """Refuse natural-vs-stylised metrics without a style (or a separate natural network) to compare."""
+    if opts.G is None:
+        raise ValueError('this metric renders views of a network: give --network (it does not work with --images)')
+    if opts.G_source is None and opts.G_kwargs.get('domain') is None:
+        raise ValueError('this metric compares natural and stylised renders: give a network with a stored domain '
+                         '(--domain) or an exemplar encoder (--exemplar), or the natural network (--source-network)')
+
+
 def render_natural_and_stylised(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor, seed: int
                                 ) -> Tuple[dict, dict]:
     """G's outputs for the same latent, camera and random draws, without and with the style.
@@ -469,10 +478,8 @@ def render_natural_and_stylised(opts: MetricOptions, z: torch.Tensor, c: torch.T
     Natural: the source network `opts.G_source` when given, else G with alpha = 0 (the DAM makes that
     exactly the source EG3D). Stylised: G with the chosen domain and alpha (default 1).
     """
+    check_stylised(opts)
     stylised_kwargs = dict(opts.G_kwargs)
-    if opts.G_source is None and stylised_kwargs.get('domain') is None:
-        raise ValueError('this metric compares natural and stylised renders: give a network with a stored domain '
-                         '(--domain) or an exemplar encoder (--exemplar), or the natural network (--source-network)')
     with torch.no_grad():
         with fixed_seed(opts, seed):
             stylised = opts.G(z, c, **stylised_kwargs)
