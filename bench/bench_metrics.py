@@ -68,14 +68,17 @@ def main(device: str, num_images: int, batch: int):
     floats = images.to(torch.float32) / 127.5 - 1
     with torch.no_grad():
         seconds = _timed(lambda: [arcface(floats[i:i + batch]) for i in range(0, num_images, batch)])
-    rows.append(('ArcFace IR-SE-50 embedding (identity1k: 2 per sample), per 1,000 images', seconds / num_images * 1000))
+    rows.append(('ArcFace IR-SE-50 embedding (identity1k: 2 per sample), per 1,000 images',
+                 seconds / num_images * 1000))
 
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((1000, 2048)).astype(np.float32)
     cov = np.cov(feats, rowvar=False)
-    rows.append(('FID formula on 2048-d statistics (once per evaluation)', _timed(lambda: frechet_distance(feats.mean(0), cov,
-                                                                                             feats.mean(0), cov))))
-    rows.append(('KID formula, 100 subsets of 1,000 (once per evaluation)', _timed(lambda: kernel_distance(feats, feats))))
+    mean = feats.mean(0)
+    rows.append(('FID formula on 2048-d statistics (once per evaluation)',
+                 _timed(lambda: frechet_distance(mean, cov, mean, cov))))
+    rows.append(('KID formula, 100 subsets of 1,000 (once per evaluation)',
+                 _timed(lambda: kernel_distance(feats, feats))))
     vgg = np.abs(rng.standard_normal((1000, 4096))).astype(np.float32)
     rows.append(('PR formula, 1,000 x 1,000 4096-d features', _timed(lambda: precision_recall(vgg, vgg))))
 

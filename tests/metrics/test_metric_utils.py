@@ -53,7 +53,8 @@ def test_shards_cover_every_item_once_and_merge_like_one_process():
 
 
 def test_dataset_stats_are_cached_by_content(heads, inception_file, cache_dir, tmp_path):
-    opts = metric_utils.MetricOptions(dataset_kwargs=dict(path=heads['natural']), weights=dict(inception=inception_file))
+    opts = metric_utils.MetricOptions(dataset_kwargs=dict(path=heads['natural']),
+                                      weights=dict(inception=inception_file))
     first = metric_utils.compute_feature_stats_for_dataset(opts, 'inception', capture_mean_cov=True)
     cached = os.listdir(os.path.join(cache_dir, 'gan-metrics'))
     assert len(cached) == 1
