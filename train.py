@@ -33,6 +33,7 @@ import torch
 
 import configs
 import dnnlib
+from metrics import metric_main
 from training import trainable
 from training.adaptation_setup import add_domain
 from training.content import LatentFolderContent
@@ -122,9 +123,11 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--batch-gpu', f'--batch ({opts.batch}) must be a multiple of --batch-gpu x --gpus ({batch_gpu} x {opts.gpus})')
     if torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
         fail('--gpus', f'{opts.gpus} requested but only {torch.cuda.device_count()} GPU(s) are visible')
-    if opts.metrics not in ('none', ''):
-        fail('--metrics', f'metrics during training are not implemented yet (no FID/KID in this project so far); '
-                          f'use --metrics=none (got "{opts.metrics}")')
+    metrics = [] if opts.metrics in ('none', '') else [m.strip() for m in opts.metrics.split(',')]
+    unknown = [m for m in metrics if not metric_main.is_valid_metric(m)]
+    if unknown:
+        fail('--metrics', f'unknown metric(s) {", ".join(unknown)}; use "none" or a comma list of '
+                          f'{", ".join(metric_main.list_valid_metrics())} (docs/metrics.md)')
     try:
         parts = trainable.parse_parts(opts.train) if opts.train else (
             trainable.PSTYLE_PARTS if opts.method == 'pstyle' else trainable.FINETUNE_PARTS)
@@ -212,7 +215,7 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         ema_rampup=preset.training['ema_rampup'], grid_rows=preset.training['grid_rows'],
         random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu,
         total_kimg=opts.kimg, kimg_per_tick=opts.tick, network_snapshot_ticks=opts.snap,
-        image_snapshot_ticks=opts.img_snap, resume_pkl=opts.resume)
+        image_snapshot_ticks=opts.img_snap, resume_pkl=opts.resume, metrics=metrics)
     desc = f'{opts.cfg}-{dataset.name}-{opts.domain}-{opts.method}-gpus{opts.gpus}-batch{opts.batch}'
     return c, desc
 
@@ -274,7 +277,7 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 @click.option('--img-snap', help='How often to save image grids', metavar='TICKS', type=click.IntRange(min=1), default=10, show_default=True)
 @click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('--metrics', help='Metrics during training (only "none" for now)', metavar='LIST', default='none', show_default=True)
+@click.option('--metrics', help='Quality metrics at every network snapshot, comma-separated (docs/metrics.md), or "none"', metavar='LIST', default='none', show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(ctx: click.Context, **kwargs):
     opts = apply_presets(ctx, kwargs)

@@ -79,6 +79,16 @@ def report_metric(result_dict: dict, run_dir: Optional[str] = None, snapshot_pkl
             f.write(line + '\n')
     return line
 
+def evaluate_snapshot(metrics: List[str], G: torch.nn.Module, G_kwargs: dict, dataset_kwargs: dict, num_gpus: int,
+                      rank: int, device: torch.device, run_dir: str, snapshot_pkl: str,
+                      weights: Optional[dict] = None) -> None:
+    """Run `metrics` on a training snapshot's G_ema (every process), rank 0 reporting to the run folder."""
+    for metric in metrics:
+        result = calc_metric(metric, G=G, G_kwargs=G_kwargs, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus,
+                             rank=rank, device=device, weights=weights)
+        if rank == 0:
+            report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+
 # ----------------------------------------------------------------------------
 # Distribution metrics: StyleGAN3's names and settings. "_full" = against the whole dataset.
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from metrics import metric_main
 from training import trainable
 from training.adaptation_setup import prepare_networks
 from training.content import LatentFolderContent, SampledContent
@@ -98,8 +99,12 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                   num_gpus: int = 1, rank: int = 0, batch_size: int = 1, batch_gpu: int = 1, ema_kimg: float = 0.3125,
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
                   image_snapshot_ticks: Optional[int] = 50, network_snapshot_ticks: Optional[int] = 50,
-                  resume_pkl: Optional[str] = None, grid_rows: int = 4, print_fn=print) -> dict:
-    """Train one style domain; returns {'G', 'D', 'G_ema', 'G_src', 'iteration'} of this process."""
+                  resume_pkl: Optional[str] = None, grid_rows: int = 4, metrics: Sequence[str] = (),
+                  print_fn=print) -> dict:
+    """Train one style domain; returns {'G', 'D', 'G_ema', 'G_src', 'iteration'} of this process.
+
+    `metrics` (names of `metrics.metric_main`) are evaluated on G_ema at every network snapshot.
+    """
     start_time = time.time()
     device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
     if method not in ('pstyle', 'finetune'):
@@ -232,6 +237,12 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                              method=method, domain=domain)
                 data = build_snapshot(dict(G=G, D=D, G_ema=G_ema, G_src=G_src), training_set_kwargs, state)
                 atomic_write_pickle(data, snapshot_path(run_dir, cur_nimg))
+            if metrics:
+                log(f'Evaluating metrics: {", ".join(metrics)}...')
+                styled = dict(domain=domain, alpha=1) if use_domain else {}
+                metric_main.evaluate_snapshot(list(metrics), G_ema, styled, training_set_kwargs, num_gpus, rank, device,
+                                              run_dir, snapshot_path(run_dir, cur_nimg),
+                                              weights=dict(arcface=perceptual_kwargs.get('arcface')))
         cur_tick += 1
         tick_start_nimg, tick_start_time, tick_start_iter = cur_nimg, time.time(), iteration
     logger.close()

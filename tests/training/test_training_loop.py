@@ -183,3 +183,24 @@ def test_ema_half_life_and_ramp_up():
     # Ramp-up at the start of a run (cur_nimg = 0): G_ema becomes G.
     training_loop.update_ema(G_ema, G, cur_nimg=0, batch_size=1, ema_kimg=10, ema_rampup=0.05)
     torch.testing.assert_close(G_ema.weight, G.weight)
+
+
+def test_metrics_run_at_each_snapshot_and_rank_0_reports(data_dir, tmp_path, monkeypatch):
+    """--metrics: every snapshot's G_ema is evaluated with the trained domain on the training set."""
+    from metrics import metric_main
+    seen = []
+
+    def fake5(opts):  # a stand-in for fid50k_full, which would render 50k samples
+        seen.append((opts.G_kwargs, opts.dataset_kwargs.path, opts.rank))
+        return dict(fake5=float(len(seen)))
+
+    monkeypatch.setitem(metric_main._metric_dict, 'fake5', fake5)  # noqa: the registry's own dict
+    c = _config(data_dir, tmp_path / 'run', '--metrics', 'fake5', iters=1)  # one snapshot, at the end
+    assert c.metrics == ['fake5']
+    _run(c)
+    assert seen == [(dict(domain='synthetic', alpha=1), data_dir, 0)]
+    records = [json.loads(line) for line in open(tmp_path / 'run' / 'metric-fake5.jsonl')]
+    assert [(r['results'], r['snapshot_pkl']) for r in records] == [(dict(fake5=1.0), 'network-snapshot-000000.pkl')]
+    with pytest.raises(Exception, match='unknown metric'):
+        build_config(['--outdir', str(tmp_path), '--cfg', 'tiny', '--data', data_dir, '--domain', 'synthetic',
+                      '--metrics', 'fid50k'])
