@@ -58,11 +58,16 @@ def _pose_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.nd
 def compute_pose_accuracy(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'yaw_deg', 'pitch_deg', 'detected'} over `num_gen` renders (see the module docstring)."""
     rows = metric_utils.collect_rows(opts, _pose_rows(opts, num_gen), num_gen, 'pose renders')
-    found = rows[:, 2] > 0
+    return _mean_where_detected(rows, ('yaw_deg', 'pitch_deg'))
+
+
+def _mean_where_detected(rows: np.ndarray, names: Tuple[str, ...]) -> Dict[str, float]:
+    """rows (N, len(names) + 1), the last column 1 where the face tools found the face(s): means of the
+    other columns over those rows, and the share of such rows as 'detected'."""
+    found = rows[:, -1] > 0
     if not found.any():
-        raise ValueError(f'the face tools found no face in any of the {len(rows)} renders; pose accuracy is undefined')
-    return dict(yaw_deg=float(rows[found, 0].mean()), pitch_deg=float(rows[found, 1].mean()),
-                detected=float(found.mean()))
+        raise ValueError(f'the face tools found no face in any of the {len(rows)} renders; the metric is undefined')
+    return dict({name: float(rows[found, i].mean()) for i, name in enumerate(names)}, detected=float(found.mean()))
 
 
 def landmark_nme(natural: np.ndarray, stylised: np.ndarray) -> float:
@@ -91,7 +96,4 @@ def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.nda
 def compute_landmark_identity(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'nme', 'detected'}: landmark NME between natural and stylised renders where both show a face."""
     rows = metric_utils.collect_rows(opts, _nme_rows(opts, num_gen), num_gen, 'landmark renders')
-    found = rows[:, 1] > 0
-    if not found.any():
-        raise ValueError(f'the face tools found no face pair in any of the {len(rows)} renders')
-    return dict(nme=float(rows[found, 0].mean()), detected=float(found.mean()))
+    return _mean_where_detected(rows, ('nme',))

@@ -135,25 +135,16 @@ def identity1k(opts: metric_utils.MetricOptions) -> dict:
     return dict(identity1k=identity_similarity.compute_identity(opts, num_gen=1000))
 
 
-@register_metric
-def identity_landmarks1k(opts: metric_utils.MetricOptions) -> dict:
-    result = landmark_metrics.compute_landmark_identity(opts, num_gen=1000)
-    return {f'identity_landmarks1k_{k}': v for k, v in result.items()}
+def _register_several(name: str, compute: Callable[[metric_utils.MetricOptions, int], Dict[str, float]],
+                      num_gen: int) -> None:
+    """Register a metric with several numbers, keyed <name>_<quantity> as StyleGAN3 keys pr50k3_full's."""
+    def metric(opts: metric_utils.MetricOptions) -> dict:
+        return {f'{name}_{k}': v for k, v in compute(opts, num_gen).items()}
+    metric.__name__ = name
+    register_metric(metric)
 
 
-@register_metric
-def multiview1k(opts: metric_utils.MetricOptions) -> dict:
-    result = multiview_consistency.compute_multiview(opts, num_gen=1000)
-    return {f'multiview1k_{k}': v for k, v in result.items()}
-
-
-@register_metric
-def geometry1k(opts: metric_utils.MetricOptions) -> dict:
-    result = geometry_preservation.compute_geometry(opts, num_gen=1000)
-    return {f'geometry1k_{k}': v for k, v in result.items()}
-
-
-@register_metric
-def pose1k(opts: metric_utils.MetricOptions) -> dict:
-    result = landmark_metrics.compute_pose_accuracy(opts, num_gen=1000)
-    return {f'pose1k_{k}': v for k, v in result.items()}
+_register_several('identity_landmarks1k', landmark_metrics.compute_landmark_identity, num_gen=1000)
+_register_several('multiview1k', multiview_consistency.compute_multiview, num_gen=1000)
+_register_several('geometry1k', geometry_preservation.compute_geometry, num_gen=1000)
+_register_several('pose1k', landmark_metrics.compute_pose_accuracy, num_gen=1000)

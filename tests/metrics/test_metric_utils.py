@@ -103,3 +103,4 @@ def test_image_folder_refuses_non_images_and_mixed_sizes(tmp_path):
     (tmp_path / 'b.png').write_bytes(b'garbage')
     with pytest.raises(ValueError, match='cannot read .*b.png'):
         metric_utils.ImageFolder(str(tmp_path))
+
