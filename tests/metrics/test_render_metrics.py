@@ -68,3 +68,19 @@ def test_metric_results_and_report_lines(tmp_path):
     assert (tmp_path / 'metric-fid50k_full.jsonl').read_text() == line + '\n'
     assert [metric_main.format_time(s) for s in (5, 125, 3725)] == ['5s', '2m 05s', '1h 02m 05s']
     assert np.all([metric_main.is_valid_metric(m) for m in metric_main.DISTRIBUTION_METRICS])
+
+
+def test_generator_samples_use_seeded_latents_and_dataset_cameras(tiny_styled, heads, inception_file, cache_dir):
+    from metrics import frechet_inception_distance
+    from training.dataset import ImageFolderDataset
+    opts = _opts(tiny_styled, heads, G_kwargs=dict(domain='toon'), weights=dict(inception=inception_file))
+    labels = metric_utils.dataset_labels(opts)
+    np.testing.assert_array_equal(labels, np.stack([ImageFolderDataset(heads['natural'], use_labels=True).get_label(i)
+                                                    for i in range(4)]))
+    z, c = metric_utils.latents_and_cameras(opts, labels, [5, 7])
+    for row, item in enumerate([5, 7]):  # item i: z and the label index from default_rng([seed, i])
+        rng = np.random.default_rng([0, item])
+        np.testing.assert_allclose(z[row].numpy(), rng.standard_normal(512).astype(np.float32))
+        np.testing.assert_array_equal(c[row].numpy(), labels[rng.integers(4)])
+    fid = frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=4)
+    assert np.isfinite(fid) and fid > 0 and opts.num_images == dict(real=4, gen=4)
