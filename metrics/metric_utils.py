@@ -129,6 +129,9 @@ def dataset_labels(opts: MetricOptions) -> np.ndarray:
         return np.zeros([0, 0], dtype=np.float32)
     dataset = open_dataset(opts, use_labels=True, max_size=None)
     labels = np.stack([dataset.get_label(i) for i in range(len(dataset))])
+    if labels.shape[1] == 0:
+        raise ValueError(f'dataset "{dataset.name}" has no labels (no dataset.json); sampling the network needs its '
+                         f'camera labels: use the dataset the network was trained on')
     if labels.shape[1] != opts.G.c_dim:
         raise ValueError(f'dataset "{dataset.name}" has {labels.shape[1]}-d labels; the network expects '
                          f'{opts.G.c_dim}-d camera labels: use the dataset the network was trained on')
