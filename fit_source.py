@@ -31,7 +31,7 @@ import dnnlib
 import legacy
 from training import source_fit
 from training.domain_adaptation import without_domain_adaptation
-from training.snapshot import atomic_write_pickle
+from torch_utils.safe_pickle import atomic_write_pickle
 
 TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
                      channel_base=2048, channel_max=32, num_fp16_res=0, conv_clamp=None, disc_c_noise=0.0,

@@ -35,7 +35,7 @@ import configs
 import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
 from training import trainable
-from training.adaptation_setup import add_domain
+from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
 
 

@@ -11,8 +11,8 @@ import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, check_camera_label
 from torch_utils import misc
 from torch_utils import persistence
-from training.domain_adaptation import (DomainInput, DomainInputMixin, backbone_dam_kwargs, check_alpha,
-                                        superresolution_dam_kwargs)
+from training.dam_layers import check_alpha
+from training.domain_adaptation import DomainInput, DomainInputMixin, backbone_dam_kwargs, superresolution_dam_kwargs
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import Generator as StyleGAN2Backbone
 from training.volumetric_rendering.ray_sampler import RaySampler
