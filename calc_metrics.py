@@ -73,7 +73,8 @@ def subprocess_fn(rank: int, args: dnnlib.EasyDict, temp_dir: Optional[str]) -> 
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
         torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
                                              world_size=args.num_gpus)
-    device = torch.device('cuda', rank) if args.device.type == 'cuda' else args.device
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))  # torchrun numbers GPUs per machine
+    device = torch.device('cuda', local_rank) if args.device.type == 'cuda' else args.device
     try:
         opts = dict(G=None, G_kwargs={}, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
                     device=device, progress=args.progress, weights=args.weights, batch_size=args.batch)
