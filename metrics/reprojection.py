@@ -11,13 +11,14 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
+from camera_utils import check_camera_label
 from torch_utils import misc
 from training.volumetric_rendering.ray_sampler import RaySampler
 
 
 def orbit_cameras(c: torch.Tensor, yaw: float, pivot) -> torch.Tensor:
     """Camera labels (N, 25) turned by `yaw` radians about the vertical (y) axis through `pivot` (3,)."""
-    misc.assert_shape(c, [None, 25], 'camera label c')
+    check_camera_label(c)
     cos, sin = torch.cos(torch.tensor(yaw)), torch.sin(torch.tensor(yaw))
     rot = torch.eye(4, dtype=c.dtype, device=c.device)
     rot[0, 0], rot[0, 2], rot[2, 0], rot[2, 2] = cos, sin, -sin, cos
@@ -36,6 +37,8 @@ def reproject(depth: torch.Tensor, c_src: torch.Tensor, c_dst: torch.Tensor) -> 
     dist (N, R, R) the distance of each point from the destination camera centre.
     """
     misc.assert_shape(depth, [None, 1, None, None], 'depth')
+    check_camera_label(c_src, depth.shape[0], 'source camera label')
+    check_camera_label(c_dst, depth.shape[0], 'destination camera label')
     n, _, res, _ = depth.shape
     origins, dirs = RaySampler()(c_src[:, :16].view(-1, 4, 4), c_src[:, 16:].view(-1, 3, 3), res)
     points = origins + dirs * depth.reshape(n, res * res, 1)   # (N, R*R, 3) world
