@@ -64,13 +64,13 @@ def test_dataset_stats_are_cached_by_content(heads, inception_file, cache_dir, t
     np.testing.assert_allclose(first.get_mean_cov()[0], features.mean(axis=0), rtol=1e-4, atol=1e-5)
     again = metric_utils.compute_feature_stats_for_dataset(opts, 'inception', capture_mean_cov=True)
     np.testing.assert_array_equal(again.get_mean_cov()[1], first.get_mean_cov()[1])
-    # Same file name, other content: a new cache entry.
+    # The key follows the content: same file name, other bytes -> another hash.
     import shutil
     changed = tmp_path / 'heads-natural.zip'
     shutil.copy(heads['toon'], changed)
-    opts.dataset_kwargs.path = str(changed)
-    metric_utils.compute_feature_stats_for_dataset(opts, 'inception', capture_mean_cov=True)
-    assert len(os.listdir(os.path.join(cache_dir, 'gan-metrics'))) == 2
+    assert metric_utils.dataset_content_hash(str(changed)) != metric_utils.dataset_content_hash(heads['natural'])
+    assert metric_utils.dataset_content_hash(heads['toon_dir']) == metric_utils.dataset_content_hash(
+        heads['toon_dir'] + os.sep)
 
 
 def _zip_images(path: str) -> np.ndarray:
