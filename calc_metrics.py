@@ -108,7 +108,7 @@ def _run_dir(network: Optional[str], outdir: Optional[str]) -> Optional[str]:
 @click.command(help=__doc__)
 @click.option('--network', 'network', help='Network pickle (path or URL) [default: the bundled demo network]',
               metavar='PATH')
-@click.option('--metrics', help='Comma-separated list of metrics, or "none"', metavar='LIST', type=MetricList(),
+@click.option('--metrics', help='Comma-separated list of metrics (docs/metrics.md)', metavar='LIST', type=MetricList(),
               default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset (folder or zip): real images and the camera labels for sampling '
                              '[default: the dataset the network was trained on]', metavar='PATH')
