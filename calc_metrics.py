@@ -39,6 +39,10 @@ from metrics import metric_main, metric_utils
 from metrics.inception import INCEPTION_URL
 
 
+# Exceptions that mean bad input (a file, a folder, an option value), reported as one line.
+_INPUT_ERRORS = ('ValueError', 'FileNotFoundError', 'OSError', 'ImageReadError')
+
+
 class MetricList(click.ParamType):
     """Comma-separated metric names, each checked against the registry."""
     name = 'metrics'
@@ -165,8 +169,7 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
                                                                             outdir),
                            weights=dict(inception=inception, vgg16=vgg16, arcface=arcface),
                            dataset_kwargs=dict(path=data, xflip=mirror))
-    args.device = gen_utils.select_device(device) if num_gpus == 1 else torch.device(
-        'cuda' if torch.cuda.is_available() and device != 'cpu' else 'cpu')
+    args.device = gen_utils.select_device(device)
     if args.device.type == 'cuda' and num_gpus > torch.cuda.device_count():
         raise click.UsageError(f'--gpus={num_gpus}, but PyTorch sees {torch.cuda.device_count()} GPU(s)')
     if args.run_dir is None:
@@ -184,6 +187,13 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
                 torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=num_gpus)
     except (ValueError, FileNotFoundError, OSError) as err:
         raise click.ClickException(str(err)) from err
+    except torch.multiprocessing.ProcessRaisedException as err:
+        # A child's traceback comes back as text; its last line is "<ErrorType>: <message>". Bad input
+        # becomes one line as in a single process; anything else keeps its traceback.
+        kind, _, message = str(err).strip().splitlines()[-1].partition(': ')
+        if kind.rpartition('.')[-1] not in _INPUT_ERRORS:
+            raise
+        raise click.ClickException(message) from err
 
 
 if __name__ == '__main__':
