@@ -1,8 +1,9 @@
 """Geometry preservation: how far the stylised head's shape moved from the natural one.
 
 For each sample (latent z, dataset camera c), the stylised render (chosen domain and alpha) is
-compared with the natural render of the same z and c (alpha 0 of the same network, the source EG3D
-by construction of the DAM) and, when a source network is given, with that network's render:
+compared with the natural render of the same z and c: alpha 0 of the same network (the source EG3D
+by construction of the DAM) or, when a source network is given (networks without a DAM, such as
+the fine-tuning baseline), that network's render:
 - depth: mean |d_stylised - d_natural| / (ray_end - ray_start) over the rendered depth map;
 - density: sum |s_stylised - s_natural| / sum s_natural over NUM_POINTS points drawn uniformly in
   the tri-plane volume (the cube of side box_warp), s = softplus(sigma - 1) as the ray marcher reads

@@ -18,7 +18,9 @@ from metrics import metric_utils
 def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     from training.perceptual import IdentityEncoder
     metric_utils.check_stylised(opts)  # before loading the encoder's weights
-    encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights).to(opts.device)
+    with metric_utils.weights_option_hint('arcface'):
+        encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights)
+    encoder = encoder.to(opts.device)
     for z, c, seed in metric_utils.latent_batches(opts, num_gen):
         natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
         with torch.no_grad():

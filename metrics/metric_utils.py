@@ -225,6 +225,15 @@ class ImageFolder:
 # Feature detectors: uint8 (N, 3, H, W) -> features (N, D).
 
 _detector_cache: Dict[tuple, torch.nn.Module] = {}
+
+
+@contextlib.contextmanager
+def weights_option_hint(network: str) -> Iterator[None]:
+    """Missing weight files also name the calc_metrics.py option that takes them."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'{err} (calc_metrics.py: --{network}=PATH_OR_URL)') from err
 DETECTORS = ('inception', 'inception_probs', 'vgg16')
 
 
@@ -233,13 +242,14 @@ def get_detector(opts: MetricOptions, name: str) -> torch.nn.Module:
     network = 'inception' if name.startswith('inception') else name
     key = (network, opts.weights[network], opts.allow_random_weights, str(opts.device))
     if key not in _detector_cache:
-        if network == 'inception':
-            detector = InceptionV3(opts.weights.inception, allow_random_weights=opts.allow_random_weights)
-        elif network == 'vgg16':
-            from metrics.precision_recall import VGG16Detector
-            detector = VGG16Detector(opts.weights.vgg16, allow_random_weights=opts.allow_random_weights)
-        else:
-            raise ValueError(f'unknown feature detector "{name}"; expected one of {DETECTORS}')
+        with weights_option_hint(network):
+            if network == 'inception':
+                detector = InceptionV3(opts.weights.inception, allow_random_weights=opts.allow_random_weights)
+            elif network == 'vgg16':
+                from metrics.precision_recall import VGG16Detector
+                detector = VGG16Detector(opts.weights.vgg16, allow_random_weights=opts.allow_random_weights)
+            else:
+                raise ValueError(f'unknown feature detector "{name}"; expected one of {DETECTORS}')
         _detector_cache[key] = detector.to(opts.device)
     return _detector_cache[key]
 

@@ -68,7 +68,7 @@ def test_images_folder_fid_and_kid_match_a_direct_computation(heads, inception_f
     ('non_image', 'holds 1 file(s) that are not images: notes.txt'),
     ('mixed_sizes', 'mixes image sizes'),
     ('too_few', 'IS needs at least 10 images in the --images folder, got 4'),
-    ('missing_weights', 'Inception-v3 (FID, KID, IS) weights file'),
+    ('missing_weights', '(calc_metrics.py: --inception=PATH_OR_URL)'),
     ('no_data', '--images compares a folder with a dataset: give --data too'),
     ('unknown_metric', 'unknown metric(s) fid50k; valid metrics: fid50k_full'),
 ])
