@@ -69,6 +69,7 @@ def test_images_folder_fid_and_kid_match_a_direct_computation(heads, inception_f
     ('mixed_sizes', 'mixes image sizes'),
     ('too_few', 'IS needs at least 10 images in the --images folder, got 4'),
     ('missing_weights', '(calc_metrics.py: --inception=PATH_OR_URL)'),
+    ('offline_url', 'If this machine is offline, fetch the file elsewhere and pass its local path'),
     ('no_data', '--images compares a folder with a dataset: give --data too'),
     ('unknown_metric', 'unknown metric(s) fid50k; valid metrics: fid50k_full'),
 ])
@@ -85,6 +86,8 @@ def test_bad_input_is_one_clear_line(case, expected, heads, inception_file, cach
         PIL.Image.new('RGB', (16, 16)).save(folder / 'small.png')
     elif case == 'missing_weights':
         args[-1] = f'--inception={tmp_path / "absent.pth"}'
+    elif case == 'offline_url':  # nothing listens on port 9 (discard): the download fails at once
+        args[-1] = '--inception=http://127.0.0.1:9/pt_inception-2015-12-05-6726825d.pth'
     elif case == 'no_data':
         args.pop(1)
     elif case == 'unknown_metric':
