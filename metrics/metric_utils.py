@@ -336,17 +336,19 @@ class FeatureStats:
         if num_gpus == 1:
             return
         gathered: List[Optional[dict]] = [None] * num_gpus
-        torch.distributed.all_gather_object(gathered, self._payload())
+        torch.distributed.all_gather_object(gathered, self.to_payload())
         self.num_items = 0
         self.all_features, self.raw_mean, self.raw_cov, self.num_features = [], None, None, None
         for payload in gathered:
-            self._add_payload(payload)
+            self.add_payload(payload)
 
-    def _payload(self) -> dict:
+    def to_payload(self) -> dict:
+        """What one process contributes to `merge_across_ranks` (plain arrays and counts)."""
         return dict(num_items=self.num_items, num_features=self.num_features, raw_mean=self.raw_mean,
                     raw_cov=self.raw_cov, all=self.get_all() if self.capture_all else None)
 
-    def _add_payload(self, payload: dict) -> None:
+    def add_payload(self, payload: dict) -> None:
+        """Add another process's (or file's) `to_payload()` to these statistics."""
         if payload['num_features'] is None:
             return
         self.num_features = payload['num_features']
@@ -378,7 +380,7 @@ class FeatureStats:
     def load(cls, path: str, capture_all: bool = False, capture_mean_cov: bool = False) -> 'FeatureStats':
         stats = cls(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
         with np.load(path, allow_pickle=False) as data:
-            stats._add_payload(dict(num_items=int(data['num_items']), num_features=int(data['num_features']),
+            stats.add_payload(dict(num_items=int(data['num_items']), num_features=int(data['num_features']),
                                     all=data['all'] if capture_all else None,
                                     raw_mean=data['raw_mean'] if capture_mean_cov else None,
                                     raw_cov=data['raw_cov'] if capture_mean_cov else None))

@@ -45,7 +45,7 @@ def test_shards_cover_every_item_once_and_merge_like_one_process():
     for indices in shards:
         part = metric_utils.FeatureStats(capture_mean_cov=True)
         part.append(x[indices])
-        merged._add_payload(part._payload())  # noqa: the gathering step of merge_across_ranks, without processes
+        merged.add_payload(part.to_payload())  # the gathering step of merge_across_ranks, without processes
     whole = metric_utils.FeatureStats(capture_mean_cov=True)
     whole.append(x)
     for a, b in zip(merged.get_mean_cov(), whole.get_mean_cov()):
