@@ -10,10 +10,12 @@ import torch
 
 import legacy
 from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
-from tests.helpers_train import build_config, ddp_worker, single_cpu_thread  # noqa: F401 (autouse fixture)
+from tests.helpers_train import build_config, ddp_worker
 from training import training_loop
 from training.dataset import ImageFolderDataset
 from training.loss import adain_style_loss
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 ITERS = 2  # total_kimg is in thousands of images; batch 1 -> 1 image per iteration
 METHOD = 'pstyle'
