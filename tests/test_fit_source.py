@@ -9,7 +9,9 @@ from click.testing import CliRunner
 import fit_source
 import legacy
 from demo_source import DEMO_DOMAIN
-from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
+from tests.helpers_train import camera_label
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 TINY = ['--heads', '1', '--views', '1', '--resolution', '32', '--batch', '1', '--threads', '1']
 

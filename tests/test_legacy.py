@@ -3,7 +3,6 @@
 import copy
 import importlib
 import io
-import json
 import os
 import pickle
 import sys
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 
 import dnnlib
 import legacy
+from tests.eg3d_fixtures import FIXTURES, build_with_state, load_tiny_config
 from torch_utils import persistence
 from torch_utils import safe_pickle
 from training import domain_adaptation, network_pickle
@@ -280,21 +280,12 @@ def test_torch_save_archive_is_recognised():
 # ---------------------------------------------------------------------------------------------
 # The tiny EG3D generator and discriminator of tests/fixtures/eg3d (weights from the fixtures).
 
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'eg3d')
-
-
 def _tiny_eg3d_networks():
     """G (neural rendering 32, as EG3D's loop leaves it) and D built from tiny_config.json with the fixture weights."""
-    with open(os.path.join(FIXTURES, 'tiny_config.json')) as f:
-        cfg = json.load(f)
-    nets = []
-    for kwargs, state_file in ((cfg['G_kwargs'], 'tiny_G_state.npz'), (cfg['D_kwargs'], 'tiny_D_state.npz')):
-        net = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
-        state = np.load(os.path.join(FIXTURES, state_file), allow_pickle=False)
-        net.load_state_dict({key: torch.from_numpy(state[key]) for key in state.files})
-        nets.append(net)
-    nets[0].neural_rendering_resolution = cfg['neural_rendering_resolution']
-    return nets
+    cfg = load_tiny_config()
+    G = build_with_state(cfg['G_kwargs'], 'tiny_G_state.npz')
+    G.neural_rendering_resolution = cfg['neural_rendering_resolution']
+    return G, build_with_state(cfg['D_kwargs'], 'tiny_D_state.npz')
 
 
 class _EG3DPickler(pickle.Pickler):
@@ -314,7 +305,7 @@ class _EG3DPickler(pickle.Pickler):
 
 def test_tiny_eg3d_round_trip_gives_identical_outputs():
     G, D = _tiny_eg3d_networks()
-    io_ref = np.load(os.path.join(FIXTURES, 'tiny_io.npz'), allow_pickle=False)
+    io_ref = np.load(FIXTURES / 'tiny_io.npz', allow_pickle=False)
     z, c = torch.from_numpy(io_ref['z'][:1]), torch.from_numpy(io_ref['c'][:1])
     data = _load(dict(G=G, D=D, G_ema=copy.deepcopy(G), training_set_kwargs=None, augment_pipe=None))
     assert type(data['G']) is type(G) and type(data['D']) is type(D)
@@ -343,7 +334,7 @@ def test_eg3d_layout_file_loads_to_eg3d_numbers(tmp_path):
                                               augment_pipe=None))
     data = legacy.load_network_pkl(io.BytesIO(buf.getvalue()))
     assert not marker.exists()
-    io_ref = np.load(os.path.join(FIXTURES, 'tiny_io.npz'), allow_pickle=False)
+    io_ref = np.load(FIXTURES / 'tiny_io.npz', allow_pickle=False)
     z, c = torch.from_numpy(io_ref['z']), torch.from_numpy(io_ref['c'])
     ws = data['G_ema'].mapping(z, c, truncation_psi=0.5, truncation_cutoff=4)
     np.testing.assert_allclose(ws.numpy(), io_ref['ws_psi05_cut4'], atol=1e-4, rtol=1e-4)
