@@ -1,0 +1,139 @@
+"""gen_samples.py with bad and edge inputs: one-line errors before any network work, distinct and
+atomic outputs, nothing outside the run's own outputs changed."""
+
+import os
+import time
+
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+import gen_samples
+from tests.cli_checks import assert_one_line_error, tree_digest
+from tests.gen_network import write_tiny_snapshot
+
+
+@pytest.fixture(scope='module')
+def network(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('net') / 'tiny.pkl')
+    write_tiny_snapshot(path, domain_names=['toon'])
+    return path
+
+
+def _run(*args):
+    return CliRunner().invoke(gen_samples.generate_images, ['--device=cpu', *[str(a) for a in args]])
+
+
+@pytest.mark.parametrize('content, pattern', [
+    (b'\x80\x04garbage', r'--network .*bad.pkl: .*; give a complete network pickle'),
+    ('half', r'--network .*bad.pkl: .*not a complete network pickle'),
+    (b'', r'--network .*bad.pkl: '),
+])
+def test_corrupt_or_truncated_network_is_one_line(tmp_path, network, content, pattern):
+    data = open(network, 'rb').read()
+    (tmp_path / 'bad.pkl').write_bytes(data[:len(data) // 2] if content == 'half' else content)
+    before = tree_digest(tmp_path)
+    assert_one_line_error(_run(f'--network={tmp_path / "bad.pkl"}', f'--outdir={tmp_path / "out"}'), pattern)
+    assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize('args, pattern', [
+    (['--views=nan:0'], r"--views.*is not a pair of finite numbers"),
+    (['--trunc=nan'], r"--trunc.*is not a finite number"),
+    (['--shape-level=nan'], r"--shape-level.*is not a finite number"),
+    (['--fov-deg=nan'], r"--fov-deg.*is not a finite number"),
+    (['--alpha=0,inf'], r"--alpha.*is not a finite number"),
+    (['--seeds=0-1000000000'], r"--seeds.*is 1000000001 seeds; give at most"),
+    (['--seeds=0-4294967296'], r"--seeds.*seeds must be below 2\*\*32"),
+    (['--outdir='], r"--outdir.*is empty"),
+    (['--domain=toon', '--exemplar=x.png'], r'give either --domain or --exemplar, not both'),
+    (['--exemplar={tmp}/missing.png'], r'exemplar image ".*missing.png" does not exist'),
+    (['--outdir={tmp}/file.txt'], r'--outdir: .*file.txt is a file, not a folder'),
+    (['--outdir={tmp}/file.txt/sub'], r'--outdir: .*file.txt is a file, not a folder'),
+    (['--network={tmp}/missing.pkl'], r'network pickle ".*missing.pkl" does not exist'),
+])
+def test_bad_options_stop_before_the_network_is_loaded(tmp_path, network, args, pattern):
+    (tmp_path / 'file.txt').write_text('mine')
+    before = tree_digest(tmp_path)
+    start = time.monotonic()
+    args = [a.replace('{tmp}', str(tmp_path)) for a in args]
+    result = _run(f'--network={network}', f'--outdir={tmp_path / "out"}', *args)
+    assert_one_line_error(result, pattern)
+    assert 'Loading networks' not in result.output and time.monotonic() - start < 5
+    assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root may write into read-only folders')
+def test_read_only_outdir(tmp_path, network):
+    (tmp_path / 'ro').mkdir(mode=0o555)
+    assert_one_line_error(_run(f'--network={network}', f'--outdir={tmp_path / "ro" / "out"}'), r'is not writable')
+
+
+def test_existing_outputs_need_overwrite(tmp_path, network):
+    args = [f'--network={network}', f'--outdir={tmp_path}', '--seeds=0', '--views=front', '--domain=toon', '--alpha=1']
+    assert _run(*args).exit_code == 0
+    (tmp_path / 'mine.txt').write_text('mine')
+    before = tree_digest(tmp_path)
+    assert_one_line_error(_run(*args), r'seed0000_toon_alpha1.00_yaw\+0.00_pitch\+0.00.png and 1 more already '
+                                       r'exist\(s\); pass --overwrite')
+    assert tree_digest(tmp_path) == before
+    result = _run(*args, '--overwrite')
+    assert result.exit_code == 0, result.output
+    assert tree_digest(tmp_path) == before  # same request, same bytes; mine.txt untouched
+
+
+def test_distinct_requests_give_distinct_files(tmp_path, network):
+    result = _run(f'--network={network}', f'--outdir={tmp_path}', '--seeds=0', '--domain=toon',
+                  '--alpha=0.001,0.004', '--views=0.001:0,0.004:0')
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [f'seed0000_toon_alpha{a}_yaw+{y}_pitch+0.00.png' for a in ('0.001', '0.004') for y in ('0.001', '0.004')]
+        + ['seed0000_toon_grid.png'])
+    # An exemplar's name is part of the names, so two exemplars do not overwrite each other.
+    for name in ('warm', 'cold'):
+        PIL.Image.fromarray(np.full((16, 16, 3), 200 if name == 'warm' else 30, np.uint8)).save(tmp_path / f'{name}.png')
+        result = _run(f'--network={network}', f'--outdir={tmp_path / "ex"}', '--seeds=0', '--views=front',
+                      f'--exemplar={tmp_path / f"{name}.png"}', '--alpha=1')
+        assert result.exit_code == 0, result.output
+    assert {'seed0000_warm_grid.png', 'seed0000_cold_grid.png'} <= set(os.listdir(tmp_path / 'ex'))
+
+
+def test_shape_level_without_surface_writes_no_shape_files(tmp_path, network):
+    pytest.importorskip('mcubes')
+    result = _run(f'--network={network}', f'--outdir={tmp_path}', '--seeds=0', '--views=front', '--domain=toon',
+                  '--alpha=1', '--shapes', '--shape-res=8', '--shape-level=1e9')
+    assert_one_line_error(result, r'--shape-level: iso-level 1000000000.0 is outside the density range .*; '
+                                  r'choose a level inside that range')
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(('.mrc', '.ply')) or n.startswith('.')]
+
+
+def test_home_is_expanded_in_outdir(tmp_path, network, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = _run(f'--network={network}', '--outdir=~/samples', '--seeds=0', '--views=front')
+    assert result.exit_code == 0, result.output
+    assert not os.path.exists(tmp_path / '~') and os.path.isdir(tmp_path / 'samples')
+
+
+def test_random_option_sweep(tmp_path, network):
+    """Random option values: each run either writes its files or stops with one Error line."""
+    rng = np.random.RandomState(1)
+    choices = {'--seeds': ['0', '1,1', '2-1', '-3', 'x', '4294967295'], '--alpha': ['1', '0,0.5', 'nan', '', None],
+               '--views': ['front', '0:0,0:0', '0.1:nan', '1', None], '--trunc': ['0.5', 'inf', '-1', None],
+               '--trunc-cutoff': ['0', '-2', None], '--fov-deg': ['0', '18', '200', None],
+               '--ray-chunk': ['1', '0', '64', None], '--domain': ['toon', 'oil', None]}
+    (tmp_path / 'keep.txt').write_text('mine')
+    for trial in range(10):
+        outdir = tmp_path / f'out{trial}'
+        args = [f'--network={network}', f'--outdir={outdir}']
+        for option, values in choices.items():
+            value = values[rng.randint(len(values))]
+            args += [] if value is None else [f'{option}={value}']
+        result = _run(*args)
+        assert isinstance(result.exception, SystemExit) or result.exception is None, (args, result.output)
+        if result.exit_code == 0:
+            assert any(n.endswith('_grid.png') for n in os.listdir(outdir)), args
+        else:
+            assert 'Error: ' in result.output and not os.path.exists(outdir), (args, result.output)
+    assert (tmp_path / 'keep.txt').read_text() == 'mine'
