@@ -151,10 +151,14 @@ def write_video(path: str, frames: Iterator[np.ndarray], num_frames: int, fps: i
     """Encode frames to an mp4 under a temporary name, renamed to `path` once complete."""
     with dnnlib.util.atomic_output(path) as tmp_path:
         # macro_block_size=2: libx264 needs even sizes; a larger block would silently rescale the frames.
-        with imageio.get_writer(tmp_path, mode='I', fps=fps, codec='libx264', bitrate='10M',
-                                macro_block_size=2) as video:
+        video = imageio.get_writer(tmp_path, mode='I', fps=fps, codec='libx264', bitrate='10M', macro_block_size=2)
+        try:
             for frame in tqdm(frames, total=num_frames, desc=os.path.basename(path), unit='frame'):
                 video.append_data(frame)
+        finally:
+            # imageio leaves a writer open after an error; ffmpeg would then write the file after
+            # it is removed. Closing here makes ffmpeg finish before the temporary file goes.
+            video.close()
 
 # ----------------------------------------------------------------------------
 
