@@ -20,27 +20,31 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from dnnlib import cli
+from dnnlib import cli, image_io
 from training.dataset import CAMERA_LABEL_DIM, xflip_camera_label
 
 TRANSFORMS = ('none', 'center-crop', 'center-crop-wide')
 
 
-def open_image_source(source: str) -> Tuple[List[str], Callable[[str], PIL.Image.Image]]:
-    """(sorted relative image paths with '/' separators, loader name -> PIL image) of a folder or zip."""
+def open_image_source(source: str) -> Tuple[List[str], Callable[[str], np.ndarray]]:
+    """(sorted relative image paths with '/' separators, loader name -> (H, W, 3) uint8 RGB) of a folder or zip.
+
+    Images are read by `dnnlib.image_io.read_image` (16-bit and float scaled, EXIF orientation applied,
+    transparent pixels composited over white); an unreadable one raises ImageReadError (a ValueError).
+    """
     PIL.Image.init()
     is_image = lambda name: os.path.splitext(name)[1].lower() in PIL.Image.EXTENSION
     if os.path.isdir(source):
         names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
                        for root, _dirs, files in os.walk(source) for f in files if is_image(f))
-        return names, lambda name: PIL.Image.open(os.path.join(source, name))
+        return names, lambda name: image_io.read_image(os.path.join(source, name), name=name)
     if os.path.isfile(source) and source.lower().endswith('.zip'):
         try:
             archive = zipfile.ZipFile(source)
         except zipfile.BadZipFile as err:
             raise click.ClickException(f'--source {source} is not a valid zip file ({err})')
         names = sorted(n for n in archive.namelist() if is_image(n))
-        return names, lambda name: PIL.Image.open(io.BytesIO(archive.read(name)))
+        return names, lambda name: image_io.read_image(archive.read(name), name=name)
     raise click.ClickException(f'--source must be a folder or a .zip file: {source}')
 
 
@@ -91,9 +95,9 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def transform_image(image: PIL.Image.Image, transform: str, resolution: Optional[int]) -> np.ndarray:
-    """(R, R, 3) uint8 of an image: optional centre crop (as StyleGAN's dataset_tool), then resize."""
-    image = image.convert('RGB')
+def transform_image(rgb: np.ndarray, transform: str, resolution: Optional[int]) -> np.ndarray:
+    """(R, R, 3) uint8 of an (H, W, 3) uint8 image: optional centre crop (as StyleGAN's dataset_tool), then resize."""
+    image = PIL.Image.fromarray(rgb)
     width, height = image.size
     if transform == 'center-crop':
         side = min(width, height)
@@ -297,7 +301,7 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
     click.echo(f'wrote {written} images to {dest}; skipped {len(skipped)}')
 
 
-def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str], PIL.Image.Image],
+def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str], np.ndarray],
                   label_map: Optional[Dict[str, List[float]]], transform: str, resolution: Optional[int],
                   estimate_cameras: bool, multiple_faces: str, mirror: bool) -> Tuple[int, List[str]]:
     """Write the images and dataset.json; returns (#images written, 'name: reason' per skipped image)."""
@@ -329,13 +333,12 @@ def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str],
     return index * (2 if mirror else 1), skipped
 
 
-def _prepare(image: PIL.Image.Image, transform: str, resolution: Optional[int], estimate_cameras: bool,
+def _prepare(rgb: np.ndarray, transform: str, resolution: Optional[int], estimate_cameras: bool,
              multiple_faces: str, label: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image."""
+    """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image (H, W, 3) uint8."""
     if not estimate_cameras:
-        return transform_image(image, transform, resolution), label
+        return transform_image(rgb, transform, resolution), label
     from dataset_preprocessing import face_pose
-    rgb = np.asarray(image.convert('RGB'))
     landmarks, pose = face_pose.estimate_pose(rgb, _face_detector(),
                                               multiple_faces='largest' if multiple_faces == 'largest' else 'error')
     return face_pose.align_face(rgb, landmarks, pose, resolution)

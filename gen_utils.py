@@ -14,7 +14,7 @@ import PIL.Image
 import torch
 
 import dnnlib
-from dnnlib import cli
+from dnnlib import cli, image_io
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEMO_NETWORK = os.path.join('networks', 'pstyle3d-demo-synthetic.pkl')
@@ -220,14 +220,16 @@ def load_generator(path: str, device: torch.device) -> torch.nn.Module:
 
 
 def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
-    """An exemplar image file as a (1, 3, H, W) float tensor in [-1, 1]."""
-    if not os.path.isfile(path):
-        raise click.BadParameter(f'exemplar image "{path}" does not exist', param_hint="'--exemplar'")
+    """An exemplar image file as a (1, 3, H, W) float tensor in [-1, 1].
+
+    Read by `dnnlib.image_io.read_image`: 16-bit and float images are scaled, transparent pixels
+    are composited over white.
+    """
     try:
-        image = PIL.Image.open(path).convert('RGB')
-    except (OSError, PIL.UnidentifiedImageError) as err:
-        raise click.BadParameter(f'cannot read exemplar image "{path}": {err}', param_hint="'--exemplar'") from err
-    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1
+        image = image_io.read_image(path)
+    except image_io.ImageReadError as err:
+        raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
+    array = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1
     return torch.from_numpy(array).unsqueeze(0).to(device)
 
 

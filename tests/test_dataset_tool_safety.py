@@ -164,3 +164,20 @@ def test_random_option_sweep_gives_a_dataset_or_one_line_error(tmp_path):
             assert 'Traceback' not in result.output and 'Error: ' in result.output, (args, result.output)
         assert tree_digest(source) == before
     assert not [name for name in os.listdir(tmp_path) if name.startswith('.')]
+
+
+def test_sixteen_bit_float_and_alpha_sources_are_scaled_not_clipped(tmp_path):
+    """PIL's convert('RGB') made 16-bit grey almost white and 0-1 float TIFFs black; alpha was dropped."""
+    source = tmp_path / 'src'
+    source.mkdir()
+    PIL.Image.fromarray(np.full((8, 8), 257 * 40, dtype=np.uint16)).save(source / 'a16.png')
+    PIL.Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(source / 'b_float.tif')
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 0  # transparent black: composited over white
+    PIL.Image.fromarray(rgba, 'RGBA').save(source / 'c_alpha.png')
+    result = _run('--source', source, '--dest', tmp_path / 'out.zip')
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(tmp_path / 'out.zip') as zf:
+        values = [np.asarray(PIL.Image.open(zf.open(f'00000/img{k:08d}.png'))) for k in range(3)]
+    assert all(v.shape == (8, 8, 3) for v in values)
+    assert np.all(values[0] == 40) and np.all(values[1] == 128) and np.all(values[2] == 255)

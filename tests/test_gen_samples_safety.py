@@ -4,12 +4,15 @@ atomic outputs, nothing outside the run's own outputs changed."""
 import os
 import time
 
+import click
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 import gen_samples
+import gen_utils
 from tests.cli_checks import assert_one_line_error, tree_digest
 from tests.gen_network import write_tiny_snapshot
 
@@ -137,3 +140,12 @@ def test_random_option_sweep(tmp_path, network):
         else:
             assert 'Error: ' in result.output and not os.path.exists(outdir), (args, result.output)
     assert (tmp_path / 'keep.txt').read_text() == 'mine'
+
+
+def test_exemplar_files_are_read_by_the_image_reader(tmp_path):
+    PIL.Image.fromarray(np.full((4, 4), 257 * 255, dtype=np.uint16)).save(tmp_path / 'white16.png')
+    assert torch.equal(gen_utils.load_exemplar(str(tmp_path / 'white16.png'), torch.device('cpu')),
+                       torch.ones(1, 3, 4, 4))  # PIL's convert('RGB') gave a wrong grey here
+    (tmp_path / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\ncut')
+    with pytest.raises(click.BadParameter, match='cannot read image ".*broken.png"'):
+        gen_utils.load_exemplar(str(tmp_path / 'broken.png'), torch.device('cpu'))
