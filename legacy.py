@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from dnnlib import cli
 from torch_utils import persistence
 from training import pstyle_compat
 from training.snapshot import atomic_write_pickle
@@ -435,7 +436,8 @@ def _restore_attributes(state: Dict[str, Any], network: torch.nn.Module, skip: T
 
 
 @click.command()
-@click.option('--source', help='Input network pickle (path or URL)', required=True, metavar='PATH')
+@click.option('--source', help='Input network pickle (path or URL)', required=True, metavar='PATH',
+              callback=cli.expand_path)
 @click.option('--dest', help='Output network pickle', required=True, metavar='PATH')
 @click.option('--force-fp16', help='Rebuild the networks with FP16 layers', type=bool, default=False, metavar='BOOL',
               show_default=True)
@@ -450,8 +452,11 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     python legacy.py --source=~/training-runs/00000-tiny-toon-synthetic-pstyle-gpus1-batch4/network-snapshot-000004.pkl \\
         --dest=networks/pstyle3d-demo-synthetic.pkl --inference-only
     """
-    with dnnlib.util.open_url(source) as f:
-        data = load_network_pkl(f, force_fp16=force_fp16)
+    try:
+        with dnnlib.util.open_url(source) as f:
+            data = load_network_pkl(f, force_fp16=force_fp16)
+    except cli.INPUT_ERRORS as err:
+        raise cli.network_error('--source', source, err) from err
     if inference_only:
         data = dict(G=data['G_ema'], G_ema=data['G_ema'], D=data['D'],
                     training_set_kwargs=data['training_set_kwargs'], augment_pipe=data['augment_pipe'])
@@ -460,4 +465,4 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
 
 
 if __name__ == '__main__':
-    convert_network_pickle()  # pylint: disable=no-value-for-parameter
+    cli.run(convert_network_pickle)

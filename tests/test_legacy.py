@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 import dnnlib
 import legacy
+from tests.cli_checks import assert_one_line_error
 from torch_utils import persistence
 
 
@@ -358,3 +359,11 @@ def test_force_fp16_rebuilds_eg3d_networks_with_fp16_blocks():
     assert [getattr(synthesis, f'b{res}').use_fp16 for res in synthesis.block_resolutions] == [False] * 3 + [True] * 4
     assert torch.equal(synthesis.b256.conv1.weight, G.backbone.synthesis.b256.conv1.weight)
     assert data['D'].init_kwargs.num_fp16_res == 4 and data['G'].neural_rendering_resolution == 32
+
+
+def test_cli_corrupt_source_is_one_line(tmp_path):
+    (tmp_path / 'bad.pkl').write_bytes(b'\x80\x04garbage')
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(tmp_path / 'bad.pkl'),
+                                                                 '--dest', str(tmp_path / 'out.pkl')])
+    assert_one_line_error(result, r'--source .*bad.pkl: .*; give a complete network pickle')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.pkl']
