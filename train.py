@@ -145,8 +145,8 @@ def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None
         try:
             build(value)
         except (*cli.INPUT_ERRORS, RuntimeError) as err:  # torch.load says RuntimeError for a cut-off file
-            raise click.ClickException(f'{option}: cannot load the {what} from {value}: {err}; give the '
-                                       f'original file') from err
+            hint = cli.cache_hint(value) or 'give the original file'
+            raise click.ClickException(f'{option}: cannot load the {what} from {value}: {err}; {hint}') from err
 
 
 def stored_domains(G: torch.nn.Module) -> list:

@@ -106,10 +106,15 @@ def check_outputs(paths: Iterable[str], overwrite: bool, option: str = '--outdir
 
 def network_error(option: str, source: str, err: BaseException) -> click.ClickException:
     """One-line error for a network pickle that cannot be loaded; for a URL, names its cache entry."""
-    hint = 'give a complete network pickle written by train.py, fit_source.py or EG3D'
-    if util.is_url(source) and not source.startswith('file://'):
-        hint = f'if the download was cut off, delete the cached copy {util.url_cache_path(source)} and retry'
+    hint = cache_hint(source) or 'give a complete network pickle written by train.py, fit_source.py or EG3D'
     return click.ClickException(f'{option} {source}: {err}; {hint}')
+
+
+def cache_hint(source: str) -> Optional[str]:
+    """For a downloaded file that does not load: which cache entry to delete; None for local files."""
+    if not util.is_url(source) or source.startswith('file://'):
+        return None
+    return f'if the cached download is damaged, delete {util.url_cache_path(source)} and retry'
 
 
 def run(command: Callable[..., Any]) -> None:
