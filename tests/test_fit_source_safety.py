@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import fit_source
-from tests.cli_checks import assert_one_line_error, tree_digest
+from tests.cli_checks import assert_one_line_error, random_args, tree_digest
 from tests.helpers_train import single_cpu_thread  # noqa: F401 (autouse fixture)
 
 TINY = ['--heads', '1', '--views', '1', '--resolution', '32', '--batch', '1', '--threads', '1']
@@ -49,10 +49,6 @@ def test_random_option_sweep(tmp_path):
     choices = {'--heads': ['0', 'x', None], '--views': ['0', '-1', None], '--resolution': ['16', 'abc', None],
                '--lr': ['0', 'inf', '-1', None], '--minutes': ['0', 'nan', None], '--snap': ['0', None]}
     for _ in range(8):
-        args = ['--out', str(tmp_path / 'out.pkl'), '--iterations', '0']
-        for option, values in choices.items():
-            value = values[rng.randint(len(values))]
-            args += [] if value is None else [option, value]
-        result = _fit(*args)  # every combination is invalid (no --resume for 0 iterations, or a bad value)
-        assert_one_line_error(result, r'.')
+        args = ['--out', str(tmp_path / 'out.pkl'), '--iterations', '0'] + random_args(rng, choices)
+        assert_one_line_error(_fit(*args), r'.')  # every pick is invalid: no --resume for 0 iterations, or a bad value
     assert not (tmp_path / 'out.pkl').exists()
