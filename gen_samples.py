@@ -161,7 +161,8 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     else:
         rows = alphas if alphas is not None else [0.0, 1.0]
         print(f'Style "{domain_label}" at alpha {", ".join(f"{a:g}" for a in rows)}.')
-    cli.check_outputs(output_paths(outdir, seeds, domain_label, rows, views, depth, shapes), overwrite)
+    cli.check_outputs(output_paths(outdir, seeds, domain_label, rows, views, depth, shapes), overwrite,
+                      sources=[network_path, exemplar])
     cli.prepare_outdir(outdir)
 
     # EG3D conditions the mapping on the frontal camera and renders from the requested ones.

@@ -215,7 +215,7 @@ def generate_videos(network: Optional[str], seeds: List[int], truncation_psi: fl
     video_alphas = (alphas or [1.0]) if domain_arg is not None else [None]
     videos = [os.path.join(outdir, video_name(seeds, grid, camera_preset, image_mode, domain_label, alpha))
               for alpha in video_alphas]
-    cli.check_outputs(videos, overwrite)
+    cli.check_outputs(videos, overwrite, sources=[network_path, exemplar])
     cli.prepare_outdir(outdir)
 
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)

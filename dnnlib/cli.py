@@ -88,9 +88,16 @@ def prepare_outdir(outdir: str, option: str = '--outdir') -> None:
     os.makedirs(outdir, exist_ok=True)
 
 
-def check_outputs(paths: Iterable[str], overwrite: bool, option: str = '--outdir') -> None:
-    """The files one run will write: distinct names, and none exists unless --overwrite."""
+def check_outputs(paths: Iterable[str], overwrite: bool, sources: Iterable[Optional[str]] = (),
+                  option: str = '--outdir') -> None:
+    """The files one run will write: distinct names, none of the run's inputs (`sources`), and none
+    exists unless --overwrite."""
     paths = list(paths)
+    inputs = {os.path.realpath(s) for s in sources if s is not None and not util.is_url(s)}
+    for path in paths:
+        if os.path.realpath(path) in inputs:
+            raise click.ClickException(f'{option}: the output {path} would replace an input of this run; '
+                                       f'choose another {option}')
     seen = set()
     for path in paths:
         if path in seen:

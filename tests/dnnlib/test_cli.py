@@ -57,6 +57,8 @@ def test_check_outputs_names_collisions_and_existing_files(tmp_path):
     with pytest.raises(click.ClickException, match='a.png already exist'):
         cli.check_outputs([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')], overwrite=False)
     cli.check_outputs([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')], overwrite=True)
+    with pytest.raises(click.ClickException, match='a.png would replace an input of this run'):
+        cli.check_outputs([str(tmp_path / 'a.png')], overwrite=True, sources=[str(tmp_path / 'a.png'), None])
 
 
 def test_check_writable_folder_refuses_a_file(tmp_path):
