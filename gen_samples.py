@@ -36,19 +36,18 @@ def grid_name(seed: int, style: Optional[str]) -> str:
 
 
 @torch.no_grad()
-def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tensor], render_seed: int,
-                 domain_kwargs: dict) -> List[dict]:
-    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) seen from each (1, 25) camera.
+def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
+                 render_seed: int, domain_kwargs: dict) -> List[dict]:
+    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
+    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera.
 
-    The tri-planes are computed for the first view and reused for the others (and left in
-    G._last_planes for shape extraction). The renderer's random draws (stratified jitter, importance
-    sampling) are seeded per view, so every picture is reproducible.
+    The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
+    every picture is reproducible.
     """
     outputs = []
-    for view_idx, c in enumerate(cameras):
+    for c in cameras:
         torch.manual_seed(render_seed)
-        outputs.append(G.synthesis(ws, c, noise_mode='const', cache_backbone=(view_idx == 0),
-                                   use_cached_backbone=(view_idx > 0), **domain_kwargs))
+        outputs.append(G.synthesis(ws, c, noise_mode='const', planes=planes, **domain_kwargs))
     return outputs
 
 
@@ -57,16 +56,14 @@ def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
                    chunk_size: int = 2 ** 20) -> np.ndarray:
     """Raw densities (R, R, R), indexed [x, y, z], on a grid filling G's bounding box.
 
-    planes: (1, 96, H, W) tri-planes of one latent (G._last_planes after a `cache_backbone` render).
-    Decoding cached planes, rather than calling G.sample_mixed per chunk, runs the backbone once.
+    planes: (1, 3, 32, H, W) tri-planes of one latent (`G.synthesize_planes`). Decoding them, rather
+    than calling G.sample_mixed per chunk, runs the backbone once.
     """
-    planes = planes.view(len(planes), 3, -1, planes.shape[-2], planes.shape[-1])
-
     def density(coords: torch.Tensor) -> torch.Tensor:
         # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
         directions = torch.zeros_like(coords)
         directions[..., -1] = -1
-        return G.renderer.run_model(planes, G.decoder, coords, directions, G.rendering_kwargs)['sigma']
+        return G.decode_planes(planes, coords, directions)['sigma']
 
     return shape_utils.sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'],
                                              chunk_size=chunk_size, device=planes.device)
@@ -178,7 +175,8 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
         tiles = []
         for alpha in rows:
             kwargs = gen_utils.domain_kwargs(code, alpha)
-            for (yaw, pitch), out in zip(views, render_views(G, ws, cameras, seed, kwargs)):
+            planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
+            for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, seed, kwargs)):
                 stem = os.path.join(outdir, sample_name(seed, domain_label, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
@@ -189,7 +187,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
                 stem = os.path.join(outdir, shape_name(seed, domain_label, alpha))
-                volume = density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
+                volume = density_volume(G, planes, shape_res)
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))

@@ -33,13 +33,12 @@ import torch
 
 import configs
 import dnnlib
+from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
 from dnnlib import cli
 from training import trainable
-from training.adaptation_setup import add_domain
+from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
 from training.training_loop import NonFiniteLossError
-
-CAMERA_DIM = 25
 
 
 def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
@@ -192,12 +191,12 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--data', f'dataset "{opts.data}" does not exist (expected an EG3D-format folder or zip)')
     try:
         dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-        has_camera_labels = dataset.has_labels and dataset.label_dim == CAMERA_DIM  # reads and checks the labels
+        has_camera_labels = dataset.has_labels and dataset.label_dim == CAMERA_LABEL_DIM  # reads and checks the labels
     except (OSError, ValueError) as err:
         fail('--data', str(err))
     if not has_camera_labels:
-        fail('--data', f'the style dataset needs a {CAMERA_DIM}-number camera label per image in dataset.json '
-                       f'({{"labels": [["img.png", [25 floats]], ...]}}); found label_dim {dataset.label_dim}')
+        fail('--data', f'the style dataset needs a {CAMERA_LABEL_DIM}-number camera label per image in dataset.json '
+                       f'({DATASET_JSON_FORMAT}); found label_dim {dataset.label_dim}')
     training_set_kwargs.resolution = dataset.resolution
     training_set_kwargs.max_size = len(dataset)
 
@@ -214,9 +213,9 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         if resumed is None or resumed['D'] is not None:
             fail('--resume-d', 'only a --resume without a discriminator takes one from --resume-d; drop the option')
         D = _load_networks(opts.resume_d, '--resume-d')['D']
-        if D is None or D.img_resolution != G.img_resolution or D.c_dim != CAMERA_DIM:
+        if D is None or D.img_resolution != G.img_resolution or D.c_dim != CAMERA_LABEL_DIM:
             fail('--resume-d', f'{opts.resume_d} needs a discriminator of {G.img_resolution}x{G.img_resolution} images '
-                               f'with {CAMERA_DIM}-number camera labels (EG3D\'s pickle of the --resume resolution)')
+                               f'with {CAMERA_LABEL_DIM}-number camera labels (EG3D\'s pickle of the --resume resolution)')
     if G.img_resolution != dataset.resolution:
         fail('--data', f'images are {dataset.resolution}x{dataset.resolution} but the network renders '
                        f'{G.img_resolution}x{G.img_resolution}; resize the dataset (dataset_tool.py --resolution)')

@@ -118,6 +118,7 @@ def test_checkpoint_without_discriminator_needs_resume_d(tmp_path, data, monkeyp
         return dict(data, D=None) if os.path.basename(getattr(f, 'name', str(f))) == 'authors.pt' else data
 
     monkeypatch.setattr(legacy, 'load_network_pkl', load)
+    monkeypatch.setattr(adaptation_setup, 'load_network_pkl', load)
     outdir = tmp_path / 'runs'
     result = _invoke(outdir, '--data', data, '--random-perceptual', '--resume', authors)
     assert_one_line_error(result, r"--resume-d: --resume .*authors.pt has no discriminator .*pass EG3D's network "
