@@ -127,7 +127,7 @@ def test_home_is_expanded(tmp_path, monkeypatch):
     (['--source', '{tmp}/bad.zip'], r'--source .*bad.zip is not a valid zip file'),
     (['--dest', '{tmp}/file.txt/sub.zip'], r'--dest: .*file.txt is a file, not a folder'),
     (['--labels', '{tmp}/labels.txt'], r'--labels .*: the label file must end in .json or .csv'),
-    (['--labels', '{tmp}/nan.json'], r'the label of "img_0.png" must be 25 finite numbers'),
+    (['--labels', '{tmp}/nan.json'], r'the label of "img_0.png" is not a usable camera: it has non-finite numbers'),
 ])
 def test_bad_inputs_name_the_problem(tmp_path, args, pattern):
     _images(tmp_path / 'src')
