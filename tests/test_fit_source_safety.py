@@ -7,9 +7,10 @@ from click.testing import CliRunner
 
 import fit_source
 from tests.cli_checks import assert_one_line_error, random_args, tree_digest
-from tests.helpers_train import single_cpu_thread  # noqa: F401 (autouse fixture)
 
 TINY = ['--heads', '1', '--views', '1', '--resolution', '32', '--batch', '1', '--threads', '1']
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 
 def _fit(*args):

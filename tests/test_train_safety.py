@@ -13,9 +13,11 @@ import legacy
 import train
 from tests.cli_checks import assert_done_or_one_error, assert_one_line_error, random_args, tree_digest
 from tests.gen_network import write_tiny_snapshot
-from tests.helpers_train import make_style_dataset, single_cpu_thread  # noqa: F401 (autouse fixture)
+from tests.helpers_train import make_style_dataset
 from training import adaptation_setup
 from training.loss import PStyleLoss
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 
 @pytest.fixture(scope='module')
@@ -53,7 +55,7 @@ def test_bad_data_labels_and_files_stop_before_the_run_folder(tmp_path):
     (tmp_path / 'corrupt.pkl').write_bytes(b'\x80\x04\x95garbage')
     (tmp_path / 'corrupt.pth').write_bytes(b'PK\x03\x04cut')
     cases = [
-        (['--data', nan, '--random-perceptual'], r'--data: .*label of "img00000000.png" has non-finite values'),
+        (['--data', nan, '--random-perceptual'], r'--data: .*label of "img00000000.png" is not a usable camera: it has non-finite numbers'),
         (['--data', missing, '--random-perceptual'], r'--data: .*dataset.json does not match the images: 1 image'),
         (['--data', nan, '--random-perceptual', '--outdir', tmp_path / 'file'], r'--outdir: .*file is a file'),
         (['--data', nan, '--random-perceptual', '--resume', tmp_path / 'corrupt.pkl'], r'--data'),
