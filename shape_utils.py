@@ -8,8 +8,11 @@ the device stays bounded whatever the resolution. Marching cubes comes from PyMC
 import struct
 from typing import Callable, Tuple
 
+import click
 import numpy as np
 import torch
+
+import dnnlib
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,9 +101,17 @@ def write_mrc(path: str, volume: np.ndarray, voxel_size: float = 1.0) -> None:
     header[208:212] = b'MAP '
     header[212:216] = bytes([0x44, 0x44, 0x00, 0x00])  # machine stamp: little-endian
     struct.pack_into('<f', header, 216, float(data.std()))
-    with open(path, 'wb') as f:
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
         f.write(bytes(header))
         f.write(data.tobytes())
+
+
+def require_mcubes(option: str) -> None:
+    """Stop with an install hint when PyMCubes, which `extract_mesh` needs, is missing."""
+    try:
+        import mcubes  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError as err:
+        raise click.ClickException(f'{option} needs PyMCubes ({err}); pip install PyMCubes') from err
 
 
 def extract_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -137,7 +148,7 @@ def write_ply(path: str, verts: np.ndarray, faces: np.ndarray) -> None:
     face_records = np.empty(len(faces), dtype=[('n', 'u1'), ('idx', '<i4', (3,))])
     face_records['n'] = 3
     face_records['idx'] = faces
-    with open(path, 'wb') as f:
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
         f.write(header.encode('ascii'))
         f.write(np.ascontiguousarray(verts, dtype='<f4').tobytes())
         f.write(face_records.tobytes())
