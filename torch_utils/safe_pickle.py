@@ -62,9 +62,9 @@ class PersistentRecord(Record):
         super().__init__()
         if not isinstance(meta, dict) or meta.get('type') != 'class':
             raise NetworkPickleError('persistent object meta must be a dict with type "class"')
-        if meta.get('version') != persistence._version:
+        if meta.get('version') != persistence.FORMAT_VERSION:
             raise NetworkPickleError(f'persistent object format version {meta.get("version")!r} is not supported '
-                                     f'(expected {persistence._version})')
+                                     f'(expected {persistence.FORMAT_VERSION})')
         if not isinstance(meta.get('class_name'), str) or not isinstance(meta.get('module_src'), str):
             raise NetworkPickleError('persistent object meta needs string "class_name" and "module_src"')
         self.class_name = meta['class_name']

@@ -16,7 +16,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels
+from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT, checked_camera_labels, read_dataset_labels
 LATENT_EXTS = ('.npy', '.pt')
 
 
@@ -53,7 +53,7 @@ class LatentFolderContent:
         labels_path = os.path.join(path, 'dataset.json')
         if not os.path.isfile(labels_path):
             raise FileNotFoundError(f'--content folder "{path}" has no dataset.json with camera labels: '
-                                    f'expected {{"labels": [["NAME.npy", [25 floats]], ...]}}')
+                                    f'expected {DATASET_JSON_FORMAT}, image paths being the latent file names')
         with open(labels_path, 'rb') as f:
             labels = read_dataset_labels(f, labels_path) or {}
         missing = [name for name in names if name not in labels]
