@@ -15,7 +15,6 @@ import importlib
 import io
 import os
 import pickle
-import tempfile
 from typing import Any, BinaryIO, Callable, Dict
 
 import numpy as np
@@ -215,15 +214,7 @@ def restricted_load(f: BinaryIO, source: str, is_module_class: Callable[[str, st
 
 def atomic_write_pickle(obj: Any, path: str) -> None:
     """Pickle `obj` to `path` so that readers see either the old file or the complete new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; snapshots are ordinary shareable files
-        with os.fdopen(fd, 'wb') as f:
-            pickle.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
+        pickle.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
