@@ -36,32 +36,12 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tenso
     return outputs
 
 
-@torch.no_grad()
-def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
-                   chunk_size: int = 2 ** 20) -> np.ndarray:
-    """Raw densities (R, R, R), indexed [x, y, z], on a grid filling G's bounding box.
-
-    planes: (1, 96, H, W) tri-planes of one latent (G._last_planes after a `cache_backbone` render).
-    Decoding cached planes, rather than calling G.sample_mixed per chunk, runs the backbone once.
-    """
-    planes = planes.view(len(planes), 3, -1, planes.shape[-2], planes.shape[-1])
-
-    def density(coords: torch.Tensor) -> torch.Tensor:
-        # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
-        directions = torch.zeros_like(coords)
-        directions[..., -1] = -1
-        return G.renderer.run_model(planes, G.decoder, coords, directions, G.rendering_kwargs)['sigma']
-
-    return shape_utils.sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'],
-                                             chunk_size=chunk_size, device=planes.device)
-
-
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
     """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces)."""
     # Blank the border as EG3D does: tri-plane densities near the box faces are floaters.
-    volume = shape_utils.clear_border(volume, int(30 * volume.shape[0] / 256), -1000.0)
-    shape_utils.write_mrc(stem + '.mrc', np.flip(volume, 0), voxel_size=box_size / (volume.shape[0] - 1))
-    verts, faces = shape_utils.extract_mesh(volume, level, box_size)
+    blanked = shape_utils.clear_border(volume, shape_utils.border_width(volume.shape[0]), shape_utils.EMPTY_DENSITY)
+    shape_utils.write_mrc(stem + '.mrc', np.flip(blanked, 0), voxel_size=box_size / (volume.shape[0] - 1))
+    verts, faces = shape_utils.extract_mesh(blanked, level, box_size)
     shape_utils.write_ply(stem + '.ply', verts, faces)
     return len(verts), len(faces)
 
@@ -159,7 +139,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
                 stem = os.path.join(outdir, f'seed{seed:04d}' + ('' if alpha is None else f'_alpha{alpha:.2f}'))
-                volume = density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
+                volume = shape_utils.density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))
