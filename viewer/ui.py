@@ -62,7 +62,7 @@ class ViewerSession:
         self.frames = 0  # frames shown in this tab
         self.closed = False
         self._mesh: Optional[viser.MeshHandle] = None  # the last exported mesh in this tab's scene
-        self._lock = threading.Lock()  # guards settings between GUI callbacks
+        self._lock = threading.RLock()  # guards settings between GUI callbacks (which may trigger each other)
         self._build_gui()
 
     # ------------------------------------------------------------------ controls
@@ -146,7 +146,7 @@ class ViewerSession:
             self.settings = dataclasses.replace(self.settings, exemplar=exemplar)
             self.style.options = self._style_options()
             self.style.value = EXEMPLAR_CHOICE
-        self.show_info(f'Style from exemplar "{exemplar.name}".')
+        self.show_info(f'Style from exemplar `{exemplar.name}`.')
         self.request_frame()
 
     def _take_latent(self, read) -> None:
@@ -156,7 +156,7 @@ class ViewerSession:
             self.show_error(str(err))
             return
         self._set_latent(latent)
-        self.show_info(f'Latent "{latent.name}" in use (seed and truncation are ignored).')
+        self.show_info(f'Latent `{latent.name}` in use (seed and truncation are ignored).')
 
     def _set_latent(self, latent) -> None:
         with self._lock:
