@@ -20,19 +20,18 @@ def sample_name(seed: int, alpha: Optional[float], yaw: float, pitch: float) -> 
 
 
 @torch.no_grad()
-def render_views(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tensor], render_seed: int,
-                 domain_kwargs: dict) -> List[dict]:
-    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) seen from each (1, 25) camera.
+def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
+                 render_seed: int, domain_kwargs: dict) -> List[dict]:
+    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
+    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera.
 
-    The tri-planes are computed for the first view and reused for the others (and left in
-    G._last_planes for shape extraction). The renderer's random draws (stratified jitter, importance
-    sampling) are seeded per view, so every picture is reproducible.
+    The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
+    every picture is reproducible.
     """
     outputs = []
-    for view_idx, c in enumerate(cameras):
+    for c in cameras:
         torch.manual_seed(render_seed)
-        outputs.append(G.synthesis(ws, c, noise_mode='const', cache_backbone=(view_idx == 0),
-                                   use_cached_backbone=(view_idx > 0), **domain_kwargs))
+        outputs.append(G.synthesis(ws, c, noise_mode='const', planes=planes, **domain_kwargs))
     return outputs
 
 
@@ -128,7 +127,8 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
         tiles = []
         for alpha in rows:
             kwargs = gen_utils.domain_kwargs(code, alpha)
-            for (yaw, pitch), out in zip(views, render_views(G, ws, cameras, seed, kwargs)):
+            planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
+            for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, seed, kwargs)):
                 stem = os.path.join(outdir, sample_name(seed, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
@@ -139,7 +139,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
                 stem = os.path.join(outdir, f'seed{seed:04d}' + ('' if alpha is None else f'_alpha{alpha:.2f}'))
-                volume = shape_utils.density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
+                volume = shape_utils.density_volume(G, planes, shape_res)
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))

@@ -96,10 +96,8 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
     for k in range(num_keys):
         # A stored name or an exemplar becomes a code here, so the encoder runs once per keyframe.
         code = None if domain is None else G.get_domain_code(domain, num_cells, source_ws=ws_keys[k])
-        G.synthesis(ws_keys[k], cameras[0].repeat(num_cells, 1), noise_mode='const', cache_backbone=True,
-                    **gen_utils.domain_kwargs(code, alpha))
         codes_keys.append(code)
-        planes_keys.append(G._last_planes)  # pylint: disable=protected-access
+        planes_keys.append(G.synthesize_planes(ws_keys[k], noise_mode='const', **gen_utils.domain_kwargs(code, alpha)))
     planes_keys = torch.stack(planes_keys)
     codes_keys = None if domain is None else torch.stack(codes_keys)
 
@@ -109,11 +107,10 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
         return torch.einsum('k,k...->...', torch.as_tensor(frame_weights, dtype=keys.dtype, device=keys.device), keys)
 
     for frame_weights, c in zip(weights, cameras):
-        # EG3D's synthesis renders from G._last_planes when use_cached_backbone is set.
-        G._last_planes = blend(frame_weights, planes_keys)  # pylint: disable=protected-access
         torch.manual_seed(render_seed)
         out = G.synthesis(blend(frame_weights, ws_keys), c.repeat(num_cells, 1), noise_mode='const',
-                          use_cached_backbone=True, **gen_utils.domain_kwargs(blend(frame_weights, codes_keys), alpha))
+                          planes=blend(frame_weights, planes_keys),
+                          **gen_utils.domain_kwargs(blend(frame_weights, codes_keys), alpha))
         pictures = gen_utils.image_to_uint8(_to_picture(out, image_mode, G.rendering_kwargs))
         yield gen_utils.layout_grid(pictures, rows=grid[1], cols=grid[0])
 

@@ -61,16 +61,14 @@ def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
                    chunk_size: int = 2 ** 20) -> np.ndarray:
     """Raw densities (R, R, R) of a tri-plane generator G, indexed [x, y, z], on a grid filling G's bounding box.
 
-    planes: (1, 96, H, W) tri-planes of one latent (as computed by a `cache_backbone` render).
-    Decoding cached planes, rather than calling G.sample_mixed per chunk, runs the backbone once.
+    planes: (1, 3, 32, H, W) tri-planes of one latent (`G.synthesize_planes`). Decoding them, rather
+    than calling G.sample_mixed per chunk, runs the backbone once.
     """
-    planes = planes.view(len(planes), 3, -1, planes.shape[-2], planes.shape[-1])
-
     def density(coords: torch.Tensor) -> torch.Tensor:
         # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
         directions = torch.zeros_like(coords)
         directions[..., -1] = -1
-        return G.renderer.run_model(planes, G.decoder, coords, directions, G.rendering_kwargs)['sigma']
+        return G.decode_planes(planes, coords, directions)['sigma']
 
     return sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'], chunk_size=chunk_size,
                                  device=planes.device)

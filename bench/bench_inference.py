@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import click
 import numpy as np
@@ -69,11 +70,12 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def render(G: torch.nn.Module, z: torch.Tensor, ws: torch.Tensor, c: torch.Tensor, workload: str) -> dict:
-    """One portrait (from z) or one video frame (from ws and the cached tri-planes)."""
+def render(G: torch.nn.Module, z: torch.Tensor, ws: torch.Tensor, planes: Optional[torch.Tensor], c: torch.Tensor,
+           workload: str) -> dict:
+    """One portrait (from z) or one video frame (from ws and its precomputed tri-planes)."""
     if workload == 'portrait':
         return G.synthesis(G.mapping(z, c, truncation_psi=0.7), c, noise_mode='const')
-    return G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)
+    return G.synthesis(ws, c, noise_mode='const', planes=planes)
 
 
 @torch.no_grad()
@@ -88,19 +90,16 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device)
     z = gen_utils.z_from_seed(0, G.z_dim, device)
     ws = G.mapping(z, c, truncation_psi=0.7)
-    if workload == 'frame':
-        # Fill EG3D's tri-plane cache without a full render, so the CPU peak RSS is the frame's own.
-        G._last_planes = G.backbone.synthesis(ws, noise_mode='const')  # pylint: disable=protected-access
-        G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)  # warm-up
-    else:
-        G.synthesis(ws, c, noise_mode='const')  # warm-up
+    # A frame renders precomputed tri-planes (computed without a full render, so the CPU peak RSS is the frame's own).
+    planes = G.synthesize_planes(ws, noise_mode='const') if workload == 'frame' else None
+    render(G, z, ws, planes, c, workload)  # warm-up
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     times, cpu_times = [], []
     for _ in range(reps):
         start, cpu_start = time.perf_counter(), time.process_time()
-        out = render(G, z, ws, c, workload)
+        out = render(G, z, ws, planes, c, workload)
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
@@ -111,8 +110,8 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     tensor_peak_mb = None
     if device.type == 'cpu':
         del out
-        held = [*G.state_dict().values(), ws] + ([G._last_planes] if workload == 'frame' else [])  # pylint: disable=protected-access
-        tensor_peak_mb = tensor_mb(*held) + peak_tensor_increase_mb(lambda: render(G, z, ws, c, workload))
+        held = [*G.state_dict().values(), ws] + ([planes] if workload == 'frame' else [])
+        tensor_peak_mb = tensor_mb(*held) + peak_tensor_increase_mb(lambda: render(G, z, ws, planes, c, workload))
     return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, seconds=float(np.median(times)),
                 cpu_seconds=float(np.median(cpu_times)), peak_mb=peak_mb, tensor_peak_mb=tensor_peak_mb,
                 loaded_mb=loaded_mb, threads=torch.get_num_threads())

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import PIL.Image
-import pytest
 import torch
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
@@ -56,13 +55,3 @@ def ddp_worker(rank: int, c: dict, temp_dir: str, out_dir: str) -> None:
     state = {f'{name}.{key}': value.detach().clone() for name in ('G', 'D', 'G_ema')
              for key, value in result[name].state_dict().items()}
     torch.save(state, os.path.join(out_dir, f'rank{rank}.pt'))
-
-
-@pytest.fixture(scope='module', autouse=True)
-def single_cpu_thread():
-    """Run a test module's training on one CPU thread: on a shared 2-core machine two OpenMP threads
-    competing with other processes spin-wait, and iterations get 10-30x slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -128,8 +128,8 @@ def test_density_volume_from_cached_planes_equals_sample_mixed():
     c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
     ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c)
     kwargs = dict(domain='toon', alpha=0.5)
-    gen_samples.render_views(G, ws, [c], 0, kwargs)
-    volume = shape_utils.density_volume(G, G._last_planes, resolution=6, chunk_size=50)
+    volume = shape_utils.density_volume(G, G.synthesize_planes(ws, noise_mode='const', **kwargs), resolution=6,
+                                        chunk_size=50)
     coords = torch.from_numpy(np.stack(np.meshgrid(*[np.linspace(-0.5, 0.5, 6)] * 3, indexing='ij'), -1))
     coords = coords.reshape(1, -1, 3).float()
     directions = torch.zeros_like(coords)

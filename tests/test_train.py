@@ -11,7 +11,9 @@ from click.testing import CliRunner
 import configs
 import gen_utils
 import train
-from tests.helpers_train import build_config, make_style_dataset, single_cpu_thread  # noqa: F401 (autouse fixture)
+from tests.helpers_train import build_config, make_style_dataset
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 DEMO_NETWORK = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
 
@@ -70,7 +72,7 @@ def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
 def test_presets_fill_defaults_and_command_line_wins(datasets, tmp_path):
     c, desc = build_config(['--outdir', str(tmp_path), '--cfg', 'tiny', '--data', datasets['good'],
                             '--domain', 'synthetic', '--random-perceptual', '--snap', '7'])
-    tiny = json.load(open(os.path.join(os.path.dirname(train.__file__), 'configs', 'tiny.json')))
+    tiny = configs.load_preset('tiny')
     assert c.total_kimg == tiny['options']['kimg'] and c.kimg_per_tick == tiny['options']['tick']
     assert c.network_snapshot_ticks == 7  # given on the command line
     assert c.loss_kwargs == dict(adv_weight=0.7, content_weight=1.0, style_weight=1.0, id_weight=0.5, density_reg=0.1,

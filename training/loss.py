@@ -1,6 +1,6 @@
 """PStyle-3D training losses: stylised render vs frozen source render and style exemplar.
 
-One step of style adaptation (DESIGN.md section 4) sees a *content* sample (w+ latent `ws`, camera
+One step of style adaptation (docs/method.md) sees a *content* sample (w+ latent `ws`, camera
 `c`) and a *style* sample (exemplar image with its own camera). The generator phase renders
 `G.synthesis(ws, c, domain=exemplar)` and compares it with the frozen source render
 `G_src.synthesis(ws, c)` (content, identity) and with the exemplar (AdaIN style statistics), plus

@@ -8,10 +8,11 @@ from typing import Dict, Optional
 import torch
 
 import dnnlib
+from camera_utils import CAMERA_LABEL_DIM, check_camera_label
 from torch_utils import misc
 from torch_utils import persistence
-from training.domain_adaptation import (DomainInput, DomainInputMixin, backbone_dam_kwargs, check_alpha,
-                                        superresolution_dam_kwargs)
+from training.dam_layers import check_alpha
+from training.domain_adaptation import DomainInput, DomainInputMixin, backbone_dam_kwargs, superresolution_dam_kwargs
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import Generator as StyleGAN2Backbone
 from training.volumetric_rendering.ray_sampler import RaySampler
@@ -23,15 +24,12 @@ REQUIRED_RENDERING_KWARGS = ('superresolution_module', 'sr_antialias', 'c_gen_co
                              'depth_resolution_importance', 'disparity_space_sampling', 'box_warp', 'clamp_mode')
 
 
-def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: str = 'camera label c') -> None:
-    """Raise ValueError unless c is a finite (N, 25) camera label (with N = batch_size when given)."""
-    if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[1] != 25 or \
-            (batch_size is not None and c.shape[0] != batch_size):
-        n = 'N' if batch_size is None else str(batch_size)
-        got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
-        raise ValueError(f'{name} must be ({n}, 25): 16 numbers of the cam2world matrix then 9 of the '
-                         f'intrinsics; got {got}')
-    misc.assert_finite(c, name)
+def split_planes(backbone_output: torch.Tensor) -> torch.Tensor:
+    """The backbone's output (N, 3 * 32, H, W) as tri-planes (N, 3, 32, H, W): the xy, xz and zy
+    feature planes, in the layout the renderer samples."""
+    misc.assert_shape(backbone_output, [None, 3 * PLANE_CHANNELS, None, None], 'backbone output')
+    n, _, h, w = backbone_output.shape
+    return backbone_output.view(n, 3, PLANE_CHANNELS, h, w)
 
 
 @persistence.persistent_class
@@ -46,6 +44,11 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
     (training.domain_adaptation: domain names, encoder, ModRes options); then `synthesis`, `forward`,
     `sample` and `sample_mixed` take `domain` (None, a stored name, a code (N, num_ws, w_dim) or
     exemplar images (N, 3, H, W) in [-1, 1]) and `alpha` (0 = EG3D exactly, 1 = the style, > 1 exaggerates).
+
+    Many cameras of one head: `planes = G.synthesize_planes(ws, domain=..., alpha=...)` once, then
+    `G.synthesis(ws, c, planes=planes, domain=..., alpha=...)` per camera renders without the backbone
+    (the domain and alpha still drive super-resolution), and `G.decode_planes(planes, points, dirs)`
+    gives densities and colour features at any points (shapes).
     """
 
     def __init__(self,
@@ -101,11 +104,14 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: Optional[int] = None,
                   update_emas: bool = False, cache_backbone: bool = False, use_cached_backbone: bool = False,
                   ray_chunk_size: Optional[int] = None, domain: DomainInput = None, alpha: float = 1,
-                  **synthesis_kwargs) -> Dict[str, torch.Tensor]:
+                  planes: Optional[torch.Tensor] = None, **synthesis_kwargs) -> Dict[str, torch.Tensor]:
         """ws (N, num_ws, w_dim), camera label c (N, 25) -> {'image': (N, 3, R, R) super-resolved,
         'image_raw': (N, 3, r, r) neural render, 'image_depth': (N, 1, r, r)}, r = neural_rendering_resolution
         (remembered for later calls, as in EG3D). `ray_chunk_size` bounds the rays rendered at once.
         `domain` / `alpha`: the domain input and its strength (see the class docstring).
+        `planes`: tri-planes (N, 3, 32, H, W) from `synthesize_planes` for these ws, domain and alpha,
+        rendered instead of running the backbone. EG3D's `cache_backbone` / `use_cached_backbone`
+        keep and reuse the last planes inside G.
         """
         self._check_ws(ws)
         check_camera_label(c, ws.shape[0])
@@ -120,13 +126,14 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         intrinsics = c[:, 16:25].view(-1, 3, 3)
         ray_origins, ray_directions = self.ray_sampler(cam2world_matrix, intrinsics, neural_rendering_resolution)
 
-        if use_cached_backbone and self._last_planes is not None:
+        if planes is not None:
+            misc.assert_shape(planes, [ws.shape[0], 3, PLANE_CHANNELS, None, None], 'planes')
+        elif use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
-            planes = self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs)
+            planes = split_planes(self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs))
         if cache_backbone:
             self._last_planes = planes
-        planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
 
         feature_samples, depth_samples, _ = self.renderer(planes, self.decoder, ray_origins, ray_directions,
                                                           self.rendering_kwargs, ray_chunk_size=ray_chunk_size)
@@ -156,11 +163,25 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         `domain` / `alpha` as in `synthesis`."""
         _ = truncation_psi, truncation_cutoff
         self._check_ws(ws)
-        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
-        misc.assert_shape(coordinates, [ws.shape[0], None, 3], 'coordinates')
+        misc.assert_shape(coordinates, [ws.shape[0], None, 3], 'coordinates')  # before the backbone runs
         misc.assert_shape(directions, list(coordinates.shape), 'directions')
-        planes = self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs)
-        planes = planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+        planes = self.synthesize_planes(ws, update_emas=update_emas, domain=domain, alpha=alpha, **synthesis_kwargs)
+        return self.decode_planes(planes, coordinates, directions)
+
+    def synthesize_planes(self, ws: torch.Tensor, update_emas: bool = False, domain: DomainInput = None,
+                          alpha: float = 1, **synthesis_kwargs) -> torch.Tensor:
+        """Tri-planes (N, 3, 32, 256, 256) of ws (N, num_ws, w_dim) with the domain input at strength alpha
+        (see the class docstring); render them from any camera with `synthesis(..., planes=planes)`."""
+        self._check_ws(ws)
+        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
+        return split_planes(self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs))
+
+    def decode_planes(self, planes: torch.Tensor, coordinates: torch.Tensor,
+                      directions: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Decoder outputs {'rgb': (N, M, 32), 'sigma': (N, M, 1)} at points (N, M, 3) of tri-planes (N, 3, 32, H, W)."""
+        misc.assert_shape(planes, [None, 3, PLANE_CHANNELS, None, None], 'planes')
+        misc.assert_shape(coordinates, [planes.shape[0], None, 3], 'coordinates')
+        misc.assert_shape(directions, list(coordinates.shape), 'directions')
         return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1,
@@ -175,8 +196,8 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
                               **synthesis_kwargs)
 
     def _check_label(self, c: torch.Tensor, batch_size: int) -> None:
-        if self.c_dim == 25:
-            check_camera_label(c, batch_size)
+        if self.c_dim == CAMERA_LABEL_DIM:
+            check_camera_label(c, batch_size, conditioning_only=True)
             return
         misc.assert_shape(c, [batch_size, self.c_dim], 'conditioning label c')
         misc.assert_finite(c, 'conditioning label c')

@@ -110,27 +110,12 @@ def orbit_camera(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float = 
                       fov_y=2 * math.atan(0.5 / focal))
 
 
-def render_planes(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, planes: Optional[torch.Tensor],
-                  neural_rendering_resolution: int, domain_kwargs: Dict[str, Any]
-                  ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-    """G.synthesis of ws (1, num_ws, w_dim) from camera c (1, 25), reusing `planes` (1, 96, H, W) when given.
-
-    Returns (outputs, planes): without `planes` they are computed (and returned for the next call).
-    The only place the viewer touches the generator's tri-plane cache.
-    """
-    if planes is not None:
-        G._last_planes = planes  # pylint: disable=protected-access
-    out = G.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution, noise_mode='const',
-                      cache_backbone=planes is None, use_cached_backbone=planes is not None, **domain_kwargs)
-    return out, G._last_planes  # pylint: disable=protected-access
-
-
 @dataclasses.dataclass
 class _Prepared:
-    """Generator inputs of one (latent, style, alpha): ws (1, num_ws, w_dim), domain kwargs, tri-planes once known."""
+    """What one (latent, style, alpha) renders from: ws (1, num_ws, w_dim), domain kwargs, tri-planes (1, 3, 32, H, W)."""
     ws: torch.Tensor
     domain_kwargs: Dict[str, Any]
-    planes: Optional[torch.Tensor] = None
+    planes: torch.Tensor
 
 
 class RenderCore:
@@ -173,8 +158,8 @@ class RenderCore:
             prepared = self._prepare(settings)
             c = camera_to_label(camera, self.device)
             torch.manual_seed(settings.seed)  # the renderer's random draws, seeded as gen_samples.py does
-            out, prepared.planes = render_planes(self.G, prepared.ws, c, prepared.planes,
-                                                 settings.neural_rendering_resolution, prepared.domain_kwargs)
+            out = self.G.synthesis(prepared.ws, c, neural_rendering_resolution=settings.neural_rendering_resolution,
+                                   noise_mode='const', planes=prepared.planes, **prepared.domain_kwargs)
             return self._picture(out, settings.output)
 
     @torch.inference_mode()
@@ -185,14 +170,11 @@ class RenderCore:
         """
         with self._lock:
             prepared = self._prepare(settings)
-            if prepared.planes is None:
-                _, prepared.planes = render_planes(self.G, prepared.ws, self._conditioning, None,
-                                                   self.native_resolution, prepared.domain_kwargs)
             volume = shape_utils.density_volume(self.G, prepared.planes, resolution)
         return shape_utils.head_mesh(volume, level, self.G.rendering_kwargs['box_warp'])
 
     def _prepare(self, settings: RenderSettings) -> '_Prepared':
-        """The generator inputs of `settings` (from the cache when recently used)."""
+        """The generator inputs and tri-planes of `settings` (from the cache when recently used)."""
         key = (settings.source_key(), settings.style_key())
         prepared = self._cache.get(key)
         if prepared is None:
@@ -205,7 +187,9 @@ class RenderCore:
             domain = settings.exemplar.tensor.to(self.device) if settings.exemplar is not None else settings.domain
             # A stored name or an exemplar becomes a code once (the encoder may use the natural ws).
             code = None if domain is None else self.G.get_domain_code(domain, 1, source_ws=ws)
-            prepared = _Prepared(ws, gen_utils.domain_kwargs(code, settings.alpha))
+            domain_kwargs = gen_utils.domain_kwargs(code, settings.alpha)
+            planes = self.G.synthesize_planes(ws, noise_mode='const', **domain_kwargs)
+            prepared = _Prepared(ws, domain_kwargs, planes)
             self._cache[key] = prepared
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:

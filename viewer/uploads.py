@@ -7,15 +7,13 @@ and what to do; the viewer shows that line and keeps its current state.
 import hashlib
 import io
 import os
-import tempfile
 from typing import Callable, Optional
 
-import click
 import numpy as np
 import PIL.Image
 import torch
 
-import gen_utils
+from dnnlib.image_io import ImageReadError, read_image
 from viewer.render_core import Named
 
 MAX_UPLOAD_BYTES = 32 * 2 ** 20
@@ -49,15 +47,11 @@ def read_exemplar(name: str, content: bytes, device: torch.device) -> Named:
     if width * height > MAX_EXEMPLAR_PIXELS:
         raise UploadError(f'"{name}" is {width}x{height} pixels, over the limit of {MAX_EXEMPLAR_PIXELS} pixels; '
                           f'resize it (the encoder works at a few hundred pixels)')
-    suffix = os.path.splitext(name)[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'exemplar' + suffix)
-        with open(path, 'wb') as f:
-            f.write(content)
-        try:
-            image = gen_utils.load_exemplar(path, device)
-        except click.ClickException as err:
-            raise UploadError(f'"{name}" cannot be read as an image; upload a PNG or JPEG') from err
+    try:
+        rgb = read_image(content, name=name)
+    except ImageReadError as err:
+        raise UploadError(f'{err}; upload a PNG or JPEG') from err
+    image = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1).unsqueeze(0).to(device)
     return Named(name, _digest(content), image)
 
 

@@ -7,8 +7,11 @@ import torch
 
 import configs
 import dnnlib
-from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
-from training.adaptation_setup import add_domain, prepare_networks
+from tests.helpers_train import camera_label
+from training.adaptation_setup import prepare_networks
+from training.domain_adaptation import add_domain
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 
 @pytest.fixture(scope='module')

@@ -3,8 +3,6 @@ the DAM-enabled TriPlaneGenerator against the EG3D fixtures (bit-identical when 
 """
 
 import copy
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 import dnnlib
-from training.domain_adaptation import (ModRes, apply_domain_modulation, check_alpha, copy_source_weights,
-                                        enable_domain_adaptation, init_domain_affine_, parse_domain_kwargs,
+from tests.eg3d_fixtures import load_state
+from training.dam_layers import ModRes, apply_domain_modulation, check_alpha, init_domain_affine_
+from training.domain_adaptation import (copy_source_weights, enable_domain_adaptation, parse_domain_kwargs,
                                         with_domain_adaptation, without_domain_adaptation)
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import SynthesisNetwork
 
-FIXTURES = Path(__file__).resolve().parents[1] / 'fixtures' / 'eg3d'
 TINY_ENCODER = dict(img_resolution=32, channels=(16, 32, 32, 64), head_channels=32)
 
 W_DIM = 16
@@ -210,11 +208,9 @@ def test_training_mode_matches_inference_and_the_fresh_dam_gets_gradients():
 # The DAM-enabled TriPlaneGenerator with EG3D's tiny reference weights.
 
 @pytest.fixture(scope='module')
-def tiny():
-    config = json.loads((FIXTURES / 'tiny_config.json').read_text())
-    state = {k: torch.from_numpy(v) for k, v in np.load(FIXTURES / 'tiny_G_state.npz').items()}
-    io = {k: torch.from_numpy(v) for k, v in np.load(FIXTURES / 'tiny_io.npz').items()}
-    return dnnlib.EasyDict(G_kwargs=config['G_kwargs'], state=state, io=io)
+def tiny(tiny_config, tiny_io):
+    io = {k: torch.from_numpy(v) for k, v in tiny_io.items()}
+    return dnnlib.EasyDict(G_kwargs=tiny_config['G_kwargs'], state=load_state('tiny_G_state.npz'), io=io)
 
 
 @pytest.fixture(scope='module')

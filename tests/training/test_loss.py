@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
+from tests.helpers_train import camera_label
 from training import loss as L
+
+pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
 
 def _np_stats(x: np.ndarray, eps: float = 1e-5):

@@ -1,8 +1,6 @@
 """Loading the PStyle-3D authors' generator state dicts (synthetic ones in their naming, tiny config)."""
 
 import io
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +8,10 @@ import torch
 
 import dnnlib
 import legacy
+from tests.eg3d_fixtures import load_state
 from training import pstyle_compat
 from training.domain_adaptation import enable_domain_adaptation
 from training.layers import modulated_conv2d
-
-FIXTURES = Path(__file__).resolve().parents[1] / 'fixtures' / 'eg3d'
 
 
 def _to_release(state):
@@ -43,8 +40,8 @@ def _to_release(state):
 
 
 @pytest.fixture(scope='module')
-def tiny_kwargs():
-    return json.loads((FIXTURES / 'tiny_config.json').read_text())['G_kwargs']
+def tiny_kwargs(tiny_config):
+    return tiny_config['G_kwargs']
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +49,7 @@ def trained(tiny_kwargs):
     """A release-configured tiny generator with EG3D's fixture weights and random ('trained') DAM weights."""
     G = dnnlib.util.construct_class_by_name(
         **enable_domain_adaptation(tiny_kwargs, (), **pstyle_compat.PSTYLE3D_DOMAIN_KWARGS))
-    G.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(FIXTURES / 'tiny_G_state.npz').items()},
+    G.load_state_dict(load_state('tiny_G_state.npz'),
                       strict=False)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -140,8 +137,8 @@ def test_legacy_loader_reads_their_checkpoint_file(trained, tiny_kwargs, tmp_pat
     assert pstyle_compat.read_pstyle3d_checkpoint(io.BytesIO(b'\x80\x04pickle')) is None
 
 
-def test_release_configuration_is_eg3d_ffhq512():
-    eg3d = json.loads((FIXTURES / 'ffhq512_shapes.json').read_text())['G_kwargs']
+def test_release_configuration_is_eg3d_ffhq512(ffhq512):
+    eg3d = ffhq512['G_kwargs']
     ours = pstyle_compat.PSTYLE3D_G_KWARGS
     for key in ('z_dim', 'w_dim', 'c_dim', 'img_resolution', 'mapping_kwargs', 'channel_base', 'channel_max',
                 'sr_num_fp16_res', 'sr_kwargs'):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dnnlib
-from training.triplane import TriPlaneGenerator
+from training.triplane import TriPlaneGenerator, split_planes
 
 TOL = dict(atol=1e-4, rtol=1e-4)  # the fixture README's tolerances
 
@@ -53,9 +53,8 @@ def test_ray_sampler_matches_eg3d(tiny_G, tiny_io):
 
 
 def test_run_model_matches_eg3d(tiny_G, tiny_planes, tiny_io):
-    out = tiny_G.renderer.run_model(tiny_planes.view(2, 3, 32, 256, 256), tiny_G.decoder,
-                                    torch.from_numpy(tiny_io['sample_coordinates']),
-                                    torch.from_numpy(tiny_io['sample_directions']), tiny_G.rendering_kwargs)
+    out = tiny_G.decode_planes(split_planes(tiny_planes), torch.from_numpy(tiny_io['sample_coordinates']),
+                               torch.from_numpy(tiny_io['sample_directions']))
     _close(out['rgb'], tiny_io['run_model_rgb'])
     _close(out['sigma'], tiny_io['run_model_sigma'])
 
@@ -63,11 +62,35 @@ def test_run_model_matches_eg3d(tiny_G, tiny_planes, tiny_io):
 def _seeded_synthesis(G, planes, ws, c, **kwargs):
     """G.synthesis right after torch.manual_seed(1234), reusing the precomputed planes (the backbone
     draws no random numbers with noise_mode='const', so the random stream is EG3D's)."""
-    G._last_planes = planes
     torch.manual_seed(1234)
     with torch.no_grad():
-        return G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const', use_cached_backbone=True,
+        return G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const', planes=split_planes(planes),
                            **kwargs)
+
+
+def test_planes_api_renders_what_synthesis_renders(tiny_G, tiny_planes, tiny_io):
+    ws, c = torch.from_numpy(tiny_io['ws_psi07']), torch.from_numpy(tiny_io['c'])
+    with torch.no_grad():
+        planes = tiny_G.synthesize_planes(ws, noise_mode='const')
+    assert planes.shape == (2, 3, 32, 256, 256)
+    assert torch.equal(planes.reshape(2, 96, 256, 256), tiny_planes)  # the xy, xz, zy planes in channel order
+    torch.manual_seed(1234)
+    with torch.no_grad():
+        full = tiny_G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const')
+    from_planes = _seeded_synthesis(tiny_G, tiny_planes, ws, c)
+    for key in ('image', 'image_raw', 'image_depth'):
+        assert torch.equal(full[key], from_planes[key]), key
+    # EG3D's in-class cache gives the same picture.
+    torch.manual_seed(1234)
+    with torch.no_grad():
+        tiny_G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const', cache_backbone=True)
+        torch.manual_seed(1234)
+        cached = tiny_G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const', use_cached_backbone=True)
+    assert torch.equal(cached['image'], full['image'])
+    with pytest.raises(ValueError, match=r'planes must have shape \(2, 3, 32, N, N\)'):
+        tiny_G.synthesis(ws, c, planes=planes[:1])
+    with pytest.raises(ValueError, match=r'backbone output must have 4 dimensions \(N, 96, N, N\)'):
+        split_planes(planes)
 
 
 def test_seeded_synthesis_matches_eg3d(tiny_G, tiny_planes, tiny_io):
@@ -131,6 +154,8 @@ def test_bad_input_names_the_expected_shape(tiny_G, tiny_io):
         tiny_G.synthesis(ws, c[:, 16:])
     with pytest.raises(ValueError, match='neural_rendering_resolution'):
         tiny_G.synthesis(ws, c, neural_rendering_resolution=0)
+    with pytest.raises(ValueError, match=r'camera label c\[0\] is not a usable camera: its rotation'):
+        tiny_G.synthesis(ws, torch.zeros_like(c))  # all-zero labels used to render NaN images
     with pytest.raises(ValueError, match=r'coordinates must have shape \(2, N, 3\)'):
         tiny_G.sample_mixed(torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), ws)
 

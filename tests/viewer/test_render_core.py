@@ -51,7 +51,8 @@ def test_render_equals_gen_samples_bit_for_bit(G, domain, alpha):
     ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
     code = None if domain is None else G.get_domain_code(domain, 1, source_ws=ws)
     cameras = [gen_utils.camera_label(G, yaw, pitch, 18.837, CPU) for yaw, pitch in VIEWS]
-    refs = gen_samples.render_views(G, ws, cameras, seed, gen_utils.domain_kwargs(code, alpha))
+    kwargs = gen_utils.domain_kwargs(code, alpha)
+    refs = gen_samples.render_views(G, ws, G.synthesize_planes(ws, noise_mode='const', **kwargs), cameras, seed, kwargs)
     for (yaw, pitch), ref in zip(VIEWS, refs):
         camera = orbit_camera(G, yaw, pitch)
         np.testing.assert_array_equal(core.render(settings, camera), gen_utils.image_to_uint8(ref['image'])[0])
@@ -109,8 +110,7 @@ def test_mesh_equals_gen_samples_shape(G):
     verts, faces = core.mesh(settings, resolution=16, level=0.0)
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, CPU)
     ws = G.mapping(gen_utils.z_from_seed(2, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
-    gen_samples.render_views(G, ws, [conditioning], 2, dict(domain='toon', alpha=0.5))
-    volume = shape_utils.density_volume(G, G._last_planes, 16)
+    volume = shape_utils.density_volume(G, G.synthesize_planes(ws, noise_mode='const', domain='toon', alpha=0.5), 16)
     ref_verts, ref_faces = shape_utils.head_mesh(volume, 0.0, G.rendering_kwargs['box_warp'])
     assert len(faces) > 0
     np.testing.assert_array_equal(verts, ref_verts)

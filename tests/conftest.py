@@ -1,31 +1,18 @@
-"""Shared fixtures: EG3D's tiny reference networks (tests/fixtures/eg3d) loaded into this project's classes."""
+"""Fixtures shared by all tests: EG3D's tiny reference networks (tests/fixtures/eg3d) loaded into
+this project's classes, and a one-thread mode for the training tests."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import dnnlib
-
-FIXTURES = Path(__file__).resolve().parents[1] / 'fixtures' / 'eg3d'
-
-
-def load_state(path: Path) -> dict:
-    return {k: torch.from_numpy(v) for k, v in np.load(path, allow_pickle=False).items()}
-
-
-def build_with_state(kwargs: dict, state_file: str) -> torch.nn.Module:
-    """A network built from EG3D kwargs with a fixture state dict, frozen and in eval mode."""
-    net = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
-    net.load_state_dict(load_state(FIXTURES / state_file), strict=True)
-    return net
+from tests.eg3d_fixtures import FIXTURES, build_with_state, load_tiny_config
 
 
 @pytest.fixture(scope='session')
 def tiny_config() -> dict:
-    return json.loads((FIXTURES / 'tiny_config.json').read_text())
+    return load_tiny_config()
 
 
 @pytest.fixture(scope='session')
@@ -54,3 +41,14 @@ def tiny_D(tiny_config):
 @pytest.fixture(scope='session')
 def ffhq512():
     return json.loads((FIXTURES / 'ffhq512_shapes.json').read_text())
+
+
+@pytest.fixture(scope='module')
+def single_cpu_thread():
+    """Run a test module's training on one CPU thread: on a shared 2-core machine two OpenMP threads
+    competing with other processes spin-wait, and iterations get 10-30x slower (measured).
+    Training test modules use it with `pytestmark = pytest.mark.usefixtures('single_cpu_thread')`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
