@@ -191,7 +191,11 @@ class ViewerSession:
             return
         settings, camera, aspect = self.settings, self.camera(), self.client.camera.aspect
         start = time.perf_counter()
-        image = self.core.render(settings, camera)
+        try:
+            image = self.core.render(settings, camera)
+        except (ValueError, RuntimeError) as err:  # e.g. out of memory at a large neural rendering resolution
+            self.show_error(f'render failed: {err}')
+            return
         seconds = time.perf_counter() - start
         if self.closed:
             return
