@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -20,25 +21,30 @@ import PIL.Image
 from tqdm import tqdm
 
 from camera_utils import checked_camera_labels, dataset_labels_from_json, read_dataset_labels, xflip_camera_label
+from dnnlib import cli, image_io
 
 TRANSFORMS = ('none', 'center-crop', 'center-crop-wide')
 
 
-def open_image_source(source: str) -> Tuple[List[str], Callable[[str], PIL.Image.Image]]:
-    """(sorted relative image paths with '/' separators, loader name -> PIL image) of a folder or zip."""
+def open_image_source(source: str) -> Tuple[List[str], Callable[[str], np.ndarray]]:
+    """(sorted relative image paths with '/' separators, loader name -> (H, W, 3) uint8 RGB) of a folder or zip.
+
+    Images are read by `dnnlib.image_io.read_image` (16-bit and float scaled, EXIF orientation applied,
+    transparent pixels composited over white); an unreadable one raises ImageReadError (a ValueError).
+    """
     PIL.Image.init()
     is_image = lambda name: os.path.splitext(name)[1].lower() in PIL.Image.EXTENSION
     if os.path.isdir(source):
         names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
                        for root, _dirs, files in os.walk(source) for f in files if is_image(f))
-        return names, lambda name: PIL.Image.open(os.path.join(source, name))
+        return names, lambda name: image_io.read_image(os.path.join(source, name), name=name)
     if os.path.isfile(source) and source.lower().endswith('.zip'):
         try:
             archive = zipfile.ZipFile(source)
         except zipfile.BadZipFile as err:
             raise click.ClickException(f'--source {source} is not a valid zip file ({err})')
         names = sorted(n for n in archive.namelist() if is_image(n))
-        return names, lambda name: PIL.Image.open(io.BytesIO(archive.read(name)))
+        return names, lambda name: image_io.read_image(archive.read(name), name=name)
     raise click.ClickException(f'--source must be a folder or a .zip file: {source}')
 
 
@@ -86,9 +92,9 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def transform_image(image: PIL.Image.Image, transform: str, resolution: Optional[int]) -> np.ndarray:
-    """(R, R, 3) uint8 of an image: optional centre crop (as StyleGAN's dataset_tool), then resize."""
-    image = image.convert('RGB')
+def transform_image(rgb: np.ndarray, transform: str, resolution: Optional[int]) -> np.ndarray:
+    """(R, R, 3) uint8 of an (H, W, 3) uint8 image: optional centre crop (as StyleGAN's dataset_tool), then resize."""
+    image = PIL.Image.fromarray(rgb)
     width, height = image.size
     if transform == 'center-crop':
         side = min(width, height)
@@ -108,26 +114,74 @@ def transform_image(image: PIL.Image.Image, transform: str, resolution: Optional
 
 
 class DatasetWriter:
-    """Writes images and dataset.json into a .zip or a folder."""
+    """Writes images and dataset.json into a .zip or a folder under a temporary name.
+
+    `commit()` moves the complete dataset to `dest` (replacing an old one); `discard()` removes the
+    partial one. Until `commit()`, an existing `dest` is untouched.
+    """
 
     def __init__(self, dest: str):
-        self._zip = zipfile.ZipFile(dest, 'w', compression=zipfile.ZIP_STORED) if dest.lower().endswith('.zip') else None
-        self._dest = dest
-        if self._zip is None:
-            os.makedirs(dest, exist_ok=True)
+        self._dest = os.path.abspath(dest)
+        folder, name = os.path.split(self._dest)
+        os.makedirs(folder, exist_ok=True)
+        if dest.lower().endswith('.zip'):
+            fd, self._tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
+            os.close(fd)
+            os.chmod(self._tmp, 0o644)
+            self._zip = zipfile.ZipFile(self._tmp, 'w', compression=zipfile.ZIP_STORED)
+        else:
+            self._tmp = tempfile.mkdtemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
+            os.chmod(self._tmp, 0o755)
+            self._zip = None
 
     def write(self, name: str, data: bytes) -> None:
         if self._zip is not None:
             self._zip.writestr(name, data)
             return
-        path = os.path.join(self._dest, name)
+        path = os.path.join(self._tmp, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'wb') as f:
             f.write(data)
 
-    def close(self) -> None:
+    def commit(self) -> None:
+        """Put the complete dataset at `dest`; an old one is removed only after that succeeded."""
         if self._zip is not None:
             self._zip.close()
+            os.replace(self._tmp, self._dest)
+            return
+        old = None
+        if os.path.lexists(self._dest):
+            old = tempfile.mkdtemp(prefix=f'.{os.path.basename(self._dest)}.', suffix='.old',
+                                   dir=os.path.dirname(self._dest))
+            old = os.path.join(old, 'dataset')
+            os.rename(self._dest, old)
+        os.rename(self._tmp, self._dest)
+        if old is not None:
+            shutil.rmtree(os.path.dirname(old))
+
+    def discard(self) -> None:
+        """Remove the partial dataset (after an error or an interrupt)."""
+        if self._zip is not None:
+            self._zip.close()
+            os.remove(self._tmp)
+        else:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def check_dest(dest: str, sources: List[Optional[str]], overwrite: bool) -> None:
+    """--dest may be written: not an input, and new unless --overwrite (which replaces only a dataset)."""
+    cli.check_not_a_source(dest, '--dest', sources)
+    cli.check_writable_folder(os.path.dirname(os.path.abspath(dest)), '--dest')
+    if not os.path.lexists(dest):
+        return
+    if not overwrite:
+        raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it')
+    if dest.lower().endswith('.zip') and not os.path.isfile(dest):
+        raise click.ClickException(f'--dest {dest} is a folder, not a zip file; choose another --dest')
+    if not dest.lower().endswith('.zip') and not os.path.isfile(os.path.join(dest, 'dataset.json')):
+        # --overwrite replaces an earlier output, never a folder of other files.
+        raise click.ClickException(f'--dest {dest} exists and is not a dataset folder (no dataset.json); '
+                                   f'choose a new --dest')
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -155,21 +209,24 @@ def _parse_resolution(_ctx, _param, value: Optional[str]) -> Optional[int]:
 
 
 @click.command()
-@click.option('--source', help='Folder or zip of input images', metavar='PATH', required=True)
-@click.option('--dest', help='Output .zip (or folder)', metavar='PATH', required=True)
+@click.option('--source', help='Folder or zip of input images', metavar='PATH', required=True,
+              callback=cli.expand_path)
+@click.option('--dest', help='Output .zip (or folder)', metavar='PATH', required=True, callback=cli.expand_path)
 @click.option('--max-images', help='Use at most this many input images', metavar='INT', type=click.IntRange(min=1))
 @click.option('--resolution', help='Output size, e.g. 512 or 512x512 [default: input size]', metavar='SIZE',
               callback=_parse_resolution)
 @click.option('--transform', help='Crop before resizing (ignored with --estimate-cameras)',
               type=click.Choice(TRANSFORMS), default='none', show_default=True)
-@click.option('--labels', help='Camera labels: a .json (dataset.json format) or .csv file', metavar='FILE')
+@click.option('--labels', help='Camera labels: a .json (dataset.json format) or .csv file', metavar='FILE',
+              callback=cli.expand_path)
 @click.option('--estimate-cameras', help='Detect each face, crop it as EG3D does and estimate its camera',
               is_flag=True)
 @click.option('--multiple-faces', help='With --estimate-cameras: skip images with several faces, or use the largest',
               type=click.Choice(['skip', 'largest']), default='skip', show_default=True)
 @click.option('--mirror', help='Add a mirrored copy of every image (with the mirrored camera label)', is_flag=True)
 @click.option('--dry-run', help='Print what would be written and stop', is_flag=True)
-@click.option('--overwrite', help='Replace an existing --dest', is_flag=True)
+@click.option('--overwrite', help='Replace an existing --dest (a dataset zip or folder, never an input)',
+              is_flag=True)
 def convert_dataset(source: str, dest: str, max_images: Optional[int], resolution: Optional[int], transform: str,
                     labels: Optional[str], estimate_cameras: bool, multiple_faces: str, mirror: bool,
                     dry_run: bool, overwrite: bool) -> None:
@@ -194,7 +251,7 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
     # Re-encode an EG3D dataset at 128x128 (its dataset.json labels are kept), check first:
     python dataset_tool.py --source=~/datasets/ffhq512.zip --dest=~/datasets/ffhq128.zip --resolution=128 --dry-run
     """
-    source, dest = os.path.expanduser(source), os.path.expanduser(dest)
+    check_dest(dest, [source, labels], overwrite)
     names, load = open_image_source(source)
     if not names:
         raise click.ClickException(f'no images found in --source {source}')
@@ -203,7 +260,7 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
         raise click.ClickException('give either --labels or --estimate-cameras, not both')
     label_map, label_origin = None, 'none (the dataset will have no labels)'
     if labels is not None:
-        label_map, label_origin = load_label_file(os.path.expanduser(labels)), labels
+        label_map, label_origin = load_label_file(labels), labels
     elif estimate_cameras:
         label_origin = 'estimated from face landmarks'
         _face_detector()  # fail now, with the install hint, if the face tools are missing
@@ -224,15 +281,28 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
                f'resolution: {resolution or "as input"}; {outputs} images -> {dest}')
     if dry_run:
         return
-    if os.path.exists(dest):
-        if not overwrite:
-            raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it')
-        shutil.rmtree(dest) if os.path.isdir(dest) else os.remove(dest)
-    if dest.lower().endswith('.zip'):
-        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
 
     writer = DatasetWriter(dest)
-    out_labels, skipped, index = [], [], 0
+    try:
+        written, skipped = _write_images(writer, names, load, label_map, transform, resolution, estimate_cameras,
+                                         multiple_faces, mirror)
+        for line in skipped:
+            click.echo(f'skipped {line}', err=True)
+        if written == 0:
+            raise click.ClickException(f'every image was skipped (reasons above); nothing was written'
+                                       f'{" and the old --dest is unchanged" if os.path.lexists(dest) else ""}')
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    click.echo(f'wrote {written} images to {dest}; skipped {len(skipped)}')
+
+
+def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str], np.ndarray],
+                  label_map: Optional[Dict[str, List[float]]], transform: str, resolution: Optional[int],
+                  estimate_cameras: bool, multiple_faces: str, mirror: bool) -> Tuple[int, List[str]]:
+    """Write the images and dataset.json; returns (#images written, 'name: reason' per skipped image)."""
+    out_labels, skipped, index, size = [], [], 0, None
     for name in tqdm(names, desc='dataset_tool', unit='img', file=sys.stderr):
         try:
             image, label = _prepare(load(name), transform, resolution, estimate_cameras, multiple_faces,
@@ -240,6 +310,11 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
         except (OSError, ValueError) as err:
             skipped.append(f'{name}: {err}')
             continue
+        if size is None:
+            size = image.shape
+        elif image.shape != size:
+            raise click.ClickException(f'"{name}" becomes {image.shape[1]}x{image.shape[0]} but earlier images '
+                                       f'{size[1]}x{size[0]}: a dataset has one resolution; pass --resolution')
         idx_str = f'{index:08d}'
         copies = [(f'{idx_str[:5]}/img{idx_str}.png', image, label)]
         if mirror:
@@ -250,24 +325,17 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int], resolutio
             if out_label is not None:
                 out_labels.append([out_name, [float(v) for v in out_label]])
         index += 1
-    writer.write('dataset.json', json.dumps({'labels': out_labels if label_map is not None or estimate_cameras
-                                             else None}).encode())
-    writer.close()
-
-    for line in skipped:
-        click.echo(f'skipped {line}', err=True)
-    click.echo(f'wrote {index * (2 if mirror else 1)} images to {dest}; skipped {len(skipped)}')
-    if index == 0:
-        raise click.ClickException('every image was skipped; nothing usable was written')
+    has_labels = label_map is not None or estimate_cameras
+    writer.write('dataset.json', json.dumps({'labels': out_labels if has_labels else None}).encode())
+    return index * (2 if mirror else 1), skipped
 
 
-def _prepare(image: PIL.Image.Image, transform: str, resolution: Optional[int], estimate_cameras: bool,
+def _prepare(rgb: np.ndarray, transform: str, resolution: Optional[int], estimate_cameras: bool,
              multiple_faces: str, label: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image."""
+    """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image (H, W, 3) uint8."""
     if not estimate_cameras:
-        return transform_image(image, transform, resolution), label
+        return transform_image(rgb, transform, resolution), label
     from dataset_preprocessing import face_pose
-    rgb = np.asarray(image.convert('RGB'))
     landmarks, pose = face_pose.estimate_pose(rgb, _face_detector(),
                                               multiple_faces='largest' if multiple_faces == 'largest' else 'error')
     return face_pose.align_face(rgb, landmarks, pose, resolution)
@@ -295,4 +363,4 @@ def _source_labels(source: str) -> Optional[Dict[str, np.ndarray]]:
 
 
 if __name__ == '__main__':
-    convert_dataset()
+    cli.run(convert_dataset)

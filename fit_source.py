@@ -30,6 +30,7 @@ import torch
 import demo_source
 import dnnlib
 import legacy
+from dnnlib import cli
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.domain_adaptation import without_domain_adaptation
 
@@ -47,7 +48,7 @@ def save_network(G: torch.nn.Module, path: str) -> None:
 
 
 @click.command(help=__doc__)
-@click.option('--out', help='Network pickle to write', metavar='PKL', required=True)
+@click.option('--out', help='Network pickle to write', metavar='PKL', required=True, callback=cli.expand_path)
 @click.option('--heads', help='Number of synthetic heads (seeds 0..heads-1)', type=click.IntRange(min=1),
               default=16, show_default=True)
 @click.option('--views', 'views_per_head', help='Camera views per head', type=click.IntRange(min=1), default=4,
@@ -57,44 +58,52 @@ def save_network(G: torch.nn.Module, path: str) -> None:
 @click.option('--iterations', help='Optimisation steps (0: only re-export --resume, e.g. with --source-only)',
               type=click.IntRange(min=0), default=400, show_default=True)
 @click.option('--batch', 'batch_size', help='Views per step', type=click.IntRange(min=1), default=2, show_default=True)
-@click.option('--lr', help='Adam learning rate', type=click.FloatRange(min=0, min_open=True), default=3e-3,
+@click.option('--lr', help='Adam learning rate', type=cli.FiniteFloat(min=0, min_open=True), default=3e-3,
               show_default=True)
 @click.option('--style-from', help='First step that also fits the toon domain', type=click.IntRange(min=0),
               default=60, show_default=True)
 @click.option('--seed', help='Data and sampling seed', type=int, default=0, show_default=True)
 @click.option('--snap', help='Write the pickle every this many steps', type=click.IntRange(min=1), default=20,
               show_default=True)
-@click.option('--minutes', help='Stop after this many minutes of fitting', type=click.FloatRange(min=0, min_open=True),
+@click.option('--minutes', help='Stop after this many minutes of fitting', type=cli.FiniteFloat(min=0, min_open=True),
               default=None)
 @click.option('--resume', help='Continue from this network pickle (written by this script) instead of random weights',
-              metavar='PKL', default=None)
+              metavar='PKL', default=None, callback=cli.expand_path)
 @click.option('--source-only', help='Fit and write the natural source only: a plain EG3D generator without the DAM '
               'and the toon domain (the start network of train.py --method=pstyle)', is_flag=True)
 @click.option('--threads', help='torch CPU threads', type=click.IntRange(min=1), default=2, show_default=True)
+@click.option('--overwrite', help='Replace an existing --out (never the --resume pickle)', is_flag=True)
 def main(out: str, heads: int, views_per_head: int, resolution: int, iterations: int, batch_size: int, lr: float,
-         style_from: int, seed: int, snap: int, minutes: float, resume: str, source_only: bool, threads: int) -> None:
+         style_from: int, seed: int, snap: int, minutes: float, resume: str, source_only: bool, threads: int,
+         overwrite: bool) -> None:
     if iterations == 0 and resume is None:
         raise click.BadParameter('0 iterations only re-export a network: pass --resume', param_hint="'--iterations'")
+    if resume is not None and not os.path.isfile(resume):
+        raise click.BadParameter(f'network pickle "{resume}" does not exist', param_hint="'--resume'")
+    cli.check_not_a_source(out, '--out', [resume])
+    cli.check_new_output(out, '--out', overwrite)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if resume is None:
+        G = demo_source.build_demo_generator(resolution)
+    else:
+        try:
+            G = legacy.load_network_pkl(resume)['G_ema']
+        except cli.INPUT_ERRORS as err:
+            raise cli.network_error('--resume', resume, err) from err
+        if G.img_resolution != resolution:
+            raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
+                                     f'is {resolution}', param_hint="'--resume'")
+    if G.domain_kwargs is None:
+        raise click.BadParameter(f'{resume} has no domain path (was it written with --source-only?); resume from a '
+                                 'pickle written without it', param_hint="'--resume'")
+    if source_only:
+        style_from = iterations  # never
     t0 = time.time()
     views = demo_source.render_views(heads, views_per_head, resolution, seed)
     click.echo(f'rendered {heads} heads x {views_per_head} views at {resolution}x{resolution} in '
                f'{time.time() - t0:.0f} s')
-    if resume is None:
-        G = demo_source.build_demo_generator(resolution)
-    else:
-        G = legacy.load_network_pkl(resume)['G_ema']
-        if G.img_resolution != resolution:
-            raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
-                                     f'is {resolution}', param_hint="'--resume'")
-
-    if source_only:
-        style_from = iterations  # never
-    if G.domain_kwargs is None:
-        raise click.BadParameter(f'{resume} has no domain path (was it written with --source-only?); resume from a '
-                                 'pickle written without it', param_hint="'--resume'")
 
     def write() -> None:
         save_network(without_domain_adaptation(G) if source_only else G, out)
@@ -114,4 +123,4 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -9,14 +9,30 @@ import torch
 
 import gen_utils
 import shape_utils
+from dnnlib import cli
 
 # ----------------------------------------------------------------------------
 
 
-def sample_name(seed: int, alpha: Optional[float], yaw: float, pitch: float) -> str:
-    """File stem such as 'seed0003_alpha0.50_yaw+0.40_pitch-0.10' (no alpha part for plain EG3D output)."""
-    alpha_part = '' if alpha is None else f'_alpha{alpha:.2f}'
-    return f'seed{seed:04d}{alpha_part}_yaw{yaw:+.2f}_pitch{pitch:+.2f}'
+def sample_name(seed: int, style: Optional[str], alpha: Optional[float], yaw: float, pitch: float) -> str:
+    """File stem such as 'seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10'.
+
+    `style` is the domain name or the exemplar's file stem (no style or alpha part for plain EG3D
+    output); numbers keep every digit that two decimals would round away.
+    """
+    return f'{shape_name(seed, style, alpha)}_yaw{gen_utils.exact_number(yaw, signed=True)}' \
+           f'_pitch{gen_utils.exact_number(pitch, signed=True)}'
+
+
+def shape_name(seed: int, style: Optional[str], alpha: Optional[float]) -> str:
+    """File stem of one shape, e.g. 'seed0003_pixar_alpha0.50'."""
+    style_part = '' if style is None else f'_{style}_alpha{gen_utils.exact_number(alpha)}'
+    return f'seed{seed:04d}{style_part}'
+
+
+def grid_name(seed: int, style: Optional[str]) -> str:
+    """File stem of one seed's grid, e.g. 'seed0003_pixar_grid'."""
+    return f'seed{seed:04d}' + ('' if style is None else f'_{style}') + '_grid'
 
 
 @torch.no_grad()
@@ -36,52 +52,62 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cam
 
 
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
-    """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces)."""
+    """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces).
+
+    The mesh is extracted before either file is written, so a level without a surface writes nothing.
+    """
     # Blank the border as EG3D does: tri-plane densities near the box faces are floaters.
-    blanked = shape_utils.clear_border(volume, shape_utils.border_width(volume.shape[0]), shape_utils.EMPTY_DENSITY)
-    shape_utils.write_mrc(stem + '.mrc', np.flip(blanked, 0), voxel_size=box_size / (volume.shape[0] - 1))
-    verts, faces = shape_utils.extract_mesh(blanked, level, box_size)
+    volume = shape_utils.clear_border(volume, shape_utils.border_width(volume.shape[0]), shape_utils.EMPTY_DENSITY)
+    try:
+        verts, faces = shape_utils.extract_mesh(volume, level, box_size)
+    except ValueError as err:
+        raise click.ClickException(f'--shape-level: {err}; choose a level inside that range') from err
+    shape_utils.write_mrc(stem + '.mrc', np.flip(volume, 0), voxel_size=box_size / (volume.shape[0] - 1))
     shape_utils.write_ply(stem + '.ply', verts, faces)
     return len(verts), len(faces)
+
+
+def output_paths(outdir: str, seeds: List[int], style: Optional[str], rows: List[Optional[float]],
+                 views: List[Tuple[float, float]], depth: bool, shapes: bool) -> List[str]:
+    """Every file one run writes, in the order it writes them."""
+    paths = []
+    for seed in seeds:
+        for alpha in rows:
+            for yaw, pitch in views:
+                stem = os.path.join(outdir, sample_name(seed, style, alpha, yaw, pitch))
+                paths += [stem + '.png'] + ([stem + '_depth.png'] if depth else [])
+            if shapes:
+                stem = os.path.join(outdir, shape_name(seed, style, alpha))
+                paths += [stem + '.mrc', stem + '.ply']
+        paths.append(os.path.join(outdir, grid_name(seed, style) + '.png'))
+    return paths
 
 # ----------------------------------------------------------------------------
 
 
 @click.command()
-@click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH')
-@click.option('--seeds', type=gen_utils.SeedList(), help='Random seeds, e.g. 0-7,12', default='0-3',
-              show_default=True)
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=0.7, show_default=True)
-@click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
-              default=14, show_default=True)
-@click.option('--outdir', help='Where to save the outputs', type=str, required=True, metavar='DIR')
-@click.option('--domain', help='Style domain stored in the network  [default: its first one]', metavar='NAME')
-@click.option('--exemplar', help='Style exemplar image (example-based stylisation)', metavar='IMAGE')
-@click.option('--alpha', 'alphas', type=gen_utils.FloatList(), metavar='LIST',
-              help='Style strengths, one grid row each (0 = natural, 1 = style)  [default: 0,1]')
+@gen_utils.generation_options(seeds_default='0-3', seeds_help='Random seeds, e.g. 0-7,12',
+                              alpha_help='Style strengths, one grid row each (0 = natural, 1 = style)  [default: 0,1]',
+                              outdir_help='Where to save the outputs')
 @click.option('--views', type=gen_utils.ViewList(), default='multi', show_default=True, metavar='VIEWS',
               help=f'yaw:pitch list in radians (e.g. 0:0,0.4:-0.1) or a preset: {", ".join(gen_utils.VIEW_PRESETS)}')
-@click.option('--fov-deg', help='Field of view of the camera in degrees', type=click.FloatRange(min=1, max=179),
-              default=18.837, show_default=True)
 @click.option('--depth', is_flag=True, help='Also save depth maps (16-bit PNG, ray_end..ray_start -> 0..65535)')
 @click.option('--shapes', is_flag=True, help='Also save each shape as a density volume (.mrc) and a mesh (.ply)')
 @click.option('--shape-res', type=click.IntRange(min=8), default=256, show_default=True,
               help='Voxels per side of the shape volume')
-@click.option('--shape-level', type=float, default=10.0, show_default=True,
+@click.option('--shape-level', type=cli.FiniteFloat(), default=10.0, show_default=True,
               help='Density iso-level of the mesh')
-@click.option('--ray-chunk', type=click.IntRange(min=1), default=4096, show_default=True,
-              help='Rays rendered at once (bounds memory)')
-@click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
-              show_default=True, help='Where to run')
 def generate_images(network: Optional[str], seeds: List[int], truncation_psi: float, truncation_cutoff: int,
-                    outdir: str, domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]],
-                    views: List[Tuple[float, float]], fov_deg: float, depth: bool, shapes: bool, shape_res: int,
-                    shape_level: float, ray_chunk: int, device_name: str):
+                    domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]], fov_deg: float,
+                    ray_chunk: int, device_name: str, outdir: str, overwrite: bool,
+                    views: List[Tuple[float, float]], depth: bool, shapes: bool, shape_res: int,
+                    shape_level: float):
     """Generate natural and stylised portraits from several views with a network pickle.
 
-    For every seed: one PNG per (alpha, view), e.g. seed0003_alpha0.50_yaw+0.40_pitch-0.10.png, and
-    seed0003_grid.png with one row per alpha and one column per view. Without --network the bundled
-    demo network is used.
+    For every seed: one PNG per (alpha, view), e.g. seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10.png
+    (the style part is the domain name or the exemplar's file name), and seed0003_pixar_grid.png
+    with one row per alpha and one column per view. Without --network the bundled demo network is
+    used. Existing files are not replaced without --overwrite.
 
     Examples:
 
@@ -98,7 +124,9 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     # Example-based: the style of one exemplar image, frontal view only.
     python gen_samples.py --network=pixar.pkl --exemplar=style.png --views=front --outdir=out
     """
-    network_path = gen_utils.resolve_network_path(network)
+    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir)
+    if shapes:
+        shape_utils.require_mcubes('--shapes')
     device = gen_utils.select_device(device_name)
     G = gen_utils.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
@@ -112,7 +140,9 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     else:
         rows = alphas if alphas is not None else [0.0, 1.0]
         print(f'Style "{domain_label}" at alpha {", ".join(f"{a:g}" for a in rows)}.')
-    os.makedirs(outdir, exist_ok=True)
+    cli.check_outputs(output_paths(outdir, seeds, domain_label, rows, views, depth, shapes), overwrite,
+                      sources=[network_path, exemplar])
+    cli.prepare_outdir(outdir)
 
     # EG3D conditions the mapping on the frontal camera and renders from the requested ones.
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
@@ -129,7 +159,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
             kwargs = gen_utils.domain_kwargs(code, alpha)
             planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
             for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, seed, kwargs)):
-                stem = os.path.join(outdir, sample_name(seed, alpha, yaw, pitch))
+                stem = os.path.join(outdir, sample_name(seed, domain_label, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
                 tiles.append(image)
@@ -138,15 +168,15 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     depth16 = (unit[0, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
-                stem = os.path.join(outdir, f'seed{seed:04d}' + ('' if alpha is None else f'_alpha{alpha:.2f}'))
+                stem = os.path.join(outdir, shape_name(seed, domain_label, alpha))
                 volume = shape_utils.density_volume(G, planes, shape_res)
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))
-        gen_utils.save_png(grid, os.path.join(outdir, f'seed{seed:04d}_grid.png'))
+        gen_utils.save_png(grid, os.path.join(outdir, grid_name(seed, domain_label) + '.png'))
 
 # ----------------------------------------------------------------------------
 
 
 if __name__ == '__main__':
-    generate_images()  # pylint: disable=no-value-for-parameter
+    cli.run(generate_images)

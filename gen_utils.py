@@ -6,15 +6,21 @@ domain arguments) and generator outputs into uint8 pictures; the networks themse
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
 import numpy as np
 import PIL.Image
 import torch
 
+import dnnlib
+from dnnlib import cli, image_io
+
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEMO_NETWORK = os.path.join('networks', 'pstyle3d-demo-synthetic.pkl')
+
+# More seeds than this in one run is almost certainly a typo (and a list of 1e9 seeds fills the RAM).
+MAX_SEEDS = 1_000_000
 
 # Named camera sets for --views: (yaw, pitch) in radians relative to the frontal view.
 VIEW_PRESETS = {
@@ -28,28 +34,34 @@ VIEW_PRESETS = {
 
 
 class SeedList(click.ParamType):
-    """Comma-separated non-negative integers and inclusive ranges: `0-7,12` -> [0, ..., 7, 12]."""
+    """Comma-separated non-negative integers and inclusive ranges: `0-7,12` -> [0, ..., 7, 12].
+
+    Bounds and the total count are checked before any range is expanded.
+    """
     name = 'seeds'
 
     def convert(self, value: Any, param, ctx) -> List[int]:
         if isinstance(value, list):
             return value
-        seeds = []
+        spans = []
         for part in str(value).split(','):
             part = part.strip()
             if m := re.fullmatch(r'(\d+)-(\d+)', part):
                 lo, hi = int(m.group(1)), int(m.group(2))
                 if lo > hi:
                     self.fail(f'range "{part}" is empty (start > end)', param, ctx)
-                seeds.extend(range(lo, hi + 1))
             elif re.fullmatch(r'\d+', part):
-                seeds.append(int(part))
+                lo = hi = int(part)
             else:
                 self.fail(f'"{part}" in "{value}" is not a seed; expected non-negative integers or ranges '
                           f'such as 0-7,12', param, ctx)
-        if any(s >= 2 ** 32 for s in seeds):
-            self.fail('seeds must be below 2**32 (numpy RandomState seeds)', param, ctx)
-        return seeds
+            if hi >= 2 ** 32:
+                self.fail(f'"{part}": seeds must be below 2**32 (numpy RandomState seeds)', param, ctx)
+            spans.append((lo, hi))
+        count = sum(hi - lo + 1 for lo, hi in spans)
+        if count > MAX_SEEDS:
+            self.fail(f'"{value}" is {count} seeds; give at most {MAX_SEEDS} per run', param, ctx)
+        return [seed for lo, hi in spans for seed in range(lo, hi + 1)]
 
 
 class FloatList(click.ParamType):
@@ -89,6 +101,8 @@ class ViewList(click.ParamType):
             except ValueError:
                 self.fail(f'"{part}" is not a yaw:pitch pair of numbers (radians), e.g. 0.4:-0.1; or use a preset: '
                           f'{", ".join(VIEW_PRESETS)}', param, ctx)
+            if not (np.isfinite(yaw) and np.isfinite(pitch)):
+                self.fail(f'"{part}" is not a pair of finite numbers', param, ctx)
             views.append((yaw, pitch))
         return views
 
@@ -104,6 +118,50 @@ class GridSize(click.ParamType):
         if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
             self.fail(f'"{value}" is not a grid size; expected WxH with positive integers, e.g. 2x2', param, ctx)
         return int(m.group(1)), int(m.group(2))
+
+# ----------------------------------------------------------------------------
+# Options that gen_samples.py and gen_videos.py share.
+
+
+def generation_options(seeds_default: str, seeds_help: str, alpha_help: str, outdir_help: str) -> Callable:
+    """Decorator adding the options both generation CLIs take (network, latents, domain, camera, device, output)."""
+    options = [
+        click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]',
+                     metavar='PATH', callback=cli.expand_path),
+        click.option('--seeds', type=SeedList(), help=seeds_help, default=seeds_default, show_default=True),
+        click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=0.7,
+                     show_default=True),
+        click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
+                     default=14, show_default=True),
+        click.option('--domain', help='Style domain stored in the network  [default: its first one]', metavar='NAME'),
+        click.option('--exemplar', help='Style exemplar image (example-based stylisation)', metavar='IMAGE',
+                     callback=cli.expand_path),
+        click.option('--alpha', 'alphas', type=FloatList(), metavar='LIST', help=alpha_help),
+        click.option('--fov-deg', help='Field of view of the camera in degrees', type=cli.FiniteFloat(min=1, max=179),
+                     default=18.837, show_default=True),
+        click.option('--ray-chunk', type=click.IntRange(min=1), default=4096, show_default=True,
+                     help='Rays rendered at once (bounds memory)'),
+        click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
+                     show_default=True, help='Where to run'),
+        click.option('--outdir', help=outdir_help, type=str, required=True, metavar='DIR', callback=cli.expand_path),
+        click.option('--overwrite', is_flag=True, help='Replace outputs of the same names in --outdir'),
+    ]
+
+    def decorate(function: Callable) -> Callable:
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+def exact_number(value: float, signed: bool = False) -> str:
+    """`value` with two decimals for file names, or every digit it needs when two would round it.
+
+    0.5 -> '0.50', 0.004 -> '0.004'; so distinct values always give distinct names.
+    """
+    sign = '+' if signed else ''
+    text = f'{value:{sign}.2f}'
+    return text if float(text) == value else f'{value:{sign}}'
 
 # ----------------------------------------------------------------------------
 # Device and network.
@@ -128,19 +186,33 @@ def resolve_network_path(network: Optional[str]) -> str:
             raise click.UsageError(f'no --network given and the bundled demo network {DEMO_NETWORK} is not in '
                                    f'this checkout; pass --network=PATH_OR_URL to a network pickle')
         return network
-    if '://' not in network and not os.path.isfile(network):
+    if not dnnlib.util.is_url(network) and not os.path.isfile(network):
         raise click.BadParameter(f'network pickle "{network}" does not exist', param_hint="'--network'")
     return network
 
 
+def check_generation_inputs(network: Optional[str], domain: Optional[str], exemplar: Optional[str],
+                            outdir: str) -> str:
+    """The checks that need no network: the network's path, the style choice, the exemplar file and
+    the output folder. Returns the network path (see `resolve_network_path`)."""
+    if domain is not None and exemplar is not None:
+        raise click.UsageError('give either --domain or --exemplar, not both')
+    if exemplar is not None and not os.path.isfile(exemplar):
+        raise click.BadParameter(f'exemplar image "{exemplar}" does not exist', param_hint="'--exemplar'")
+    cli.check_writable_folder(outdir, '--outdir')
+    return resolve_network_path(network)
+
+
 def load_generator(path: str, device: torch.device) -> torch.nn.Module:
     """G_ema of a network pickle (path or URL) through the project's safe loader, in eval mode on `device`."""
-    import dnnlib
     import legacy
 
     print(f'Loading networks from "{path}"...')
-    with dnnlib.util.open_url(path) as f:
-        G = legacy.load_network_pkl(f)['G_ema']
+    try:
+        with dnnlib.util.open_url(path) as f:
+            G = legacy.load_network_pkl(f)['G_ema']
+    except cli.INPUT_ERRORS as err:
+        raise cli.network_error('--network', path, err) from err
     return G.eval().requires_grad_(False).to(device)
 
 # ----------------------------------------------------------------------------
@@ -148,14 +220,21 @@ def load_generator(path: str, device: torch.device) -> torch.nn.Module:
 
 
 def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
-    """An exemplar image file as a (1, 3, H, W) float tensor in [-1, 1]."""
-    if not os.path.isfile(path):
-        raise click.BadParameter(f'exemplar image "{path}" does not exist', param_hint="'--exemplar'")
+    """An exemplar image file as a (1, 3, H, W) float tensor in [-1, 1].
+
+    Read by `dnnlib.image_io.read_image`: 16-bit and float images are scaled, transparent pixels
+    are composited over white.
+    """
     try:
-        image = PIL.Image.open(path).convert('RGB')
-    except (OSError, PIL.UnidentifiedImageError) as err:
-        raise click.BadParameter(f'cannot read exemplar image "{path}": {err}', param_hint="'--exemplar'") from err
-    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1
+        image = image_io.read_image(path)
+    except image_io.ImageReadError as err:
+        raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
+    return exemplar_tensor(image, device)
+
+
+def exemplar_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> the (1, 3, H, W) float tensor in [-1, 1] that G's exemplar encoder takes."""
+    array = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1
     return torch.from_numpy(array).unsqueeze(0).to(device)
 
 
@@ -245,7 +324,8 @@ def layout_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: str) -> None:
-    """Save (H, W, 3) uint8 as RGB, (H, W, 1) uint8 as grey, (H, W, 1) uint16 as 16-bit grey."""
+    """Save (H, W, 3) uint8 as RGB, (H, W, 1) uint8 as grey, (H, W, 1) uint16 as 16-bit grey (atomically)."""
     if array.shape[-1] == 1:
         array = array[..., 0]
-    PIL.Image.fromarray(array).save(path)
+    with dnnlib.util.atomic_output(path) as tmp_path:
+        PIL.Image.fromarray(array).save(tmp_path, format='png')

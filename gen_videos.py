@@ -1,5 +1,6 @@
 """Render orbit / zoom videos of natural or stylised heads with a network pickle, frame by frame."""
 
+import hashlib
 import os
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -10,7 +11,9 @@ import scipy.interpolate
 import torch
 from tqdm import tqdm
 
+import dnnlib
 import gen_utils
+from dnnlib import cli
 
 CAMERA_PATHS = ('orbit', 'yaw', 'zoom', 'static')
 
@@ -117,41 +120,70 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
 # ----------------------------------------------------------------------------
 
 
+def seeds_name(seeds: List[int], max_chars: int = 48) -> str:
+    """The seeds in a file name: runs of consecutive seeds as 'a-b', joined by '_' ('0_5' vs '0-5').
+
+    A list too long for a file name becomes first-last, count and a hash of the whole list.
+    """
+    runs, start = [], 0
+    for i in range(1, len(seeds) + 1):
+        if i == len(seeds) or seeds[i] != seeds[i - 1] + 1:
+            runs.append(f'{seeds[start]}' if i - 1 == start else f'{seeds[start]}-{seeds[i - 1]}')
+            start = i
+    text = '_'.join(runs)
+    if len(text) > max_chars:
+        digest = hashlib.sha1(','.join(map(str, seeds)).encode()).hexdigest()[:8]
+        text = f'{seeds[0]}to{seeds[-1]}_n{len(seeds)}_{digest}'
+    return 'seeds' + text
+
+
+def video_name(seeds: List[int], grid: Tuple[int, int], camera_preset: str, image_mode: str,
+               style: Optional[str], alpha: Optional[float]) -> str:
+    """File name such as 'seeds0-3_2x2_orbit_image_pixar_alpha1.00.mp4'."""
+    style_part = '' if style is None else f'_{style}_alpha{gen_utils.exact_number(alpha)}'
+    return f'{seeds_name(seeds)}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{style_part}.mp4'
+
+
+def write_video(path: str, frames: Iterator[np.ndarray], num_frames: int, fps: int) -> None:
+    """Encode frames to an mp4 under a temporary name, renamed to `path` once complete."""
+    with dnnlib.util.atomic_output(path) as tmp_path:
+        # macro_block_size=2: libx264 needs even sizes; a larger block would silently rescale the frames.
+        video = imageio.get_writer(tmp_path, mode='I', fps=fps, codec='libx264', bitrate='10M', macro_block_size=2)
+        try:
+            for frame in tqdm(frames, total=num_frames, desc=os.path.basename(path), unit='frame'):
+                video.append_data(frame)
+        finally:
+            # imageio leaves a writer open after an error; ffmpeg would then write the file after
+            # it is removed. Closing here makes ffmpeg finish before the temporary file goes.
+            video.close()
+
+# ----------------------------------------------------------------------------
+
+
 @click.command()
-@click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH')
-@click.option('--seeds', type=gen_utils.SeedList(), help='Random seeds, e.g. 0-3', default='0', show_default=True)
+@gen_utils.generation_options(seeds_default='0', seeds_help='Random seeds, e.g. 0-3',
+                              alpha_help='Style strength(s), one video each (0 = natural, 1 = style)  [default: 1]',
+                              outdir_help='Output directory')
 @click.option('--grid', type=gen_utils.GridSize(), help='Grid of heads, columns x rows', default='1x1',
               show_default=True, metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1), metavar='INT',
               help='Seeds each cell moves through  [default: #seeds / (W*H)]')
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames per keyframe', default=120, show_default=True)
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=0.7, show_default=True)
-@click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
-              default=14, show_default=True)
-@click.option('--domain', help='Style domain stored in the network  [default: its first one]', metavar='NAME')
-@click.option('--exemplar', help='Style exemplar image (example-based stylisation)', metavar='IMAGE')
-@click.option('--alpha', 'alphas', type=gen_utils.FloatList(), metavar='LIST',
-              help='Style strength(s), one video each (0 = natural, 1 = style)  [default: 1]')
 @click.option('--camera', 'camera_preset', type=click.Choice(CAMERA_PATHS), default='orbit', show_default=True,
               help='Camera path')
-@click.option('--fov-deg', help='Field of view in degrees', type=click.FloatRange(min=1, max=179),
-              default=18.837, show_default=True)
 @click.option('--image-mode', type=click.Choice(['image', 'image_depth', 'image_raw']), default='image',
               show_default=True, help='Which output to film')
 @click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Frames per second')
-@click.option('--ray-chunk', type=click.IntRange(min=1), default=4096, show_default=True,
-              help='Rays rendered at once (bounds memory)')
-@click.option('--outdir', help='Output directory', type=str, required=True, metavar='DIR')
-@click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
-              show_default=True, help='Where to run')
-def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, int], num_keyframes: Optional[int],
-                    w_frames: int, truncation_psi: float, truncation_cutoff: int, domain: Optional[str],
-                    exemplar: Optional[str], alphas: Optional[List[float]], camera_preset: str, fov_deg: float,
-                    image_mode: str, fps: int, ray_chunk: int, outdir: str, device_name: str):
+def generate_videos(network: Optional[str], seeds: List[int], truncation_psi: float, truncation_cutoff: int,
+                    domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]], fov_deg: float,
+                    ray_chunk: int, device_name: str, outdir: str, overwrite: bool, grid: Tuple[int, int],
+                    num_keyframes: Optional[int], w_frames: int, camera_preset: str, image_mode: str, fps: int):
     """Render a video of heads seen along a camera path, written frame by frame to an mp4.
 
     The video has num_keyframes * w_frames frames; each grid cell moves through its keyframe
-    seeds (looping, cubic interpolation) while the camera follows the path once. One mp4 per alpha.
+    seeds (looping, cubic interpolation) while the camera follows the path once. One mp4 per alpha,
+    written under a temporary name and renamed when complete; existing videos are not replaced
+    without --overwrite.
 
     Examples:
 
@@ -169,7 +201,7 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     python gen_videos.py --network=pixar.pkl --exemplar=style.png --camera=zoom --outdir=out
     """
     keyframe_seeds = grid_seeds(seeds, grid, num_keyframes)
-    network_path = gen_utils.resolve_network_path(network)
+    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir)
     device = gen_utils.select_device(device_name)
     G = gen_utils.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
@@ -177,7 +209,11 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     if domain_arg is None and alphas is not None:
         raise click.UsageError('--alpha needs a style domain, but no --domain/--exemplar was given and the '
                                'network stores none')
-    os.makedirs(outdir, exist_ok=True)
+    video_alphas = (alphas or [1.0]) if domain_arg is not None else [None]
+    videos = [os.path.join(outdir, video_name(seeds, grid, camera_preset, image_mode, domain_label, alpha))
+              for alpha in video_alphas]
+    cli.check_outputs(videos, overwrite, sources=[network_path, exemplar])
+    cli.prepare_outdir(outdir)
 
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
     cameras = [gen_utils.camera_label(G, yaw, pitch, fov, device)
@@ -188,20 +224,14 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     ws_keys = ws.reshape(*keyframe_seeds.shape, *ws.shape[1:])
     weights = keyframe_weights(keyframe_seeds.shape[0], w_frames)
 
-    grid_name = f'seeds{seeds[0]}' + (f'-{seeds[-1]}' if len(seeds) > 1 else '')
-    for alpha in (alphas or [1.0]) if domain_arg is not None else [None]:
-        alpha_part = '' if alpha is None else f'_{domain_label}_alpha{alpha:.2f}'
-        mp4 = os.path.join(outdir, f'{grid_name}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{alpha_part}.mp4')
+    for alpha, mp4 in zip(video_alphas, videos):
         frames = render_frames(G, ws_keys, cameras, weights, image_mode, grid, domain=domain_arg,
                                alpha=1.0 if alpha is None else alpha)
-        # macro_block_size=2: libx264 needs even sizes; a larger block would silently rescale the frames.
-        with imageio.get_writer(mp4, mode='I', fps=fps, codec='libx264', bitrate='10M', macro_block_size=2) as video:
-            for frame in tqdm(frames, total=len(cameras), desc=os.path.basename(mp4), unit='frame'):
-                video.append_data(frame)
+        write_video(mp4, frames, len(cameras), fps)
         print(f'Wrote {mp4} ({len(cameras)} frames)')
 
 # ----------------------------------------------------------------------------
 
 
 if __name__ == '__main__':
-    generate_videos()  # pylint: disable=no-value-for-parameter
+    cli.run(generate_videos)

@@ -8,8 +8,11 @@ the device stays bounded whatever the resolution. Marching cubes comes from PyMC
 import struct
 from typing import Callable, Tuple
 
+import click
 import numpy as np
 import torch
+
+import dnnlib
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 EMPTY_DENSITY = -1000.0  # raw density written where the volume is blanked (far below any iso-level)
@@ -131,9 +134,17 @@ def write_mrc(path: str, volume: np.ndarray, voxel_size: float = 1.0) -> None:
     header[208:212] = b'MAP '
     header[212:216] = bytes([0x44, 0x44, 0x00, 0x00])  # machine stamp: little-endian
     struct.pack_into('<f', header, 216, float(data.std()))
-    with open(path, 'wb') as f:
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
         f.write(bytes(header))
         f.write(data.tobytes())
+
+
+def require_mcubes(option: str) -> None:
+    """Stop with an install hint when PyMCubes, which `extract_mesh` needs, is missing."""
+    try:
+        import mcubes  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError as err:
+        raise click.ClickException(f'{option} needs PyMCubes ({err}); pip install PyMCubes') from err
 
 
 def extract_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -158,8 +169,9 @@ def extract_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.
 
 def write_ply(path: str, verts: np.ndarray, faces: np.ndarray) -> None:
     """Write a triangle mesh as a binary little-endian PLY: verts (V, 3) float, faces (F, 3) int."""
-    with open(path, 'wb') as f:
-        f.write(ply_bytes(verts, faces))
+    content = ply_bytes(verts, faces)
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
+        f.write(content)
 
 
 def ply_bytes(verts: np.ndarray, faces: np.ndarray) -> bytes:

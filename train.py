@@ -34,9 +34,11 @@ import torch
 import configs
 import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
+from dnnlib import cli
 from training import trainable
 from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
+from training.training_loop import NonFiniteLossError
 
 
 def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
@@ -69,16 +71,19 @@ def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
 def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, print_fn=print) -> Optional[str]:
     """Create `<outdir>/<00000-desc>/`, write training_options.json and run the processes.
     Returns the run folder (None for a dry run, which only prints the options)."""
-    prev = [int(m.group()) for m in (re.match(r'^\d+', x) for x in
-                                    (os.listdir(outdir) if os.path.isdir(outdir) else [])) if m]
-    run_id = max(prev, default=-1) + 1
-    c.run_dir = os.path.join(outdir, f'{run_id:05d}-{desc}')
+    c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}')
     print_fn('Training options:')
     print_fn(json.dumps(c, indent=2))
     if dry_run:
         print_fn('Dry run; exiting.')
         return None
-    os.makedirs(c.run_dir, exist_ok=False)
+    os.makedirs(outdir, exist_ok=True)
+    while True:  # another train.py may take the same number between listing and creating: take the next
+        try:
+            os.mkdir(c.run_dir)
+            break
+        except FileExistsError:
+            c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}')
     with open(os.path.join(c.run_dir, 'training_options.json'), 'wt', encoding='utf-8') as f:
         json.dump(c, f, indent=2)
     print_fn(f'Output folder: {c.run_dir}')
@@ -90,13 +95,57 @@ def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, p
     return c.run_dir
 
 
-def _load_generator(resume: Optional[str], preset: dnnlib.EasyDict):
-    """The generator training would start from, on the CPU (to validate options against it)."""
-    if resume is None:
-        return dnnlib.util.construct_class_by_name(**preset.G_kwargs)
+def _next_run_id(outdir: str) -> int:
+    """One more than the largest run number in `outdir` (0 for a new folder)."""
+    prev = [int(m.group()) for m in (re.match(r'^\d+', x) for x in
+                                    (os.listdir(outdir) if os.path.isdir(outdir) else [])) if m]
+    return max(prev, default=-1) + 1
+
+
+def _load_networks(path: str, option: str) -> dict:
+    """The network pickle at `path` (local or URL) through the safe loader, or a one-line error."""
     import legacy
-    with dnnlib.util.open_url(resume) as f:
-        return legacy.load_network_pkl(f)['G_ema']
+    try:
+        with dnnlib.util.open_url(path) as f:
+            return legacy.load_network_pkl(f)
+    except cli.INPUT_ERRORS as err:
+        raise cli.network_error(option, path, err) from err
+
+
+def check_resume_snapshot(state: dict, G: torch.nn.Module, opts: dnnlib.EasyDict, parts: tuple) -> None:
+    """A training snapshot resumes exactly: the same method, domain and trained parts as its run."""
+    hint = ('--resume continues a run exactly; to start a new run from its weights, strip the training state '
+            'first: python legacy.py --source=SNAPSHOT --dest=NEW.pkl --inference-only')
+    if state.get('method', opts.method) != opts.method:
+        raise click.ClickException(f'--method: the snapshot was trained with --method={state["method"]}, not '
+                                   f'{opts.method}; {hint}')
+    if state.get('domain', opts.domain) != opts.domain:
+        raise click.ClickException(f'--domain: the snapshot trains domain "{state["domain"]}", not "{opts.domain}"; '
+                                   f'{hint}')
+    trained = sum(len(group['params']) for group in state['G_opt']['param_groups'])
+    if trained != len(trainable.select_parameters(G, parts)) or (state.get('D_opt') is not None) != ('D' in parts):
+        raise click.ClickException(f'--train: the snapshot trained other parts than {",".join(parts)} '
+                                   f'({trained} generator tensors, D {"" if state.get("D_opt") else "not "}trained); '
+                                   f'pass the --train of its run (see its training_options.json); {hint}')
+
+
+def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None:
+    """Both weight files are given and load as the losses will load them (a corrupt file stops here)."""
+    from training.perceptual import IdentityEncoder, VGG19Features
+    weights = (('--vgg', vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)', VGG19Features),
+               ('--arcface', arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)', IdentityEncoder))
+    for option, value, what, _ in weights:
+        if value is None:
+            raise click.ClickException(f'{option}: missing: pass the path or URL of the {what}, or '
+                                       f'--random-perceptual for random stand-ins (tests and CPU demos only)')
+        if not dnnlib.util.is_url(value) and not os.path.isfile(value):
+            raise click.ClickException(f'{option}: file "{value}" does not exist ({what})')
+    for option, value, what, build in weights:
+        try:
+            build(value)
+        except (*cli.INPUT_ERRORS, RuntimeError) as err:  # torch.load says RuntimeError for a cut-off file
+            hint = cli.cache_hint(value) or 'give the original file'
+            raise click.ClickException(f'{option}: cannot load the {what} from {value}: {err}; {hint}') from err
 
 
 def stored_domains(G: torch.nn.Module) -> list:
@@ -133,34 +182,40 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--train', '--method=finetune trains no domain path: drop "dam" and "encoder"')
 
     if not opts.random_perceptual:
-        for option, value, what in (('--vgg', opts.vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)'),
-                                    ('--arcface', opts.arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)')):
-            if value is None:
-                fail(option, f'missing: pass the path or URL of the {what}, or --random-perceptual for '
-                             f'random stand-ins (tests and CPU demos only)')
-            if '://' not in value and not os.path.isfile(value):
-                fail(option, f'file "{value}" does not exist ({what})')
+        check_perceptual_weights(opts.vgg, opts.arcface)
 
+    cli.check_writable_folder(opts.outdir, '--outdir')
     training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                           use_labels=True, max_size=None, xflip=opts.mirror)
     if not os.path.exists(opts.data):
         fail('--data', f'dataset "{opts.data}" does not exist (expected an EG3D-format folder or zip)')
     try:
         dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+        has_camera_labels = dataset.has_labels and dataset.label_dim == CAMERA_LABEL_DIM  # reads and checks the labels
     except (OSError, ValueError) as err:
         fail('--data', str(err))
-    if not dataset.has_labels or dataset.label_dim != CAMERA_LABEL_DIM:
+    if not has_camera_labels:
         fail('--data', f'the style dataset needs a {CAMERA_LABEL_DIM}-number camera label per image in dataset.json '
                        f'({DATASET_JSON_FORMAT}); found label_dim {dataset.label_dim}')
     training_set_kwargs.resolution = dataset.resolution
     training_set_kwargs.max_size = len(dataset)
 
-    if opts.resume is not None and '://' not in opts.resume and not os.path.isfile(opts.resume):
-        fail('--resume', f'network pickle "{opts.resume}" does not exist')
-    try:
-        G = _load_generator(opts.resume, preset)
-    except (OSError, ValueError) as err:
-        fail('--resume', str(err))
+    for option, path in (('--resume', opts.resume), ('--resume-d', opts.resume_d)):
+        if path is not None and not dnnlib.util.is_url(path) and not os.path.isfile(path):
+            fail(option, f'network pickle "{path}" does not exist')
+    resumed = _load_networks(opts.resume, '--resume') if opts.resume is not None else None
+    G = dnnlib.util.construct_class_by_name(**preset.G_kwargs) if resumed is None else resumed['G_ema']
+    resume_state = None if resumed is None else resumed.get('resume_state')
+    if resumed is not None and resumed['D'] is None and opts.resume_d is None:
+        fail('--resume-d', f'--resume {opts.resume} has no discriminator (e.g. the authors\' released checkpoints); '
+                           f'pass EG3D\'s network pickle of the same resolution, e.g. --resume-d=ffhq512-128.pkl')
+    if opts.resume_d is not None:
+        if resumed is None or resumed['D'] is not None:
+            fail('--resume-d', 'only a --resume without a discriminator takes one from --resume-d; drop the option')
+        D = _load_networks(opts.resume_d, '--resume-d')['D']
+        if D is None or D.img_resolution != G.img_resolution or D.c_dim != CAMERA_LABEL_DIM:
+            fail('--resume-d', f'{opts.resume_d} needs a discriminator of {G.img_resolution}x{G.img_resolution} images '
+                               f'with {CAMERA_LABEL_DIM}-number camera labels (EG3D\'s pickle of the --resume resolution)')
     if G.img_resolution != dataset.resolution:
         fail('--data', f'images are {dataset.resolution}x{dataset.resolution} but the network renders '
                        f'{G.img_resolution}x{G.img_resolution}; resize the dataset (dataset_tool.py --resolution)')
@@ -179,12 +234,16 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
             fail('--modres-max-res', f'--resume already has a DAM with ModRes up to {existing["modres_max_res"]}; '
                                      f'its layout cannot change (drop the option)')
         domain_kwargs['modres_max_res'] = opts.modres_max_res
-    if opts.method == 'pstyle':
+    if resume_state is not None:
+        G = resumed['G']  # a snapshot resumes its own networks as they are
+    elif opts.method == 'pstyle':
         G = add_domain(G, opts.domain, domain_kwargs)
     try:
         trainable.select_parameters(G, parts)
     except ValueError as err:
         fail('--train', str(err))
+    if resume_state is not None:
+        check_resume_snapshot(resume_state, G, opts, parts)
     if opts.content != 'sampled':
         try:
             LatentFolderContent(opts.content, G.backbone.num_ws, G.w_dim)
@@ -211,7 +270,7 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         ema_rampup=preset.training['ema_rampup'], grid_rows=preset.training['grid_rows'],
         random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu,
         total_kimg=opts.kimg, kimg_per_tick=opts.tick, network_snapshot_ticks=opts.snap,
-        image_snapshot_ticks=opts.img_snap, resume_pkl=opts.resume)
+        image_snapshot_ticks=opts.img_snap, resume_pkl=opts.resume, resume_d_pkl=opts.resume_d)
     desc = f'{opts.cfg}-{dataset.name}-{opts.domain}-{opts.method}-gpus{opts.gpus}-batch{opts.batch}'
     return c, desc
 
@@ -236,39 +295,40 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 @click.command(help=__doc__)
 @click.pass_context
 # Required.
-@click.option('--outdir', help='Where to make the run folder', metavar='DIR', required=True)
+@click.option('--outdir', help='Where to make the run folder', metavar='DIR', required=True, callback=cli.expand_path)
 @click.option('--cfg', help=f'Config preset ({", ".join(configs.list_presets())})', metavar='STR', required=True)
-@click.option('--data', help='Style dataset (EG3D format, with camera labels)', metavar='[ZIP|DIR]', required=True)
+@click.option('--data', help='Style dataset (EG3D format, with camera labels)', metavar='[ZIP|DIR]', required=True, callback=cli.expand_path)
 @click.option('--domain', help='Style domain name (a configs/domains preset or one stored in --resume)', metavar='NAME', required=True)
 @click.option('--gpus', help='Number of processes (GPUs; on a CPU machine, gloo processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
 # Method and data.
 @click.option('--method', help='PStyle-3D or the naive fine-tuning baseline', type=click.Choice(['pstyle', 'finetune']), default='pstyle', show_default=True)
-@click.option('--content', help='Content latents: "sampled" or a folder of w+ .npy/.pt + dataset.json', metavar='sampled|DIR', default='sampled', show_default=True)
-@click.option('--trunc', help='Truncation psi of sampled content', metavar='FLOAT', type=click.FloatRange(min=0), default=0.7, show_default=True)
-@click.option('--resume', help='Start from an EG3D pickle or resume our snapshot', metavar='[PATH|URL]', type=str)
+@click.option('--content', help='Content latents: "sampled" or a folder of w+ .npy/.pt + dataset.json', metavar='sampled|DIR', default='sampled', show_default=True, callback=cli.expand_path)
+@click.option('--trunc', help='Truncation psi of sampled content', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.7, show_default=True)
+@click.option('--resume', help='Start from an EG3D pickle or resume our snapshot', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
+@click.option('--resume-d', help='Discriminator for a --resume that has none (the authors\' checkpoints): EG3D\'s pickle', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
 @click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
 # Losses.
-@click.option('--adv', help='Adversarial loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.7, show_default=True)
-@click.option('--content-weight', help='Content (VGG relu4_1 MSE) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option('--style-weight', help='Style (AdaIN statistics) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option('--id-weight', help='Identity (ArcFace) loss weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.5, show_default=True)
-@click.option('--density-reg', help='Density smoothness weight', metavar='FLOAT', type=click.FloatRange(min=0), default=0.1, show_default=True)
-@click.option('--geom-weight', help='Geometry preservation weight (densities of G vs the source)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option('--adv', help='Adversarial loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.7, show_default=True)
+@click.option('--content-weight', help='Content (VGG relu4_1 MSE) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option('--style-weight', help='Style (AdaIN statistics) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option('--id-weight', help='Identity (ArcFace) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.5, show_default=True)
+@click.option('--density-reg', help='Density smoothness weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.1, show_default=True)
+@click.option('--geom-weight', help='Geometry preservation weight (densities of G vs the source)', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
+@click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=5.0, show_default=True)
 # What trains, how fast.
 @click.option('--train', help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: backbone,decoder,superresolution,D]', metavar='LIST', type=str)
 @click.option('--modres-max-res', help='A new DAM gets ModRes in the backbone blocks up to this resolution (0 = none) [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=0))
-@click.option('--glr', help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
-@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=1e-5, show_default=True)
+@click.option('--glr', help='G learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
+@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
 # Perceptual networks.
-@click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str)
-@click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str)
+@click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
+@click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
 @click.option('--random-perceptual', help='Random-weight perceptual networks (tests, CPU demo)', is_flag=True)
 # Misc.
 @click.option('--batch-gpu', help='Limit batch size per GPU', metavar='INT', type=click.IntRange(min=1))
-@click.option('--kimg', help='Total training duration (1 kimg = 1000 images)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=120, show_default=True)
-@click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True)
+@click.option('--kimg', help='Total training duration (1 kimg = 1000 images)', metavar='KIMG', type=cli.FiniteFloat(min=0, min_open=True), default=120, show_default=True)
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=cli.FiniteFloat(min=0, min_open=True), default=0.2, show_default=True)
 @click.option('--snap', help='How often to save snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
 @click.option('--img-snap', help='How often to save image grids', metavar='TICKS', type=click.IntRange(min=1), default=10, show_default=True)
 @click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
@@ -278,8 +338,15 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 def main(ctx: click.Context, **kwargs):
     opts = apply_presets(ctx, kwargs)
     c, desc = validate_and_build(opts)
-    launch_training(c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run)
+    try:
+        launch_training(c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run)
+    except NonFiniteLossError as err:
+        raise click.ClickException(str(err)) from err
+    except torch.multiprocessing.ProcessRaisedException as err:  # the same, raised in a spawned process
+        if NonFiniteLossError.__name__ not in str(err):
+            raise
+        raise click.ClickException(str(err).strip().splitlines()[-1].split(': ', 1)[-1]) from err
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -36,6 +36,7 @@ import click
 import numpy as np
 import PIL.Image
 
+import dnnlib
 from dataset_preprocessing import head_sdf
 
 STYLES = ('natural', 'toon')
@@ -212,12 +213,15 @@ def make_synthetic_dataset(dest: str, style: str, count: int, resolution: int = 
         raise ValueError(f'need count >= 1 and resolution >= 8, got count={count}, resolution={resolution}')
     if not dest.lower().endswith('.zip'):
         raise ValueError(f'dest must be a .zip path, got "{dest}"')
+    if os.path.isdir(dest):
+        raise ValueError(f'dest {dest} is a folder; give a .zip file name')
     if os.path.exists(dest) and not overwrite:
         raise FileExistsError(f'{dest} already exists; pass overwrite=True (--overwrite) to replace it')
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
 
     labels, heads = [], []
-    with zipfile.ZipFile(dest, 'w', compression=zipfile.ZIP_STORED) as zf:
+    # Written under a temporary name: an interrupted run leaves an old --dest as it was.
+    with dnnlib.util.atomic_output(dest) as tmp_path, zipfile.ZipFile(tmp_path, 'w', compression=zipfile.ZIP_STORED) as zf:
         for index in range(count):
             shape, yaw, pitch, choice = sample_head(seed, index)
             label = camera_label(yaw, pitch)

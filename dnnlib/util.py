@@ -1,5 +1,6 @@
-"""Small generic helpers: attribute dicts, building objects from dotted names, opening URLs."""
+"""Small generic helpers: attribute dicts, building objects from dotted names, opening URLs, atomic outputs."""
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -8,7 +9,7 @@ import re
 import tempfile
 import urllib.parse
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 
 class EasyDict(dict):
@@ -166,7 +167,33 @@ def _copy_stream(res: Any, f: Any, total: int, verbose: bool, url: str) -> None:
     """Copy the body of a streamed response into `f`, with a tqdm bar for big files."""
     from tqdm import tqdm
     show = verbose and (total == 0 or total >= _PROGRESS_MIN_BYTES)
+    received = 0
     with tqdm(total=total or None, unit='B', unit_scale=True, desc=f'Downloading {url}', disable=not show) as bar:
         for chunk in res.iter_content(chunk_size=1 << 16):
             f.write(chunk)
+            received += len(chunk)
             bar.update(len(chunk))
+    if total and received != total:  # a dropped connection ends the stream early without an error
+        raise OSError(f'the download was cut off after {received} of {total} bytes')
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary path next to `path`; rename it to `path` when the block completes.
+
+    Readers see the old file or the complete new one, never a partial file under the final name; if
+    the block raises, the temporary file is removed and `path` is untouched. The temporary name
+    keeps `path`'s extension, so writers that pick a format from it (imageio, PIL) still work.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.tmp{ext}', dir=folder)
+    os.close(fd)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are ordinary shareable files
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.lexists(tmp_path):
+            os.unlink(tmp_path)
+        raise

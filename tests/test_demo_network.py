@@ -59,9 +59,9 @@ def test_gen_samples_uses_the_demo_network_by_default(tmp_path):
     assert result.exit_code == 0, result.output
     assert f'using "{DEMO_DOMAIN}"' in result.output
     names = sorted(os.listdir(tmp_path))
-    assert names == ['seed0000_alpha0.00_yaw+0.00_pitch+0.00.png', 'seed0000_alpha1.00_yaw+0.00_pitch+0.00.png',
-                     'seed0000_grid.png']
-    grid = np.asarray(PIL.Image.open(tmp_path / 'seed0000_grid.png'))
+    assert names == [f'seed0000_{DEMO_DOMAIN}_alpha0.00_yaw+0.00_pitch+0.00.png',
+                     f'seed0000_{DEMO_DOMAIN}_alpha1.00_yaw+0.00_pitch+0.00.png', f'seed0000_{DEMO_DOMAIN}_grid.png']
+    grid = np.asarray(PIL.Image.open(tmp_path / f'seed0000_{DEMO_DOMAIN}_grid.png'))
     assert grid.shape == (256, 128, 3)
 
 

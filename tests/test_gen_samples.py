@@ -15,8 +15,12 @@ from tests.gen_network import build_tiny_generator, write_tiny_snapshot
 
 
 def test_sample_name():
-    assert gen_samples.sample_name(3, 0.5, 0.4, -0.1) == 'seed0003_alpha0.50_yaw+0.40_pitch-0.10'
-    assert gen_samples.sample_name(12, None, 0.0, 0.0) == 'seed0012_yaw+0.00_pitch+0.00'
+    assert gen_samples.sample_name(3, 'pixar', 0.5, 0.4, -0.1) == 'seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10'
+    assert gen_samples.sample_name(12, None, None, 0.0, 0.0) == 'seed0012_yaw+0.00_pitch+0.00'
+    # Values that two decimals would round keep their digits, so distinct requests get distinct names.
+    assert gen_samples.sample_name(0, 'style', 0.001, 0.004, -1e-05) == 'seed0000_style_alpha0.001_yaw+0.004_pitch-1e-05'
+    assert gen_samples.grid_name(3, 'style') == 'seed0003_style_grid'
+    assert gen_samples.shape_name(3, None, None) == 'seed0003'
 
 
 @pytest.mark.parametrize('args, message', [
@@ -61,16 +65,16 @@ def test_writes_views_grid_depth_and_shapes(outputs):
     _, outdir = outputs
     for alpha in (0.0, 1.0):
         for yaw, pitch in VIEWS:
-            stem = outdir / gen_samples.sample_name(SEED, alpha, yaw, pitch)
+            stem = outdir / gen_samples.sample_name(SEED, 'sketch', alpha, yaw, pitch)
             assert _png(f'{stem}.png').shape == (128, 128, 3)
             depth = _png(f'{stem}_depth.png')
             assert depth.shape == (32, 32) and depth.dtype == np.uint16
-    grid = _png(outdir / f'seed{SEED:04d}_grid.png')
+    grid = _png(outdir / f'seed{SEED:04d}_sketch_grid.png')
     assert grid.shape == (2 * 128, 2 * 128, 3)  # rows: alpha 0, 1; columns: the two views
-    np.testing.assert_array_equal(grid[128:, 128:], _png(f'{outdir / gen_samples.sample_name(SEED, 1.0, 0.4, -0.1)}.png'))
+    np.testing.assert_array_equal(grid[128:, 128:], _png(outdir / (gen_samples.sample_name(SEED, 'sketch', 1.0, 0.4, -0.1) + '.png')))
     for alpha in ('0.00', '1.00'):
-        assert os.path.getsize(outdir / f'seed{SEED:04d}_alpha{alpha}.mrc') == 1024 + 16 ** 3 * 4
-        raw = (outdir / f'seed{SEED:04d}_alpha{alpha}.ply').read_bytes()
+        assert os.path.getsize(outdir / f'seed{SEED:04d}_sketch_alpha{alpha}.mrc') == 1024 + 16 ** 3 * 4
+        raw = (outdir / f'seed{SEED:04d}_sketch_alpha{alpha}.ply').read_bytes()
         header = raw[:raw.index(b'end_header')].decode('ascii').split('\n')
         num_verts = int(next(line for line in header if line.startswith('element vertex')).split()[-1])
         num_faces = int(next(line for line in header if line.startswith('element face')).split()[-1])
@@ -89,8 +93,8 @@ def test_alpha0_equals_plain_eg3d_and_alpha1_differs(outputs):
         torch.manual_seed(SEED)
         with torch.no_grad():
             plain = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const')['image'])[0]
-        natural = _png(f'{outputs[1] / gen_samples.sample_name(SEED, 0.0, yaw, pitch)}.png')
-        styled = _png(f'{outputs[1] / gen_samples.sample_name(SEED, 1.0, yaw, pitch)}.png')
+        natural = _png(outputs[1] / (gen_samples.sample_name(SEED, 'sketch', 0.0, yaw, pitch) + '.png'))
+        styled = _png(outputs[1] / (gen_samples.sample_name(SEED, 'sketch', 1.0, yaw, pitch) + '.png'))
         np.testing.assert_array_equal(natural, plain)
         assert np.abs(styled.astype(int) - plain).mean() > 2
 
@@ -107,6 +111,9 @@ def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
     network, _ = outputs
     rgb = np.random.RandomState(0).randint(0, 256, (40, 24, 3)).astype(np.uint8)
     PIL.Image.fromarray(rgb).save(tmp_path / 'style.png')
+    exemplar = torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1)
+    # The contract: the file becomes exactly this tensor.
+    assert torch.equal(gen_utils.load_exemplar(str(tmp_path / 'style.png'), torch.device('cpu')), exemplar)
     result = CliRunner().invoke(gen_samples.generate_images, [
         f'--network={network}', f'--outdir={tmp_path}', f'--seeds={SEED}', f'--exemplar={tmp_path / "style.png"}',
         '--alpha=1', '--views=front', '--device=cpu'])
@@ -115,11 +122,15 @@ def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
     device = torch.device('cpu')
     c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
     ws = G.mapping(gen_utils.z_from_seed(SEED, G.z_dim, device), c, truncation_psi=0.7, truncation_cutoff=14)
-    exemplar = torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1)
     torch.manual_seed(SEED)
     with torch.no_grad():
         ref = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=1)['image'])[0]
-    np.testing.assert_array_equal(_png(f'{tmp_path / gen_samples.sample_name(SEED, 1.0, 0.0, 0.0)}.png'), ref)
+    out = _png(f'{tmp_path / gen_samples.sample_name(SEED, "style", 1.0, 0.0, 0.0)}.png')
+    # PyTorch's CPU reductions split work by thread count, so renders differ by ~1e-6 between thread
+    # counts (1e-6 * 127.5 in code values), and some pixels of this render lie within 2e-5 of a
+    # rounding step of image_to_uint8: a pixel may round one code value apart, never more.
+    diff = np.abs(out.astype(int) - ref)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).sum())
 
 
 def test_density_volume_from_cached_planes_equals_sample_mixed():

@@ -115,8 +115,8 @@ def test_cli_run_folder_with_latent_folder_content(datasets, tmp_path):
     run_dirs = sorted(os.listdir(outdir))
     assert run_dirs == ['00000-tiny-good-synthetic-pstyle-gpus1-batch1', '00001-tiny-good-synthetic-pstyle-gpus1-batch1']
     files = set(os.listdir(outdir / run_dirs[0]))
-    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.png',
-            'network-snapshot-000000.pkl'} <= files
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.001.png',
+            'network-snapshot-000000.001.pkl'} <= files
     options = json.load(open(outdir / run_dirs[0] / 'training_options.json'))
     assert options['content'] == str(latents) and options['total_kimg'] == 0.001
     assert 'tick 0' in (outdir / run_dirs[0] / 'log.txt').read_text()

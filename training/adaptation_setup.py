@@ -19,8 +19,13 @@ from training.network_pickle import load_network_pkl
 from training.ir_se import DEFAULT_CHANNELS
 
 
-def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict) -> dict:
-    """{'G_src', 'D'} (+ 'G', 'G_ema', 'resume_state' for our snapshots), on the CPU."""
+def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict,
+                        resume_d_pkl: Optional[str] = None) -> dict:
+    """{'G_src', 'D'} (+ 'G', 'G_ema', 'resume_state' for our snapshots), on the CPU.
+
+    resume_d_pkl: a pickle whose D replaces the missing one of `resume_pkl` (the authors' checkpoints
+    hold no discriminator; EG3D's pickle of the same resolution has one).
+    """
     if resume_pkl is None:
         return dict(G_src=dnnlib.util.construct_class_by_name(**G_kwargs),
                     D=dnnlib.util.construct_class_by_name(**D_kwargs))
@@ -28,7 +33,13 @@ def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dic
         data = load_network_pkl(f)
     if data.get('resume_state') is not None:
         return {k: data[k] for k in ('G', 'D', 'G_ema', 'G_src', 'resume_state')}
-    return dict(G_src=data['G_ema'], D=data['D'])
+    D = data['D']
+    if resume_d_pkl is not None:
+        with dnnlib.util.open_url(resume_d_pkl) as f:
+            D = load_network_pkl(f)['D']
+    if D is None:
+        raise ValueError(f'{resume_pkl} holds no discriminator; give one from EG3D\'s pickle (train.py --resume-d)')
+    return dict(G_src=data['G_ema'], D=D)
 
 
 def _has_ir_se50_layout(encoder: torch.nn.Module) -> bool:
@@ -37,13 +48,14 @@ def _has_ir_se50_layout(encoder: torch.nn.Module) -> bool:
 
 
 def prepare_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict, method: str, domain: Optional[str],
-                     domain_kwargs: dict, encoder_init: Optional[str] = None) -> dict:
+                     domain_kwargs: dict, encoder_init: Optional[str] = None,
+                     resume_d_pkl: Optional[str] = None) -> dict:
     """G, D, G_ema, G_src and `resume_state` (None unless resuming our snapshot), on the CPU.
 
     encoder_init: IR-SE-50 weights (path/URL) to start a *fresh* domain encoder from, as pSp does,
     when its backbone has that layout; None leaves its random initialisation.
     """
-    nets = load_start_networks(resume_pkl, G_kwargs, D_kwargs)
+    nets = load_start_networks(resume_pkl, G_kwargs, D_kwargs, resume_d_pkl)
     if 'resume_state' in nets:
         return nets
     G_src = nets['G_src']

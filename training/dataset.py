@@ -18,6 +18,7 @@ import torch
 
 import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels, xflip_camera_label
+from dnnlib import image_io
 
 class Dataset(torch.utils.data.Dataset):
     """EG3D's abstract dataset: index mapping for `max_size` and `xflip`, labels, shape properties."""
@@ -212,33 +213,38 @@ class ImageFolderDataset(Dataset):
         return dict(super().__getstate__(), _zipfile=None)
 
     def _check_image_headers(self) -> List[int]:
-        """[C, H, W] shared by all images; reads headers only (PIL decodes pixels lazily)."""
-        shapes: Dict[Tuple[int, int, int], str] = {}
+        """[3, H, W] shared by all images; reads headers only (PIL decodes pixels lazily).
+
+        Images are read as RGB whatever their mode (see `_load_raw_image`), so only sizes must agree.
+        """
+        sizes: Dict[Tuple[int, int], str] = {}
         for fname in self._image_fnames:
             try:
                 with self._open_file(fname) as f, PIL.Image.open(f) as image:
-                    shape = (len(image.getbands()), image.height, image.width)
+                    size = (image.height, image.width)
             except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
                 raise ValueError(f'{self._path}: cannot read image "{fname}" ({err})') from err
-            if shape[1] != shape[2]:
-                raise ValueError(f'{self._path}: image "{fname}" is {shape[2]}x{shape[1]} (WxH); images must be square')
-            shapes.setdefault(shape, fname)
-            if len(shapes) > 1:
-                (shape_a, fname_a), (shape_b, fname_b) = list(shapes.items())[:2]
-                raise ValueError(f'{self._path}: images differ in shape (C, H, W): "{fname_a}" is {shape_a}, '
-                                 f'"{fname_b}" is {shape_b}; all images must have one size and channel count')
-        return list(next(iter(shapes)))
+            if size[0] != size[1]:
+                raise ValueError(f'{self._path}: image "{fname}" is {size[1]}x{size[0]} (WxH); images must be square')
+            sizes.setdefault(size, fname)
+            if len(sizes) > 1:
+                (size_a, fname_a), (size_b, fname_b) = list(sizes.items())[:2]
+                raise ValueError(f'{self._path}: images differ in size: "{fname_a}" is {size_a[1]}x{size_a[0]}, '
+                                 f'"{fname_b}" is {size_b[1]}x{size_b[0]}; all images must have one size')
+        return [3, *next(iter(sizes))]
 
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        """(C, H, W) uint8."""
+        """(3, H, W) uint8 RGB, through the project's image reader (16-bit, float and alpha handled)."""
         fname = self._image_fnames[raw_idx]
         try:
-            with self._open_file(fname) as f, PIL.Image.open(f) as pil_image:
-                image = np.array(pil_image)
-        except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
+            with self._open_file(fname) as f:
+                data = f.read()
+        except (OSError, zipfile.BadZipFile) as err:
             raise ValueError(f'{self._path}: image "{fname}" is corrupt ({err})') from err
-        if image.ndim == 2:
-            image = image[:, :, np.newaxis]  # HW => HWC
+        try:
+            image = image_io.read_image(data, name=fname)
+        except image_io.ImageReadError as err:
+            raise ValueError(f'{self._path}: {err}') from err
         return image.transpose(2, 0, 1)  # HWC => CHW
 
     def _load_raw_labels(self) -> Optional[np.ndarray]:

@@ -18,9 +18,16 @@ import torch
 SNAPSHOT_NETWORKS = ('G', 'D', 'G_ema', 'G_src')
 
 
+def kimg_tag(cur_nimg: int) -> str:
+    """The training progress in file names: EG3D's '000040' at whole kimg, '000000.200' between them,
+    so that ticks shorter than 1 kimg do not overwrite each other's snapshots and grids."""
+    kimg, rest = divmod(cur_nimg, 1000)
+    return f'{kimg:06d}' if rest == 0 else f'{kimg:06d}.{rest:03d}'
+
+
 def snapshot_path(run_dir: str, cur_nimg: int) -> str:
-    """EG3D's name: the snapshot of `cur_nimg` images is `network-snapshot-{kimg:06d}.pkl`."""
-    return os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
+    """EG3D's name: the snapshot of `cur_nimg` images is `network-snapshot-{kimg_tag}.pkl`."""
+    return os.path.join(run_dir, f'network-snapshot-{kimg_tag(cur_nimg)}.pkl')
 
 
 def capture_rng_state(device: torch.device, generators: Dict[str, torch.Generator]) -> Dict[str, torch.Tensor]:

@@ -21,8 +21,22 @@ from training.content import LatentFolderContent, SampledContent
 from training.loss import PStyleLoss
 from training.progress import ExemplarSampler, StatsCollector, TickLogger, save_triples_grid
 from torch_utils.safe_pickle import atomic_write_pickle
-from training.snapshot import (build_snapshot, capture_rng_state, optimizer_state_to_cpu, restore_rng_state,
+from training.snapshot import (build_snapshot, capture_rng_state, kimg_tag, optimizer_state_to_cpu, restore_rng_state,
                                snapshot_path)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became nan or inf: training stops, keeping the snapshots written so far."""
+
+
+def check_finite_losses(tick_stats: dict, cur_tick: int, cur_nimg: int, last_snapshot: Optional[str]) -> None:
+    """Raise NonFiniteLossError naming the loss if any tick mean is nan or inf (every process sees the same)."""
+    bad = [name for name, stat in tick_stats.items() if not np.isfinite(stat['mean'])]
+    if bad:
+        kept = f'the last good snapshot is {last_snapshot}' if last_snapshot else 'no snapshot had been written yet'
+        raise NonFiniteLossError(f'{", ".join(bad)} became {tick_stats[bad[0]]["mean"]} at tick {cur_tick} '
+                                 f'(kimg {cur_nimg / 1000:g}); training stopped without writing this tick and '
+                                 f'{kept}; lower --glr/--dlr or check the dataset, then --resume from it')
 
 
 def build_perceptual(perceptual_kwargs: dict, device: torch.device, need_identity: bool = True):
@@ -99,7 +113,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                   num_gpus: int = 1, rank: int = 0, batch_size: int = 1, batch_gpu: int = 1, ema_kimg: float = 0.3125,
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
                   image_snapshot_ticks: Optional[int] = 50, network_snapshot_ticks: Optional[int] = 50,
-                  resume_pkl: Optional[str] = None, grid_rows: int = 4, print_fn=print) -> dict:
+                  resume_pkl: Optional[str] = None, resume_d_pkl: Optional[str] = None, grid_rows: int = 4, print_fn=print) -> dict:
     """Train one style domain; returns {'G', 'D', 'G_ema', 'G_src', 'iteration'} of this process."""
     start_time = time.time()
     device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
@@ -116,7 +130,8 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
     use_domain = method == 'pstyle'
     encoder_init = perceptual_kwargs.get('arcface') if not perceptual_kwargs.get('random') else None
-    nets = prepare_networks(resume_pkl, G_kwargs, D_kwargs, method, domain, domain_kwargs or {}, encoder_init)
+    nets = prepare_networks(resume_pkl, G_kwargs, D_kwargs, method, domain, domain_kwargs or {}, encoder_init,
+                            resume_d_pkl=resume_d_pkl)
     resume_state = nets.pop('resume_state')
     G, D, G_ema, G_src = (nets[k].to(device) for k in ('G', 'D', 'G_ema', 'G_src'))
     G_src.eval().requires_grad_(False)
@@ -179,6 +194,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
     logger = TickLogger(run_dir, rank=rank, print_fn=log)
 
     total_nimg = int(round(total_kimg * 1000))
+    last_snapshot = resume_pkl if resume_state is not None else None
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     tick_start_iter = iteration
     while cur_nimg < total_nimg:
@@ -219,8 +235,9 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
         logger.tick(cur_tick=cur_tick, iteration=iteration, cur_nimg=cur_nimg,
                     sec_per_iter=tick_time / max(iteration - tick_start_iter, 1),
                     total_sec=time.time() - start_time, stats=tick_stats, device=device)
+        check_finite_losses(tick_stats, cur_tick, cur_nimg, last_snapshot)
         if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
-            save_triples_grid(os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'),
+            save_triples_grid(os.path.join(run_dir, f'fakes{kimg_tag(cur_nimg)}.png'),
                               *_render_grid(G_ema, G_src, grid, use_domain))
         if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
             if use_domain:
@@ -233,6 +250,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                              method=method, domain=domain)
                 data = build_snapshot(dict(G=G, D=D, G_ema=G_ema, G_src=G_src), training_set_kwargs, state)
                 atomic_write_pickle(data, snapshot_path(run_dir, cur_nimg))
+            last_snapshot = snapshot_path(run_dir, cur_nimg)
         cur_tick += 1
         tick_start_nimg, tick_start_time, tick_start_iter = cur_nimg, time.time(), iteration
     logger.close()

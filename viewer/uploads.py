@@ -13,6 +13,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import gen_utils
 from dnnlib.image_io import ImageReadError, read_image
 from viewer.render_core import Named
 
@@ -51,8 +52,7 @@ def read_exemplar(name: str, content: bytes, device: torch.device) -> Named:
         rgb = read_image(content, name=name)
     except ImageReadError as err:
         raise UploadError(f'{err}; upload a PNG or JPEG') from err
-    image = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1).unsqueeze(0).to(device)
-    return Named(name, _digest(content), image)
+    return Named(name, _digest(content), gen_utils.exemplar_tensor(rgb, device))
 
 
 def read_latent(name: str, content: bytes, check: Callable[[np.ndarray], Optional[str]]) -> Named:

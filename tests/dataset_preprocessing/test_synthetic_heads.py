@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -112,3 +113,19 @@ def test_bad_arguments(tmp_path):
         synthetic_heads.make_synthetic_dataset(path, 'toon', 1, 16)
     with pytest.raises(ValueError, match='25'):
         synthetic_heads.render_head(head_sdf.HeadShape(), np.zeros(16), 16, 'toon', {})
+
+
+def test_interrupted_overwrite_keeps_the_old_zip(tmp_path, monkeypatch):
+    path = synthetic_heads.make_synthetic_dataset(str(tmp_path / 'a.zip'), 'toon', 1, 16)
+    before = open(path, 'rb').read()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic_heads, 'render_head', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic_heads.make_synthetic_dataset(path, 'natural', 2, 16, overwrite=True)
+    assert open(path, 'rb').read() == before and os.listdir(tmp_path) == ['a.zip']
+    (tmp_path / 'dir.zip').mkdir()
+    with pytest.raises(ValueError, match='is a folder'):
+        synthetic_heads.make_synthetic_dataset(str(tmp_path / 'dir.zip'), 'toon', 1, 16, overwrite=True)

@@ -17,6 +17,13 @@ class _CountingHandler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         type(self).hits.append(self.path)
+        if self.path == '/cut.pkl':  # promises 10240 bytes, sends 100, hangs up
+            self.send_response(200)
+            self.send_header('Content-Length', '10240')
+            self.end_headers()
+            self.wfile.write(b'x' * 100)
+            self.close_connection = True
+            return
         super().do_GET()
 
     def log_message(self, *args):
@@ -100,3 +107,27 @@ def test_offline_fails_fast_with_where_to_put_the_file(tmp_path):
     message = str(info.value)
     assert url in message and util.url_cache_path(url, cache_dir) in message and 'local path' in message
     assert not os.path.exists(util.url_cache_path(url, cache_dir))
+
+
+def test_cut_off_download_never_reaches_the_cache(server, tmp_path):
+    base, _ = server
+    url = f'{base}/cut.pkl'
+    cache_dir = tmp_path / 'cache'
+    with pytest.raises(OSError, match='cut.pkl'):
+        util.open_url(url, cache_dir=str(cache_dir), num_attempts=1, verbose=False)
+    assert not os.path.exists(util.url_cache_path(url, str(cache_dir)))
+    assert os.listdir(cache_dir) == []  # no temp file left behind either
+
+
+def test_atomic_output_replaces_only_when_complete(tmp_path):
+    path = tmp_path / 'out.png'
+    path.write_bytes(b'old')
+    with pytest.raises(KeyboardInterrupt):
+        with util.atomic_output(str(path)) as tmp:
+            assert tmp.endswith('.png') and os.path.dirname(tmp) == str(tmp_path)
+            open(tmp, 'wb').write(b'partial')
+            raise KeyboardInterrupt
+    assert path.read_bytes() == b'old' and os.listdir(tmp_path) == ['out.png']
+    with util.atomic_output(str(path)) as tmp:
+        open(tmp, 'wb').write(b'new')
+    assert path.read_bytes() == b'new' and os.listdir(tmp_path) == ['out.png']

@@ -107,13 +107,28 @@ def test_mirrored_label_renders_the_mirrored_image():
     assert np.mean(np.any(m_image != image[:, ::-1], axis=-1)) < 0.01  # rounding at a few band edges
 
 
-def test_grayscale_and_class_labels(tmp_path):
+def test_grayscale_read_as_rgb_and_class_labels(tmp_path):
     folder = _write_folder(tmp_path / 'g', n=2, mode='L', labels=False)
     with open(os.path.join(folder, 'dataset.json'), 'w') as f:
         json.dump({'labels': [['img00000000.png', 1], ['img00000001.png', 3]]}, f)
     dataset = ImageFolderDataset(folder, use_labels=True, xflip=True)
-    assert dataset.image_shape == [1, 8, 8] and dataset.label_shape == [4] and dataset.has_onehot_labels
+    assert dataset.image_shape == [3, 8, 8] and dataset.label_shape == [4] and dataset.has_onehot_labels
     np.testing.assert_array_equal(dataset[3][1], [0, 0, 0, 1])
+    assert np.all(dataset[1][0][:, 1:, 1:] == 10) and np.all(dataset[1][0][:, 0, 0] == 200)
+
+
+def test_sixteen_bit_and_alpha_images_are_scaled_not_clipped(tmp_path):
+    # PIL's convert('RGB') turned 16-bit grey almost white; the reader scales v / 257.
+    folder = tmp_path / 'd'
+    folder.mkdir()
+    PIL.Image.fromarray(np.full((8, 8), 257 * 40, dtype=np.uint16)).save(folder / 'a.png')
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 100
+    rgba[..., 3] = 0  # fully transparent: composited over white
+    PIL.Image.fromarray(rgba, 'RGBA').save(folder / 'b.png')
+    dataset = ImageFolderDataset(str(folder), use_labels=False)
+    assert dataset.image_shape == [3, 8, 8]
+    assert np.all(dataset[0][0] == 40) and np.all(dataset[1][0] == 255)
 
 
 def _set_labels(folder, labels):
@@ -151,7 +166,7 @@ def test_image_errors(tmp_path):
         ImageFolderDataset(folder)
     os.remove(os.path.join(folder, 'wide.png'))
     PIL.Image.new('RGB', (16, 16)).save(os.path.join(folder, 'big.png'))
-    with pytest.raises(ValueError, match=r'differ in shape.*"big.png" is \(3, 16, 16\)'):
+    with pytest.raises(ValueError, match=r'differ in size.*"big.png" is 16x16'):
         ImageFolderDataset(folder)
     os.remove(os.path.join(folder, 'big.png'))
     with open(os.path.join(folder, 'broken.png'), 'wb') as f:
@@ -163,7 +178,7 @@ def test_image_errors(tmp_path):
     data = open(os.path.join(folder, 'img00000001.png'), 'rb').read()
     open(os.path.join(folder, 'img00000001.png'), 'wb').write(data[:60])
     dataset = ImageFolderDataset(folder)
-    with pytest.raises(ValueError, match='"img00000001.png" is corrupt'):
+    with pytest.raises(ValueError, match='cannot read image "img00000001.png": image file is truncated'):
         dataset[1]
 
 

@@ -9,7 +9,10 @@ from training import snapshot
 
 
 def test_snapshot_path_uses_kimg():
-    assert snapshot.snapshot_path('/r', 12345).endswith(os.path.join('r', 'network-snapshot-000012.pkl'))
+    assert snapshot.snapshot_path('/r', 12000).endswith(os.path.join('r', 'network-snapshot-000012.pkl'))
+    # Between whole kimg the images are kept, so ticks shorter than 1 kimg do not collide.
+    assert snapshot.snapshot_path('/r', 12345).endswith(os.path.join('r', 'network-snapshot-000012.345.pkl'))
+    assert snapshot.kimg_tag(200) == '000000.200' and snapshot.kimg_tag(400) == '000000.400'
 
 
 def test_rng_state_roundtrip():
