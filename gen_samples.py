@@ -51,31 +51,13 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cam
     return outputs
 
 
-@torch.no_grad()
-def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
-                   chunk_size: int = 2 ** 20) -> np.ndarray:
-    """Raw densities (R, R, R), indexed [x, y, z], on a grid filling G's bounding box.
-
-    planes: (1, 3, 32, H, W) tri-planes of one latent (`G.synthesize_planes`). Decoding them, rather
-    than calling G.sample_mixed per chunk, runs the backbone once.
-    """
-    def density(coords: torch.Tensor) -> torch.Tensor:
-        # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
-        directions = torch.zeros_like(coords)
-        directions[..., -1] = -1
-        return G.decode_planes(planes, coords, directions)['sigma']
-
-    return shape_utils.sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'],
-                                             chunk_size=chunk_size, device=planes.device)
-
-
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
     """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces).
 
     The mesh is extracted before either file is written, so a level without a surface writes nothing.
     """
     # Blank the border as EG3D does: tri-plane densities near the box faces are floaters.
-    volume = shape_utils.clear_border(volume, int(30 * volume.shape[0] / 256), -1000.0)
+    volume = shape_utils.clear_border(volume, shape_utils.border_width(volume.shape[0]), shape_utils.EMPTY_DENSITY)
     try:
         verts, faces = shape_utils.extract_mesh(volume, level, box_size)
     except ValueError as err:
@@ -187,7 +169,7 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
                 stem = os.path.join(outdir, shape_name(seed, domain_label, alpha))
-                volume = density_volume(G, planes, shape_res)
+                volume = shape_utils.density_volume(G, planes, shape_res)
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))

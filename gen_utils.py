@@ -229,6 +229,11 @@ def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
         image = image_io.read_image(path)
     except image_io.ImageReadError as err:
         raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
+    return exemplar_tensor(image, device)
+
+
+def exemplar_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> the (1, 3, H, W) float tensor in [-1, 1] that G's exemplar encoder takes."""
     array = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1
     return torch.from_numpy(array).unsqueeze(0).to(device)
 
