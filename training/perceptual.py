@@ -1,45 +1,65 @@
-"""Frozen perceptual networks for the style-adaptation losses (DESIGN.md section 4).
+"""Frozen perceptual networks: for the style-adaptation losses, perceptual distances and metrics.
 
-- `VGG19Features`: VGG-19 activations by name (`relu1_1` ... `relu5_1`) for the content loss
-  (relu4_1) and the AdaIN style loss (relu1_1..relu4_1). Weights: torchvision's ImageNet file
-  `vgg19-dcbb9e9d.pth` (its `features.<i>` keys load as is).
+- `VGGFeatures`: VGG-16 / VGG-19 activations by name (`relu1_1` ... `relu5_x`, `fc6`, `fc7`).
+  `VGG19Features` feeds the content loss (relu4_1) and the AdaIN style loss (relu1_1..relu4_1);
+  VGG-16 serves perceptual distances and feature embeddings. Weights: torchvision's ImageNet files
+  `vgg19-dcbb9e9d.pth` / `vgg16-397923af.pth` (their `features.<i>` / `classifier.<i>` keys load as is).
 - `IdentityEncoder`: ArcFace IR-SE-50 face embedding (N, 512), unit length, for the identity
   loss. Weights: `model_ir_se50.pth` (the file pSp / e4e use).
 
-Both take images in the generator's range [-1, 1] and stay frozen (no parameter gradients, eval
+All take images in the generator's range [-1, 1] and stay frozen (no parameter gradients, eval
 mode), while gradients still flow to the input image. Weights come from a path or URL; see
 `training.pretrained_weights` for the search order and the error raised when they are missing.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from torch_utils import persistence
 from training.ir_se import IRBackbone
 from training.pretrained_weights import load_pretrained_state
 
-VGG19_FILENAME = 'vgg19-dcbb9e9d.pth'
-VGG19_URL = 'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth'
+VGG_WEIGHTS = {  # arch -> (torchvision's ImageNet file, its public URL)
+    'vgg16': ('vgg16-397923af.pth', 'https://download.pytorch.org/models/vgg16-397923af.pth'),
+    'vgg19': ('vgg19-dcbb9e9d.pth', 'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth'),
+}
+VGG16_FILENAME, VGG16_URL = VGG_WEIGHTS['vgg16']
+VGG19_FILENAME, VGG19_URL = VGG_WEIGHTS['vgg19']
 IR_SE50_FILENAME = 'model_ir_se50.pth'
 IR_SE50_URL = 'the pSp release, https://github.com/eladrich/pixel2style2pixel#pretrained-models'
 
-# VGG-19 ('E') feature stack: conv widths per block, a 2x2 max-pool after each block.
-_VGG19_BLOCKS = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
+# Conv widths per block ('D' = VGG-16, 'E' = VGG-19), a 2x2 max-pool after each block.
+_VGG_BLOCKS = {
+    'vgg16': ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    'vgg19': ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+}
+# The classifier's hidden layers (torchvision's classifier.0 and classifier.3, each followed by a ReLU):
+# fc7 is the 4096-d embedding the precision/recall metric uses.
+VGG_CLASSIFIER_LAYERS = ('fc6', 'fc7')
+_CLASSIFIER_POOL = 7  # torchvision pools the last feature map to 7 x 7 before the classifier
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _vgg19_layer_names():
-    """Yield (kind, name) for each entry of torchvision's `vgg19().features`, in order."""
-    for block_idx, widths in enumerate(_VGG19_BLOCKS):
+def _vgg_layer_names(arch: str):
+    """Yield (kind, name) for each entry of torchvision's `<arch>().features`, in order."""
+    for block_idx, widths in enumerate(_VGG_BLOCKS[arch]):
         for conv_idx, _ in enumerate(widths):
             yield 'conv', f'conv{block_idx + 1}_{conv_idx + 1}'
             yield 'relu', f'relu{block_idx + 1}_{conv_idx + 1}'
         yield 'pool', f'pool{block_idx + 1}'
 
 
-VGG19_RELU_LAYERS = tuple(name for kind, name in _vgg19_layer_names() if kind == 'relu')
+def vgg_output_layers(arch: str) -> Tuple[str, ...]:
+    """Names VGGFeatures(arch) can return, shallow to deep: every ReLU of `features`, then fc6, fc7."""
+    if arch not in _VGG_BLOCKS:
+        raise ValueError(f'unknown VGG architecture "{arch}": expected one of {sorted(_VGG_BLOCKS)}')
+    return tuple(name for kind, name in _vgg_layer_names(arch) if kind == 'relu') + VGG_CLASSIFIER_LAYERS
+
+
+VGG19_RELU_LAYERS = vgg_output_layers('vgg19')[:-len(VGG_CLASSIFIER_LAYERS)]
 
 
 def _check_images(img: torch.Tensor, what: str) -> None:
@@ -48,28 +68,33 @@ def _check_images(img: torch.Tensor, what: str) -> None:
 
 
 @persistence.persistent_class
-class VGG19Features(torch.nn.Module):
-    """VGG-19 activations at named ReLU layers.
+class VGGFeatures(torch.nn.Module):
+    """VGG-16 or VGG-19 activations at named layers.
 
-    forward(img) with img (N, 3, H, W) in [-1, 1] returns {name: (N, C, H', W')} for each name in
-    `layers` (relu<b>_<k> has C = 64, 128, 256, 512, 512 for b = 1..5 and H' = H / 2**(b-1)).
-    Only the layers up to the deepest requested one are built and run.
+    forward(img) with img (N, 3, H, W) in [-1, 1] returns {name: activation} for each name in
+    `layers`: relu<b>_<k> is (N, C, H / 2**(b-1), W / 2**(b-1)) with C = 64, 128, 256, 512, 512 for
+    b = 1..5; fc6 and fc7 are (N, 4096) after their ReLU (the last feature map average-pooled to
+    7 x 7 first, as torchvision does; H, W >= 32). Only the layers up to the deepest requested one
+    are built and run. `forward_normalized` takes input already in the network's normalised space,
+    for callers with their own input scaling (LPIPS).
     """
 
-    def __init__(self, weights: Optional[str] = None, allow_random_weights: bool = False,
+    def __init__(self, arch: str = 'vgg19', weights: Optional[str] = None, allow_random_weights: bool = False,
                  layers: Sequence[str] = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')):
         super().__init__()
+        known = vgg_output_layers(arch)
         layers = tuple(layers)
-        unknown = [name for name in layers if name not in VGG19_RELU_LAYERS]
+        unknown = [name for name in layers if name not in known]
         if not layers or unknown:
-            raise ValueError(f'VGG19Features layers must be a non-empty subset of {VGG19_RELU_LAYERS}, got {layers}')
+            raise ValueError(f'VGGFeatures({arch!r}) layers must be a non-empty subset of {known}, got {layers}')
+        self.arch = arch
         self.layers = layers
-        self.layer_index: Dict[str, int] = {}  # relu name -> index in `features`
-        deepest = max(layers, key=VGG19_RELU_LAYERS.index)
+        self.layer_index: Dict[str, int] = {}  # output name -> index in `features` or `classifier`
+        deepest = max(layers, key=known.index)
         modules = []
         in_channels = 3
-        widths = iter(w for block in _VGG19_BLOCKS for w in block)
-        for kind, name in _vgg19_layer_names():
+        widths = iter(w for block in _VGG_BLOCKS[arch] for w in block)
+        for kind, name in _vgg_layer_names(arch):
             if kind == 'conv':
                 out_channels = next(widths)
                 modules.append(torch.nn.Conv2d(in_channels, out_channels, 3, padding=1))
@@ -82,42 +107,72 @@ class VGG19Features(torch.nn.Module):
             if name == deepest:
                 break
         self.features = torch.nn.Sequential(*modules)  # torchvision's module name and indices
+        self.classifier = None
+        if deepest in VGG_CLASSIFIER_LAYERS:
+            width = 4096
+            # Dropout (a no-op in eval mode) keeps torchvision's indices: classifier.0 and classifier.3.
+            head = [torch.nn.Linear(in_channels * _CLASSIFIER_POOL ** 2, width), torch.nn.ReLU(), torch.nn.Dropout(),
+                    torch.nn.Linear(width, width), torch.nn.ReLU()]
+            self.layer_index.update(fc6=1, fc7=4)
+            self.classifier = torch.nn.Sequential(*head[:self.layer_index[deepest] + 1])
         self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-        state = load_pretrained_state(weights, what='VGG-19 (content and style losses)', filename=VGG19_FILENAME,
-                                      url_hint=VGG19_URL, allow_random_weights=allow_random_weights)
+        filename, url = VGG_WEIGHTS[arch]
+        state = load_pretrained_state(weights, what=f'{arch.upper()} features', filename=filename,
+                                      url_hint=url, allow_random_weights=allow_random_weights)
         if state is None:
             # Random stand-ins: He initialisation keeps the feature scale through the ReLU stack. With
             # PyTorch's default init relu4_1 shrinks about 300x and the content loss on it to ~1e-8.
-            for module in self.features:
-                if isinstance(module, torch.nn.Conv2d):
+            for module in self.modules():
+                if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
                     torch.nn.init.kaiming_normal_(module.weight, nonlinearity='relu')
                     torch.nn.init.zeros_(module.bias)
         else:
-            # The file also holds deeper layers and the classifier; keep what this stack uses.
+            # The file may hold deeper layers and the classifier's last layer; keep what this stack uses.
             own = self.state_dict()
             missing = [k for k in own if k not in state]
             if missing:
-                raise ValueError(f'VGG-19 weights lack {missing[:4]}...: expected torchvision\'s vgg19 layout '
-                                 f'("features.<i>.weight"), as in {VGG19_FILENAME}')
+                raise ValueError(f'{arch.upper()} weights lack {missing[:4]}...: expected torchvision\'s {arch} layout '
+                                 f'("features.<i>.weight", "classifier.<i>.weight"), as in {filename}')
             self.load_state_dict({k: state[k] for k in own})
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> 'VGG19Features':
+    def train(self, mode: bool = True) -> 'VGGFeatures':
         """A frozen network: stays in eval mode whatever the caller asks."""
         return super().train(False)
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
-        _check_images(img, 'VGG19Features')
-        x = ((img.to(torch.float32) + 1) / 2 - self.mean) / self.std  # [-1, 1] -> ImageNet normalisation
-        wanted = {self.layer_index[name]: name for name in self.layers}
-        out = {}
-        for idx, module in enumerate(self.features):
+        _check_images(img, type(self).__name__)
+        return self.forward_normalized(((img.to(torch.float32) + 1) / 2 - self.mean) / self.std)
+
+    def forward_normalized(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """forward() for input already ImageNet-normalised (or scaled by the caller's own convention)."""
+        out: Dict[str, torch.Tensor] = {}
+        x = self._run(self.features, x, out)
+        if self.classifier is not None:
+            self._run(self.classifier, F.adaptive_avg_pool2d(x, _CLASSIFIER_POOL).flatten(1), out)
+        return out
+
+    def _run(self, stack: torch.nn.Sequential, x: torch.Tensor, out: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run one stack, storing the requested layers of it in `out`; returns its output."""
+        in_classifier = stack is self.classifier
+        wanted = {self.layer_index[name]: name for name in self.layers
+                  if (name in VGG_CLASSIFIER_LAYERS) == in_classifier}
+        for idx, module in enumerate(stack):
             x = module(x)
             if idx in wanted:
                 out[wanted[idx]] = x
-        return out
+        return x
+
+
+@persistence.persistent_class
+class VGG19Features(VGGFeatures):
+    """VGGFeatures('vgg19'): the content (relu4_1) and AdaIN style (relu1_1..relu4_1) losses' network."""
+
+    def __init__(self, weights: Optional[str] = None, allow_random_weights: bool = False,
+                 layers: Sequence[str] = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')):
+        super().__init__('vgg19', weights, allow_random_weights, layers)
 
 
 @persistence.persistent_class

@@ -1,4 +1,4 @@
-"""VGG-19 feature extractor and ArcFace identity embedding (random stand-in weights, tiny images)."""
+"""VGG feature extractors and ArcFace identity embedding (random stand-in weights, tiny images)."""
 
 import os
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.perceptual import VGG19_FILENAME, IR_SE50_FILENAME, VGG19_RELU_LAYERS, IdentityEncoder, VGG19Features
+from training.perceptual import (IR_SE50_FILENAME, VGG16_FILENAME, VGG19_FILENAME, VGG19_RELU_LAYERS, IdentityEncoder,
+                                 VGG19Features, VGGFeatures, vgg_output_layers)
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +137,47 @@ def test_identity_embedding_is_unit_length_and_sees_only_the_face_crop(tmp_path)
     torch.manual_seed(9)
     reloaded = IdentityEncoder(weights=str(path))
     assert torch.equal(reloaded(img), emb)
+
+
+def test_vgg16_layers_follow_torchvision_vgg16():
+    torch.manual_seed(10)
+    names = vgg_output_layers('vgg16')
+    assert names[:4] == ('relu1_1', 'relu1_2', 'relu2_1', 'relu2_2') and names[-5:] == (
+        'relu5_1', 'relu5_2', 'relu5_3', 'fc6', 'fc7')
+    vgg = VGGFeatures('vgg16', allow_random_weights=True, layers=('relu1_2', 'relu3_3', 'relu5_3'))
+    assert len(vgg.features) == 30 and vgg.classifier is None  # torchvision's vgg16().features[:30] ends at relu5_3
+    feats = vgg(_images(size=64))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {
+        'relu1_2': (2, 64, 64, 64), 'relu3_3': (2, 256, 16, 16), 'relu5_3': (2, 512, 4, 4)}
+    with pytest.raises(ValueError, match='relu3_4'):
+        VGGFeatures('vgg16', allow_random_weights=True, layers=('relu3_4',))  # a VGG-19 layer only
+    with pytest.raises(ValueError, match='unknown VGG architecture'):
+        VGGFeatures('vgg11', allow_random_weights=True)
+
+
+def test_vgg16_fc7_matches_a_hand_written_classifier_and_loads_torchvision_keys(tmp_path):
+    torch.manual_seed(11)
+    ref = VGGFeatures('vgg16', allow_random_weights=True, layers=('relu5_3', 'fc7'))
+    assert len(ref.features) == 31  # the whole feature stack, pool5 included
+    state = {k: torch.randn_like(v) * 0.05 for k, v in ref.state_dict().items()}
+    assert sorted(k for k in state if k.startswith('classifier')) == [
+        'classifier.0.bias', 'classifier.0.weight', 'classifier.3.bias', 'classifier.3.weight']
+    state['classifier.6.weight'] = torch.randn(1000, 4096)  # the file's ImageNet logits layer is not used
+    path = tmp_path / VGG16_FILENAME
+    torch.save(state, path)
+    vgg = VGGFeatures('vgg16', weights=str(path), layers=('relu5_3', 'fc6', 'fc7'))
+    img = _images(size=64, seed=12)
+    feats = vgg(img)
+    pool5 = F.max_pool2d(feats['relu5_3'], 2)  # 2 x 2, replicated to 7 x 7 by the adaptive pooling
+    x = F.adaptive_avg_pool2d(pool5, 7).flatten(1)
+    fc6 = F.relu(x @ state['classifier.0.weight'].T + state['classifier.0.bias'])
+    fc7 = F.relu(fc6 @ state['classifier.3.weight'].T + state['classifier.3.bias'])
+    assert feats['fc7'].shape == (2, 4096)
+    torch.testing.assert_close(feats['fc6'], fc6, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(feats['fc7'], fc7, rtol=1e-4, atol=1e-4)
+    # forward() is forward_normalized() after ImageNet normalisation of [-1, 1] input.
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(vgg.forward_normalized(((img + 1) / 2 - mean) / std)['fc7'], feats['fc7'])
+    with pytest.raises(FileNotFoundError, match=VGG16_FILENAME):
+        VGGFeatures('vgg16')
