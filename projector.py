@@ -2,7 +2,7 @@
 
 import copy
 import os
-import time
+import pickle
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
@@ -210,7 +210,8 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         dests = [os.path.join(outdir, os.path.splitext(os.path.basename(t))[0]) for t in targets]
         if len(set(dests)) != len(dests):
             raise click.BadParameter('two photos share a file name stem; rename one', param_hint="'--target'")
-        if len(targets) > 1:
+        folder_target = os.path.isdir(target_path)
+        if folder_target:
             dests_to_check = dests + [os.path.join(outdir, outputs.LATENTS_DIR)]
         else:
             dests_to_check = dests
@@ -225,7 +226,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
     try:
         with dnnlib.util.open_url(network_path) as f:
             data = legacy.load_network_pkl(f)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, pickle.UnpicklingError) as err:
         raise click.ClickException(f'cannot load network "{network_path}": {err}') from err
     G_source = data['G_ema'].eval().requires_grad_(False).to(device)
     check_generator(G_source, network_path)
@@ -302,7 +303,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         latents[stem], cameras[stem] = projection.ws.cpu().numpy(), prepared.camera
     if not latents:
         raise click.ClickException('no photo could be projected (see the messages above)')
-    if len(targets) > 1:
+    if folder_target:
         with outputs.staged_directory(os.path.join(outdir, outputs.LATENTS_DIR)) as stage:
             names = outputs.write_latent_folder(stage, latents, cameras)
         print(f'Wrote {len(names)} latents to {os.path.join(outdir, outputs.LATENTS_DIR)} (train.py --content)')

@@ -69,7 +69,7 @@ def locality_bank(G: torch.nn.Module, ws_pivot: torch.Tensor, c: torch.Tensor, s
     Each latent is pivot + locality_distance * (w_z - pivot) for a random w_z = G.mapping(z); its
     camera is the target's camera turned about the vertical axis through the look-at pivot.
     """
-    k = schedule.locality_bank
+    k = min(schedule.locality_bank, schedule.num_steps)  # one regulariser latent per step at most
     z = torch.randn([k, G.z_dim], generator=generator).to(c.device)
     w_z = G.mapping(z, c.expand(k, -1))
     ws = ws_pivot + schedule.locality_distance * (w_z - ws_pivot)
@@ -121,7 +121,7 @@ def pivotal_tune(G: torch.nn.Module, ws_pivot: torch.Tensor, target: torch.Tenso
             image = render(G, ws_pivot, c)
             loss = target_loss(image, target)
             if schedule.locality_weight_l2 or schedule.locality_weight_lpips:
-                i = step % schedule.locality_bank
+                i = step % len(bank_ws)
                 near = render(G, bank_ws[i:i + 1], bank_c[i:i + 1])
                 loss = loss + locality_loss(near, bank_before[i:i + 1])
             optimizer.zero_grad(set_to_none=True)
