@@ -1,7 +1,7 @@
 """Generate portraits (natural and stylised, several views), depth maps and shapes with a network pickle."""
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import click
 import numpy as np
@@ -13,10 +13,16 @@ import shape_utils
 # ----------------------------------------------------------------------------
 
 
-def sample_name(seed: int, alpha: Optional[float], yaw: float, pitch: float) -> str:
-    """File stem such as 'seed0003_alpha0.50_yaw+0.40_pitch-0.10' (no alpha part for plain EG3D output)."""
+def sample_name(head: Union[int, str], alpha: Optional[float], yaw: float, pitch: float) -> str:
+    """File stem such as 'seed0003_alpha0.50_yaw+0.40_pitch-0.10' (no alpha part for plain EG3D output);
+    `head` is a seed, or the name of a projected latent (--latent)."""
     alpha_part = '' if alpha is None else f'_alpha{alpha:.2f}'
-    return f'seed{seed:04d}{alpha_part}_yaw{yaw:+.2f}_pitch{pitch:+.2f}'
+    return f'{head_name(head)}{alpha_part}_yaw{yaw:+.2f}_pitch{pitch:+.2f}'
+
+
+def head_name(head: Union[int, str]) -> str:
+    """'seed0003' for a seed, the latent's name as it is."""
+    return f'seed{head:04d}' if isinstance(head, int) else head
 
 
 @torch.no_grad()
@@ -72,6 +78,8 @@ def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> 
 @click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH')
 @click.option('--seeds', type=gen_utils.SeedList(), help='Random seeds, e.g. 0-7,12', default='0-3',
               show_default=True)
+@click.option('--latent', 'latent_path', metavar='FILE.npy|DIR',
+              help='Projected w+ latents (projector.py\'s latent.npy, or a folder of them) in place of --seeds')
 @click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=0.7, show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
@@ -94,7 +102,7 @@ def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> 
               help='Rays rendered at once (bounds memory)')
 @click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
               show_default=True, help='Where to run')
-def generate_images(network: Optional[str], seeds: List[int], truncation_psi: float, truncation_cutoff: int,
+def generate_images(network: Optional[str], seeds: List[int], latent_path: Optional[str], truncation_psi: float, truncation_cutoff: int,
                     outdir: str, domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]],
                     views: List[Tuple[float, float]], fov_deg: float, depth: bool, shapes: bool, shape_res: int,
                     shape_level: float, ray_chunk: int, device_name: str):
@@ -118,6 +126,10 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     \b
     # Example-based: the style of one exemplar image, frontal view only.
     python gen_samples.py --network=pixar.pkl --exemplar=style.png --views=front --outdir=out
+
+    \b
+    # A projected photo (projector.py) with its tuned network: views, depth and the shape of that person.
+    python gen_samples.py --network=out/me/network-pti.pkl --latent=out/me/latent.npy --depth --shapes --outdir=out/me
     """
     network_path = gen_utils.resolve_network_path(network)
     device = gen_utils.select_device(device_name)
@@ -139,17 +151,24 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
     cameras = [gen_utils.camera_label(G, yaw, pitch, fov_deg, device) for yaw, pitch in views]
 
-    for seed_idx, seed in enumerate(seeds):
-        print(f'Generating seed {seed} ({seed_idx + 1}/{len(seeds)})...')
-        z = gen_utils.z_from_seed(seed, G.z_dim, device)
-        ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        # A stored name or an exemplar becomes a code once per seed (the encoder may use the natural ws).
+    # A head is a seed (mapped here) or a projected latent; the renderer's sampling is seeded by the seed, or 0.
+    heads: List[Tuple[Union[int, str], int, Optional[torch.Tensor]]]
+    if latent_path is not None:
+        heads = [(name, 0, ws) for name, ws in gen_utils.load_latents(latent_path, G, device)]
+    else:
+        heads = [(seed, seed, None) for seed in seeds]
+    for head_idx, (head, render_seed, ws) in enumerate(heads):
+        print(f'Generating {head_name(head)} ({head_idx + 1}/{len(heads)})...')
+        if ws is None:
+            z = gen_utils.z_from_seed(render_seed, G.z_dim, device)
+            ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        # A stored name or an exemplar becomes a code once per head (the encoder may use the natural ws).
         code = None if domain_arg is None else G.get_domain_code(domain_arg, 1, source_ws=ws)
         tiles = []
         for alpha in rows:
             kwargs = gen_utils.domain_kwargs(code, alpha)
-            for (yaw, pitch), out in zip(views, render_views(G, ws, cameras, seed, kwargs)):
-                stem = os.path.join(outdir, sample_name(seed, alpha, yaw, pitch))
+            for (yaw, pitch), out in zip(views, render_views(G, ws, cameras, render_seed, kwargs)):
+                stem = os.path.join(outdir, sample_name(head, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
                 tiles.append(image)
@@ -158,12 +177,12 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     depth16 = (unit[0, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
-                stem = os.path.join(outdir, f'seed{seed:04d}' + ('' if alpha is None else f'_alpha{alpha:.2f}'))
+                stem = os.path.join(outdir, head_name(head) + ('' if alpha is None else f'_alpha{alpha:.2f}'))
                 volume = density_volume(G, G._last_planes, shape_res)  # pylint: disable=protected-access
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))
-        gen_utils.save_png(grid, os.path.join(outdir, f'seed{seed:04d}_grid.png'))
+        gen_utils.save_png(grid, os.path.join(outdir, f'{head_name(head)}_grid.png'))
 
 # ----------------------------------------------------------------------------
 

@@ -201,6 +201,33 @@ def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float().to(device)
 
 
+def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:
+    """(file stem, ws (1, num_ws, w_dim)) of a w+ latent file (projector.py's latent.npy) or of each .npy / .pt
+    file of a folder (sorted), e.g. a projector.py --target=DIR run's latents/ folder."""
+    from training.content import LATENT_EXTS, load_latent_file
+
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(LATENT_EXTS))
+        if not files:
+            raise click.BadParameter(f'folder "{path}" holds no {"/".join(LATENT_EXTS)} latent files',
+                                     param_hint="'--latent'")
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise click.BadParameter(f'"{path}" does not exist', param_hint="'--latent'")
+    latents = []
+    for file in files:
+        try:
+            ws = load_latent_file(file, G.backbone.num_ws, G.w_dim)
+        except (ValueError, OSError, RuntimeError) as err:
+            raise click.BadParameter(str(err), param_hint="'--latent'") from err
+        stem = os.path.splitext(os.path.basename(file))[0]
+        if stem == 'latent':  # projector.py's <outdir>/<photo>/latent.npy: name it after the photo
+            stem = os.path.basename(os.path.dirname(os.path.abspath(file))) or stem
+        latents.append((stem, ws.unsqueeze(0).to(device)))
+    return latents
+
+
 def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, device: torch.device) -> torch.Tensor:
     """Camera label (1, 25) looking at G's average camera pivot from its average radius.
 

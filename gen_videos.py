@@ -123,6 +123,8 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
 @click.command()
 @click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH')
 @click.option('--seeds', type=gen_utils.SeedList(), help='Random seeds, e.g. 0-3', default='0', show_default=True)
+@click.option('--latent', 'latent_path', metavar='FILE.npy|DIR',
+              help='Projected w+ latents (projector.py\'s latent.npy, or a folder of them) in place of --seeds')
 @click.option('--grid', type=gen_utils.GridSize(), help='Grid of heads, columns x rows', default='1x1',
               show_default=True, metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1), metavar='INT',
@@ -147,7 +149,7 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
 @click.option('--outdir', help='Output directory', type=str, required=True, metavar='DIR')
 @click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
               show_default=True, help='Where to run')
-def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, int], num_keyframes: Optional[int],
+def generate_videos(network: Optional[str], seeds: List[int], latent_path: Optional[str], grid: Tuple[int, int], num_keyframes: Optional[int],
                     w_frames: int, truncation_psi: float, truncation_cutoff: int, domain: Optional[str],
                     exemplar: Optional[str], alphas: Optional[List[float]], camera_preset: str, fov_deg: float,
                     image_mode: str, fps: int, ray_chunk: int, outdir: str, device_name: str):
@@ -170,11 +172,17 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     \b
     # Zoom in on a head stylised like one exemplar image.
     python gen_videos.py --network=pixar.pkl --exemplar=style.png --camera=zoom --outdir=out
+
+    \b
+    # Orbit of a projected photo (projector.py), stylised by its tuned network.
+    python gen_videos.py --network=out/me/network-pti.pkl --latent=out/me/latent.npy --alpha=0,1 --outdir=out/me
     """
-    keyframe_seeds = grid_seeds(seeds, grid, num_keyframes)
     network_path = gen_utils.resolve_network_path(network)
     device = gen_utils.select_device(device_name)
     G = gen_utils.load_generator(network_path, device)
+    latents = None if latent_path is None else gen_utils.load_latents(latent_path, G, device)
+    # With --latent the keyframes are indices into the latent list instead of seeds.
+    keyframe_seeds = grid_seeds(seeds if latents is None else list(range(len(latents))), grid, num_keyframes)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
     domain_arg, domain_label = gen_utils.select_domain(G, domain, exemplar, device)
     if domain_arg is None and alphas is not None:
@@ -185,13 +193,19 @@ def generate_videos(network: Optional[str], seeds: List[int], grid: Tuple[int, i
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
     cameras = [gen_utils.camera_label(G, yaw, pitch, fov, device)
                for yaw, pitch, fov in camera_path(camera_preset, keyframe_seeds.shape[0] * w_frames, fov_deg)]
-    z = torch.cat([gen_utils.z_from_seed(int(s), G.z_dim, device) for s in keyframe_seeds.ravel()])
-    ws = G.mapping(z, conditioning.repeat(len(z), 1), truncation_psi=truncation_psi,
-                   truncation_cutoff=truncation_cutoff)
+    if latents is None:
+        z = torch.cat([gen_utils.z_from_seed(int(s), G.z_dim, device) for s in keyframe_seeds.ravel()])
+        ws = G.mapping(z, conditioning.repeat(len(z), 1), truncation_psi=truncation_psi,
+                       truncation_cutoff=truncation_cutoff)
+    else:
+        ws = torch.cat([latents[int(i)][1] for i in keyframe_seeds.ravel()])
     ws_keys = ws.reshape(*keyframe_seeds.shape, *ws.shape[1:])
     weights = keyframe_weights(keyframe_seeds.shape[0], w_frames)
 
-    grid_name = f'seeds{seeds[0]}' + (f'-{seeds[-1]}' if len(seeds) > 1 else '')
+    if latents is None:
+        grid_name = f'seeds{seeds[0]}' + (f'-{seeds[-1]}' if len(seeds) > 1 else '')
+    else:
+        grid_name = latents[0][0] + (f'-{latents[-1][0]}' if len(latents) > 1 else '')
     for alpha in (alphas or [1.0]) if domain_arg is not None else [None]:
         alpha_part = '' if alpha is None else f'_{domain_label}_alpha{alpha:.2f}'
         mp4 = os.path.join(outdir, f'{grid_name}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{alpha_part}.mp4')

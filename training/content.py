@@ -21,6 +21,23 @@ CAMERA_DIM = 25
 LATENT_EXTS = ('.npy', '.pt')
 
 
+def load_latent_file(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
+    """One w+ latent (num_ws, w_dim) from NAME.npy or NAME.pt holding (num_ws, w_dim) or (1, num_ws, w_dim)."""
+    if path.endswith('.npy'):
+        ws = torch.from_numpy(np.load(path, allow_pickle=False))
+    else:
+        ws = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(ws, torch.Tensor):
+            raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
+    ws = ws.to(torch.float32)
+    if ws.ndim == 3 and ws.shape[0] == 1:
+        ws = ws[0]
+    if tuple(ws.shape) != (num_ws, w_dim):
+        raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
+                         f'for this generator, got {tuple(ws.shape)}')
+    return ws
+
+
 class SampledContent:
     """w+ = G_src.mapping(z, c, truncation_psi); c from `camera_labels` (M, 25)."""
 
@@ -60,27 +77,11 @@ class LatentFolderContent:
         missing = [name for name in names if name not in labels]
         if missing:
             raise ValueError(f'{labels_path} has no camera label for {len(missing)} latent(s), e.g. "{missing[0]}"')
-        ws = torch.stack([self._load_latent(os.path.join(path, name), num_ws, w_dim) for name in names])
+        ws = torch.stack([load_latent_file(os.path.join(path, name), num_ws, w_dim) for name in names])
         cams = torch.tensor([labels[name] for name in names], dtype=torch.float32)
         if cams.ndim != 2 or cams.shape[1] != CAMERA_DIM:
             raise ValueError(f'camera labels in {labels_path} must each have {CAMERA_DIM} numbers, got shape {tuple(cams.shape)}')
         self.names, self.ws, self.c = names, ws, cams
-
-    @staticmethod
-    def _load_latent(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
-        if path.endswith('.npy'):
-            ws = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            ws = torch.load(path, map_location='cpu', weights_only=True)
-            if not isinstance(ws, torch.Tensor):
-                raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
-        ws = ws.to(torch.float32)
-        if ws.ndim == 3 and ws.shape[0] == 1:
-            ws = ws[0]
-        if tuple(ws.shape) != (num_ws, w_dim):
-            raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
-                             f'for this generator, got {tuple(ws.shape)}')
-        return ws
 
     def __len__(self) -> int:
         return len(self.names)
