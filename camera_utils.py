@@ -4,19 +4,39 @@ A camera label `c` is (N, 25): the flattened 4x4 cam2world matrix followed by th
 intrinsics normalised by the image size. Camera axes follow OpenCV: x right, y down, z forward (the
 viewing direction). The world is y-up; the FFHQ face looks along +z and sits near (0, 0, 0.2).
 
+Camera labels have one home here: their size (`CAMERA_LABEL_DIM`), the check every consumer runs
+(`check_camera_label` for tensors, `checked_camera_labels` for labels read from files; shape,
+finite values, and the degenerate cases: a rotation that is not orthonormal, a focal length <= 0,
+a camera at the world origin), the mirror (`xflip_camera_label`) and the one reader of
+`dataset.json` label files (`read_dataset_labels`).
+
 Pose samplers take a yaw-like `horizontal_mean` (azimuth about the y axis, radians; pi/2 = camera on
 the +z axis) and a pitch-like `vertical_mean` (polar angle from the +y axis, radians; pi/2 = level).
 """
 
+import json
 import math
-from typing import Sequence, Union
+from typing import IO, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
+from torch_utils import misc
 from training.volumetric_rendering import math_utils
 
-__all__ = ['GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler',
-           'create_cam2world_matrix', 'FOV_to_intrinsics']
+__all__ = ['CAMERA_LABEL_DIM', 'GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler',
+           'check_camera_label', 'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics',
+           'dataset_labels_from_json', 'find_degenerate_camera_label', 'read_dataset_labels', 'xflip_camera_label']
+
+CAMERA_LABEL_DIM = 25  # 16 numbers of the cam2world matrix, then 9 of the normalised intrinsics
+LABEL_LAYOUT = '16 numbers of the cam2world matrix then 9 of the intrinsics'
+DATASET_JSON_FORMAT = '{"labels": [["<image path>", [25 numbers]], ...]}'
+
+# Labels written by any real pipeline are orthonormal to ~1e-6 in float32; 1e-3 leaves room for
+# rounding in hand-made files while refusing anything that is not a rotation.
+_ROTATION_TOLERANCE = 1e-3
+# A camera closer than this to the world origin sits inside the rendered volume (the face).
+_MIN_CAMERA_DISTANCE = 1e-3
 
 # Polar angles are kept this far from the poles, where the look-at frame is undefined.
 _POLE_EPS = 1e-5
@@ -130,3 +150,134 @@ def FOV_to_intrinsics(fov_degrees: float, device: Union[str, torch.device] = 'cp
         raise ValueError(f'fov_degrees must be in (0, 180), got {fov_degrees}')
     focal_length = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
     return torch.tensor([[focal_length, 0, 0.5], [0, focal_length, 0.5], [0, 0, 1]], device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Camera labels: the checks, the mirror and the dataset.json reader.
+
+def find_degenerate_camera_label(c: Union[torch.Tensor, np.ndarray]) -> Optional[Tuple[int, str]]:
+    """(row, reason) of the first label in c (N, 25) that cannot be rendered, or None if all can.
+
+    Refused: non-finite numbers, a cam2world rotation that is not orthonormal with determinant +1,
+    a focal length (intrinsics fx = c[16] or fy = c[20]) <= 0, a camera at the world origin.
+    """
+    c = torch.as_tensor(c).detach().to(torch.float32)
+    finite = torch.isfinite(c).all(dim=1)
+    safe = torch.where(finite[:, None], c, torch.zeros_like(c))
+    rotation = safe[:, :16].view(-1, 4, 4)[:, :3, :3]
+    gram_error = (rotation.transpose(1, 2) @ rotation - torch.eye(3, device=c.device)).abs().amax(dim=(1, 2))
+    rotation_ok = (gram_error <= _ROTATION_TOLERANCE) & (torch.linalg.det(rotation) > 0)
+    focal_ok = (safe[:, 16] > 0) & (safe[:, 20] > 0)
+    distance = safe[:, :16].view(-1, 4, 4)[:, :3, 3].norm(dim=1)
+    position_ok = distance >= _MIN_CAMERA_DISTANCE
+    ok = finite & rotation_ok & focal_ok & position_ok
+    if bool(ok.all()):
+        return None
+    row = int((~ok).nonzero()[0, 0])
+    if not finite[row]:
+        reason = f'it has non-finite numbers {c[row].tolist()}'
+    elif not rotation_ok[row]:
+        reason = (f'its rotation (cam2world[:3, :3]) is not a rotation matrix (max |R^T R - I| = '
+                  f'{float(gram_error[row]):.3g}, det = {float(torch.linalg.det(rotation[row])):.3g})')
+    elif not focal_ok[row]:
+        reason = f'its focal length must be > 0 (fx = c[16] = {float(c[row, 16]):g}, fy = c[20] = {float(c[row, 20]):g})'
+    else:
+        reason = f'the camera sits at the world origin (cam2world translation {c[row, [3, 7, 11]].tolist()})'
+    return row, reason
+
+
+def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: str = 'camera label c',
+                       conditioning_only: bool = False) -> None:
+    """Raise ValueError unless c is a usable (N, 25) camera label batch (N = batch_size when given).
+
+    Usable: finite, and not degenerate (see `find_degenerate_camera_label`); the message names the row.
+    conditioning_only: c only conditions a mapping network and is never rendered (EG3D maps with
+    all-zero labels, for example), so shape and finiteness suffice.
+    """
+    if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[1] != CAMERA_LABEL_DIM or \
+            (batch_size is not None and c.shape[0] != batch_size):
+        n = 'N' if batch_size is None else str(batch_size)
+        got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+        raise ValueError(f'{name} must be ({n}, {CAMERA_LABEL_DIM}): {LABEL_LAYOUT}; got {got}')
+    misc.assert_finite(c, name)
+    if conditioning_only:
+        return
+    problem = find_degenerate_camera_label(c)
+    if problem is not None:
+        row, reason = problem
+        raise ValueError(f'{name}[{row}] is not a usable camera: {reason}')
+
+
+def checked_camera_labels(labels: Mapping[str, Any], where: str) -> Dict[str, np.ndarray]:
+    """{name: (25,) float32} of labels read from a file, after the checks of `check_camera_label`.
+
+    Raises ValueError starting with `where` and naming the first bad label's key.
+    """
+    rows = {}
+    for name, label in labels.items():
+        try:
+            row = np.asarray(label, dtype=np.float32)
+        except (TypeError, ValueError):
+            row = None
+        if row is None or row.shape != (CAMERA_LABEL_DIM,):
+            raise ValueError(f'{where}: the label of "{name}" must be {CAMERA_LABEL_DIM} numbers ({LABEL_LAYOUT}), '
+                             f'got {label!r}')
+        rows[name] = row
+    if rows:
+        problem = find_degenerate_camera_label(np.stack(list(rows.values())))
+        if problem is not None:
+            row, reason = problem
+            raise ValueError(f'{where}: the label of "{list(rows)[row]}" is not a usable camera: {reason}')
+    return rows
+
+
+def read_dataset_labels(f: IO, where: str) -> Optional[Dict[str, Any]]:
+    """The labels of an open `dataset.json` (EG3D's format, text or binary file): {path: label}.
+
+    Keys are paths relative to the dataset root with '/' separators; values are as stored (a camera
+    label, or an int class index in StyleGAN's datasets), for `checked_camera_labels` to check.
+    None when the file says `{"labels": null}` (an unlabelled dataset). ValueError names `where`.
+    """
+    try:
+        data = json.load(f)
+    except ValueError as err:
+        raise ValueError(f'{where} must be {DATASET_JSON_FORMAT} (not valid JSON: {err})') from err
+    return dataset_labels_from_json(data, where)
+
+
+def dataset_labels_from_json(data: Any, where: str) -> Optional[Dict[str, Any]]:
+    """`read_dataset_labels` for the already parsed JSON object `data`."""
+    try:
+        entries = data['labels']
+        if entries is None:
+            return None
+        labels = {}
+        for name, label in entries:
+            if not isinstance(name, str):
+                raise TypeError(f'image path {name!r} is not a string')
+            labels[name.replace('\\', '/')] = label
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f'{where} must be {DATASET_JSON_FORMAT} ({type(err).__name__}: {err})') from err
+    return labels
+
+
+# Mirroring the world about the x = 0 plane is S = diag(-1, 1, 1, 1). An image flipped left-right is
+# the view of the mirrored scene from the mirrored camera whose x axis is flipped too, i.e.
+# cam2world' = S @ cam2world @ S: every entry with exactly one index equal to 0 changes sign. In the
+# intrinsics the principal point moves to cx' = 1 - cx (pixel centres u -> 1 - u stay centres).
+_CAM2WORLD_XFLIP_SIGNS = np.outer([-1, 1, 1, 1], [-1, 1, 1, 1]).astype(np.float32).reshape(16)
+
+
+def xflip_camera_label(label: np.ndarray) -> np.ndarray:
+    """Camera label(s) of the left-right mirrored image: (..., 25) float -> (..., 25) float32.
+
+    The mirrored label renders the mirror image of the mirrored scene (EG3D's `flip_yaw`, derived
+    in the comment above); yaw and roll change sign, pitch and radius stay.
+    """
+    label = np.asarray(label, dtype=np.float32)
+    if label.shape[-1:] != (CAMERA_LABEL_DIM,):
+        raise ValueError(f'camera label must be (..., {CAMERA_LABEL_DIM}): {LABEL_LAYOUT}; got shape {label.shape}')
+    flipped = label.copy()
+    flipped[..., :16] *= _CAM2WORLD_XFLIP_SIGNS
+    flipped[..., 18] = 1 - label[..., 18]  # principal point cx (intrinsics[0, 2]).
+    return flipped

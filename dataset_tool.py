@@ -19,7 +19,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from training.dataset import CAMERA_LABEL_DIM, xflip_camera_label
+from camera_utils import checked_camera_labels, dataset_labels_from_json, read_dataset_labels, xflip_camera_label
 
 TRANSFORMS = ('none', 'center-crop', 'center-crop-wide')
 
@@ -42,19 +42,21 @@ def open_image_source(source: str) -> Tuple[List[str], Callable[[str], PIL.Image
     raise click.ClickException(f'--source must be a folder or a .zip file: {source}')
 
 
-def load_label_file(path: str) -> Dict[str, List[float]]:
+def load_label_file(path: str) -> Dict[str, np.ndarray]:
     """Camera labels by source image path from a .json (EG3D's dataset.json, or {name: [25]}) or .csv file.
 
     CSV rows: image path, then 25 numbers (a header row is allowed).
     """
     try:
         if path.lower().endswith('.json'):
-            with open(path) as f:
+            with open(path, 'rb') as f:
                 data = json.load(f)
-            data = dict(data['labels']) if isinstance(data, dict) and 'labels' in data else data
-            if not isinstance(data, dict):
+            if isinstance(data, dict) and 'labels' in data:
+                labels = dataset_labels_from_json(data, 'the file') or {}
+            elif isinstance(data, dict):
+                labels = {str(k).replace('\\', '/'): v for k, v in data.items()}
+            else:
                 raise ValueError('expected {"labels": [[name, [25 numbers]], ...]} or {name: [25 numbers]}')
-            labels = {str(k).replace('\\', '/'): v for k, v in data.items()}
         elif path.lower().endswith('.csv'):
             with open(path, newline='') as f:
                 rows = [row for row in csv.reader(f) if row]
@@ -68,17 +70,12 @@ def load_label_file(path: str) -> Dict[str, List[float]]:
     return _checked_labels(labels, f'--labels {path}')
 
 
-def _checked_labels(labels: Dict[str, object], where: str) -> Dict[str, List[float]]:
-    """The labels, after checking that each is 25 finite numbers."""
-    for name, label in labels.items():
-        try:
-            array = np.asarray(label, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = np.zeros(0)
-        if array.shape != (CAMERA_LABEL_DIM,) or not np.all(np.isfinite(array)):
-            raise click.ClickException(f'{where}: the label of "{name}" must be 25 finite numbers '
-                                       f'(16 of cam2world then 9 of the intrinsics), got {label!r}')
-    return labels
+def _checked_labels(labels: Dict[str, object], where: str) -> Dict[str, np.ndarray]:
+    """The labels as (25,) float32 arrays, after the checks of camera_utils.check_camera_label."""
+    try:
+        return checked_camera_labels(labels, where)
+    except ValueError as err:
+        raise click.ClickException(str(err))
 
 
 def _is_number(text: str) -> bool:
@@ -276,26 +273,25 @@ def _prepare(image: PIL.Image.Image, transform: str, resolution: Optional[int], 
     return face_pose.align_face(rgb, landmarks, pose, resolution)
 
 
-def _source_labels(source: str) -> Optional[Dict[str, List[float]]]:
+def _source_labels(source: str) -> Optional[Dict[str, np.ndarray]]:
     """Labels of an EG3D-format --source (its dataset.json), or None if it has none."""
+    where = f'dataset.json of --source {source}'
     try:
         if os.path.isdir(source):
             path = os.path.join(source, 'dataset.json')
             if not os.path.isfile(path):
                 return None
-            with open(path) as f:
-                data = json.load(f)
+            with open(path, 'rb') as f:
+                labels = read_dataset_labels(f, where)
         else:
             with zipfile.ZipFile(source) as archive:
                 if 'dataset.json' not in archive.namelist():
                     return None
-                data = json.loads(archive.read('dataset.json'))
-        labels = data['labels']
-        labels = None if labels is None else {k.replace('\\', '/'): v for k, v in labels}
-    except (ValueError, KeyError, TypeError) as err:
-        raise click.ClickException(f'dataset.json of --source {source} is not {{"labels": [[name, [25 numbers]], ...]}} '
-                                   f'({type(err).__name__}: {err})')
-    return None if labels is None else _checked_labels(labels, f'dataset.json of --source {source}')
+                with archive.open('dataset.json') as f:
+                    labels = read_dataset_labels(f, where)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    return None if labels is None else _checked_labels(labels, where)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Fit a small generator to synthetic heads by multi-view reconstruction: the demo's natural source.
 
 No GAN: every head has a fixed latent (that of `gen_samples.py --seeds=i`), and the generator learns
-to render its natural look from several known cameras, with its depth (see training/source_fit.py).
+to render its natural look from several known cameras, with its depth (see demo_source.py).
 Optionally (from --style-from on) the DAM and a stored domain code also learn the paired toon renders
 of the same heads: a supervised baseline, not the method. `--source-only` writes the natural source
 as a plain EG3D network, the start of `train.py --method=pstyle` (docs/demo_network.md).
@@ -27,11 +27,11 @@ import time
 import click
 import torch
 
+import demo_source
 import dnnlib
 import legacy
-from training import source_fit
+from torch_utils.safe_pickle import atomic_write_pickle
 from training.domain_adaptation import without_domain_adaptation
-from training.snapshot import atomic_write_pickle
 
 TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
                      channel_base=2048, channel_max=32, num_fp16_res=0, conv_clamp=None, disc_c_noise=0.0,
@@ -79,11 +79,11 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
     torch.manual_seed(seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     t0 = time.time()
-    views = source_fit.render_views(heads, views_per_head, resolution, seed)
+    views = demo_source.render_views(heads, views_per_head, resolution, seed)
     click.echo(f'rendered {heads} heads x {views_per_head} views at {resolution}x{resolution} in '
                f'{time.time() - t0:.0f} s')
     if resume is None:
-        G = source_fit.build_demo_generator(resolution)
+        G = demo_source.build_demo_generator(resolution)
     else:
         G = legacy.load_network_pkl(resume)['G_ema']
         if G.img_resolution != resolution:
@@ -104,11 +104,11 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
         write()
 
     if iterations > 0:
-        source_fit.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
+        demo_source.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
                        log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report)
     else:
         write()
-    final = source_fit.mean_losses(G, views, range(heads), with_style=not source_only)
+    final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only)
     click.echo('final mean L1 over all views: ' + json.dumps({k: round(v, 4) for k, v in final.items()}))
     click.echo(f'wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MiB)')
 

@@ -18,7 +18,7 @@ from projector import alignment, outputs
 from projector.losses import ReconstructionLoss, psnr
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune
 from projector.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
-from training.snapshot import atomic_write_pickle
+from torch_utils.safe_pickle import atomic_write_pickle
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 RENDER_SEED = 0  # the renderer's random sampling for the saved pictures and the metrics

@@ -33,11 +33,10 @@ import torch
 
 import configs
 import dnnlib
+from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
 from training import trainable
-from training.adaptation_setup import add_domain
+from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
-
-CAMERA_DIM = 25
 
 
 def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
@@ -150,9 +149,9 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
     except (OSError, ValueError) as err:
         fail('--data', str(err))
-    if not dataset.has_labels or dataset.label_dim != CAMERA_DIM:
-        fail('--data', f'the style dataset needs a {CAMERA_DIM}-number camera label per image in dataset.json '
-                       f'({{"labels": [["img.png", [25 floats]], ...]}}); found label_dim {dataset.label_dim}')
+    if not dataset.has_labels or dataset.label_dim != CAMERA_LABEL_DIM:
+        fail('--data', f'the style dataset needs a {CAMERA_LABEL_DIM}-number camera label per image in dataset.json '
+                       f'({DATASET_JSON_FORMAT}); found label_dim {dataset.label_dim}')
     training_set_kwargs.resolution = dataset.resolution
     training_set_kwargs.max_size = len(dataset)
 

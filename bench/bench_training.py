@@ -35,7 +35,7 @@ import configs  # noqa: E402  (after the path set-up above)
 import dnnlib  # noqa: E402
 import train  # noqa: E402
 from training import trainable, training_loop  # noqa: E402
-from training.adaptation_setup import add_domain  # noqa: E402
+from training.domain_adaptation import add_domain  # noqa: E402
 from training.loss import PStyleLoss  # noqa: E402
 from training.perceptual import VGG19Features  # noqa: E402
 

@@ -7,6 +7,9 @@
   train.py options (`options`, e.g. kimg, tick, snap) that the command line overrides.
 - `configs/domains/<name>.json` (train.py --domain): one style domain's option defaults on top of
   the --cfg ones (again overridden by the command line). A new domain is a new file here.
+- `configs/networks/<name>.json`: fixed network configurations that are not training presets: the
+  PStyle-3D authors' release (`pstyle3d_release`, read by training.pstyle_compat) and the bundled
+  demo generator (`demo_synthetic`, read by demo_source.py).
 """
 
 import json
@@ -20,6 +23,7 @@ DOMAIN_DIR = os.path.join(CONFIG_DIR, 'domains')
 PRESET_KEYS = ('description', 'neural_rendering_resolution', 'G_kwargs', 'D_kwargs', 'domain_kwargs', 'training',
                'options')
 DOMAIN_KEYS = ('description', 'options')
+NETWORK_DIR = os.path.join(CONFIG_DIR, 'networks')
 
 
 def _names(folder: str) -> List[str]:
@@ -58,3 +62,13 @@ def load_preset(name: str) -> dnnlib.EasyDict:
 def load_domain(name: str) -> dnnlib.EasyDict:
     """The --domain preset `name` as an EasyDict with DOMAIN_KEYS."""
     return _load(DOMAIN_DIR, name, DOMAIN_KEYS, 'style domain (--domain)', list_domains())
+
+
+def load_network_preset(name: str) -> dnnlib.EasyDict:
+    """The network configuration `configs/networks/<name>.json` as an EasyDict (keys as in the file)."""
+    known = _names(NETWORK_DIR)
+    if name not in known:
+        raise ValueError(f'unknown network configuration "{name}": expected one of {", ".join(known)} '
+                         f'(files in {NETWORK_DIR})')
+    with open(os.path.join(NETWORK_DIR, name + '.json'), 'r', encoding='utf-8') as f:
+        return dnnlib.EasyDict(json.load(f))

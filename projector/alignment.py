@@ -14,10 +14,11 @@ from typing import Callable, List, Optional
 import numpy as np
 import PIL.Image
 
+import camera_utils
 from dnnlib.image_io import ImageReadError, read_image
 
 MIN_SIZE = 64  # smaller photos hold too little of a face to project
-CAMERA_DIM = 25
+CAMERA_DIM = camera_utils.CAMERA_LABEL_DIM
 
 
 class TargetError(ValueError):
@@ -71,20 +72,19 @@ def load_camera(path: str, image_name: str) -> np.ndarray:
     if label.shape != (CAMERA_DIM,):
         raise TargetError(f'camera in "{path}" has {label.size} numbers; a camera label has {CAMERA_DIM}: 16 of the '
                           f'cam2world matrix then 9 of the normalised intrinsics')
-    problem = camera_problem(label)
-    if problem:
-        raise TargetError(f'camera in "{path}" is not usable: {problem}')
+    problem = camera_utils.find_degenerate_camera_label(label[None])
+    if problem is not None:
+        raise TargetError(f'camera in "{path}" is not usable: {problem[1]}')
     return label
 
 
 def _label_from_json(data, image_name: str, path: str):
     if isinstance(data, list):
         return data
-    labels = data.get('labels') if isinstance(data, dict) else None
-    if not isinstance(labels, list):
+    if not isinstance(data, dict):
         raise TargetError(f'"{path}" is neither a list of {CAMERA_DIM} numbers nor a dataset.json '
-                          f'{{"labels": [[name, [{CAMERA_DIM} numbers]], ...]}}')
-    entries = {str(name).replace('\\', '/'): label for name, label in labels}
+                          f'{camera_utils.DATASET_JSON_FORMAT}')
+    entries = camera_utils.dataset_labels_from_json(data, path) or {}
     base = os.path.basename(image_name)
     for name in (image_name.replace('\\', '/'), base):
         if name in entries:
@@ -94,22 +94,6 @@ def _label_from_json(data, image_name: str, path: str):
         return entries[matches[0]]
     raise TargetError(f'"{path}" holds no camera for "{base}" ({len(entries)} entries, e.g. '
                       f'"{next(iter(entries), "none")}")')
-
-
-def camera_problem(label: np.ndarray) -> Optional[str]:
-    """Why a (25,) label cannot be rendered (not finite, not a rotation, bad intrinsics), or None."""
-    if not np.isfinite(label).all():
-        return 'it holds NaN or infinite numbers'
-    cam2world = label[:16].reshape(4, 4).astype(np.float64)
-    rotation = cam2world[:3, :3]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or np.linalg.det(rotation) < 0:
-        return 'the upper-left 3x3 of the cam2world matrix is not a rotation'
-    if not np.allclose(cam2world[3], [0, 0, 0, 1], atol=1e-6):
-        return 'the last row of the cam2world matrix is not 0 0 0 1'
-    intrinsics = label[16:].reshape(3, 3)
-    if intrinsics[0, 0] <= 0 or intrinsics[1, 1] <= 0 or not np.allclose(intrinsics[2], [0, 0, 1], atol=1e-6):
-        return 'the intrinsics need positive focal lengths and a last row 0 0 1'
-    return None
 
 
 def resize_square(image: np.ndarray, resolution: int, path: str) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Cameras: EG3D's camera labels (tests/fixtures/eg3d/cameras.npz) and the geometry they promise."""
 
+import io
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +11,9 @@ import pytest
 import torch
 
 from camera_utils import (FOV_to_intrinsics, GaussianCameraPoseSampler, LookAtPoseSampler,
-                          UniformCameraPoseSampler, create_cam2world_matrix)
+                          UniformCameraPoseSampler, check_camera_label, checked_camera_labels,
+                          create_cam2world_matrix, find_degenerate_camera_label, read_dataset_labels,
+                          xflip_camera_label)
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'eg3d'
 
@@ -82,3 +87,49 @@ def test_bad_input():
         LookAtPoseSampler.sample(1, 1, torch.zeros(2))
     with pytest.raises(ValueError, match='batch_size'):
         UniformCameraPoseSampler.sample(1, 1, batch_size=0)
+
+
+def _frontal_label() -> torch.Tensor:
+    pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7)
+    return torch.cat([pose.reshape(16), FOV_to_intrinsics(18.837).reshape(9)])
+
+
+@pytest.mark.parametrize('edit, reason', [
+    (lambda c: c.zero_(), 'its rotation'),                                        # all-zero label
+    (lambda c: c[:3].mul_(2), r'its rotation .*max \|R\^T R - I\| = 3'),          # scaled first row
+    (lambda c: c[0:9:4].neg_(), r'its rotation .*det = -1'),                      # a mirror, not a rotation
+    (lambda c: c.__setitem__(16, 0), r'focal length must be > 0 \(fx = c\[16\] = 0'),
+    (lambda c: c.__setitem__(20, -4.26), r'focal length must be > 0 .*fy = c\[20\] = -4.26'),
+    (lambda c: c[3:12:4].zero_(), 'the camera sits at the world origin'),
+])
+def test_degenerate_labels_are_refused_with_the_row(edit, reason):
+    c = _frontal_label().repeat(3, 1)
+    assert find_degenerate_camera_label(c) is None
+    check_camera_label(c, 3)
+    bad = c[2].clone()
+    edit(bad)
+    c[2] = bad
+    row, message = find_degenerate_camera_label(c)
+    assert row == 2 and re.search(reason, message), message
+    with pytest.raises(ValueError, match=r'camera label c\[2\] is not a usable camera: .*' + reason):
+        check_camera_label(c)
+    check_camera_label(c, conditioning_only=True)  # a mapping-network condition need not be a camera
+    with pytest.raises(ValueError, match=r'the label of "b.png" is not a usable camera'):
+        checked_camera_labels({'a.png': c[0].tolist(), 'b.png': c[2].numpy()}, 'labels.json')
+
+
+def test_eg3d_labels_pass_and_mirror_stays_a_camera(cams):
+    labels = np.asarray(cams['c'], dtype=np.float32)
+    assert find_degenerate_camera_label(labels) is None
+    assert find_degenerate_camera_label(xflip_camera_label(labels)) is None
+    rows = checked_camera_labels({f'{i}.png': label.tolist() for i, label in enumerate(labels)}, 'x')
+    np.testing.assert_array_equal(np.stack(list(rows.values())), labels)
+
+
+def test_read_dataset_labels():
+    good = io.BytesIO(json.dumps({'labels': [['sub\\a.png', [1] * 25], ['b.png', 3]]}).encode())
+    assert read_dataset_labels(good, 'd.json') == {'sub/a.png': [1] * 25, 'b.png': 3}
+    assert read_dataset_labels(io.StringIO('{"labels": null}'), 'd.json') is None
+    for text in ('{"labels": [["a.png"]]}', '[1, 2]', '{"label": []}', '{"labels": [[3, [1]]]}', 'not json'):
+        with pytest.raises(ValueError, match=r'^d.json must be \{"labels": \[\["<image path>", \[25 numbers\]\]'):
+            read_dataset_labels(io.StringIO(text), 'd.json')

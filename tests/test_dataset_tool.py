@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -14,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool
+from camera_utils import xflip_camera_label
 from dataset_preprocessing import synthetic_heads
-from training.dataset import ImageFolderDataset, xflip_camera_label
+from training.dataset import ImageFolderDataset
 
 HAVE_MEDIAPIPE = importlib.util.find_spec('mediapipe') is not None
 PORTRAITS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), 'data', 'portraits', '*.jpg')))
@@ -38,7 +40,10 @@ def _striped_images(folder, n=3):
 
 
 def _label(k):
-    return [float(k)] * 16 + [4.26, 0, 0.45, 0, 4.26, 0.5, 0, 0, 1]
+    """A camera yawed by 0.2 (k + 1) rad about the y axis, 2.7 from the origin; principal point off-centre."""
+    cos, sin = math.cos(0.2 * (k + 1)), math.sin(0.2 * (k + 1))
+    return [cos, 0, sin, 2.7 * sin, 0, 1, 0, 0, -sin, 0, cos, 2.7 * cos, 0, 0, 0, 1,
+            4.26, 0, 0.45, 0, 4.26, 0.5, 0, 0, 1]
 
 
 def test_center_crop_and_resize_without_labels(tmp_path):
@@ -113,9 +118,14 @@ def test_dry_run_and_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize('content, message', [
-    ({'labels': [['a.png', [0.0] * 25]]}, r"1 image\(s\) have no label.*\['b.png'\]"),
-    ({'labels': [['a.png', [0.0] * 25], ['b.png', [0.0] * 16]]}, r'"b.png" must be 25 finite numbers'),
-    ({'labels': [['a.png', [0.0] * 25], ['b.png', [float('inf')] * 25]]}, r'"b.png" must be 25 finite'),
+    ({'labels': [['a.png', _label(0)]]}, r"1 image\(s\) have no label.*\['b.png'\]"),
+    ({'labels': [['a.png', _label(0)], ['b.png', [0.0] * 16]]}, r'"b.png" must be 25 numbers'),
+    ({'labels': [['a.png', _label(0)], ['b.png', [float('inf')] * 25]]}, r'"b.png" .*non-finite'),
+    ({'labels': [['a.png', _label(0)], ['b.png', [0.0] * 25]]}, r'"b.png" is not a usable camera: its rotation'),
+    ({'labels': [['a.png', _label(0)[:16] + [0.0] + _label(0)[17:]], ['b.png', _label(1)]]},
+     r'"a.png" is not a usable camera: its focal length'),
+    ({'labels': [['a.png', _label(0)[:3] + [0.0] + _label(0)[4:11] + [0.0] + _label(0)[12:]],
+                 ['b.png', _label(1)]]}, r'"a.png" is not a usable camera: the camera sits at the world origin'),
 ])
 def test_label_file_errors(tmp_path, content, message):
     os.makedirs(tmp_path / 'src')

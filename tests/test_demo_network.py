@@ -12,9 +12,9 @@ import gen_samples
 import gen_utils
 import legacy
 from dataset_preprocessing import synthetic_heads
+from demo_source import DEMO_DOMAIN, DEMO_PRESET
 
 DEMO_PATH = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
-DEMO_DOMAIN = 'synthetic'
 
 
 @pytest.fixture(scope='module')
@@ -90,3 +90,17 @@ def test_demo_network_encodes_a_toon_exemplar(G, tmp_path):
                                                               '--device', 'cpu'])
     assert result.exit_code == 0, result.output
     assert len([n for n in os.listdir(tmp_path / 'out') if n.endswith('.png')]) == 3  # alpha 0, alpha 1, grid
+
+
+def test_bundled_network_matches_the_demo_preset(G):
+    """configs/networks/demo_synthetic.json describes the bundled generator (apart from its encoder)."""
+    kwargs = dict(G.init_kwargs)
+    preset = dict(DEMO_PRESET.G_kwargs)
+    assert kwargs['domain_kwargs']['domain_names'] == [DEMO_DOMAIN]
+    for key in preset:
+        if key not in ('class_name', 'domain_kwargs', 'rendering_kwargs'):
+            assert kwargs[key] == preset[key], key
+    assert {k: v for k, v in G.rendering_kwargs.items() if k in preset['rendering_kwargs']} == preset['rendering_kwargs']
+    assert G.neural_rendering_resolution == DEMO_PRESET.neural_rendering_resolution
+    assert preset['rendering_kwargs']['avg_camera_radius'] == synthetic_heads.POSE_RADIUS
+    assert preset['rendering_kwargs']['avg_camera_pivot'] == list(synthetic_heads.POSE_PIVOT)

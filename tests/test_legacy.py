@@ -16,6 +16,9 @@ from click.testing import CliRunner
 import dnnlib
 import legacy
 from torch_utils import persistence
+from torch_utils import safe_pickle
+from training import domain_adaptation, network_pickle
+from training.dam_layers import ModRes
 
 
 @persistence.persistent_class
@@ -177,8 +180,8 @@ def test_class_name_disambiguated_by_module_source(tmp_path, monkeypatch):
         layer = LegacyTinyLayer(3, 2)
         for src, expected in [('class LegacyTinyLayer:\n    pass\nclass LegacyTinyNet:\n    pass\n', LegacyTinyLayer),
                               ('class LegacyTinyLayer:\n    pass\nclass TwinOnlyHelper:\n    pass\n', twin.LegacyTinyLayer)]:
-            record = legacy._PersistentRecord(_eg3d_meta(layer, src))
-            assert legacy._resolve_class(record, 'G') is expected
+            record = safe_pickle.PersistentRecord(_eg3d_meta(layer, src))
+            assert network_pickle.resolve_class(record, 'G') is expected
     finally:
         persistence._decorators.discard(twin.LegacyTinyLayer)
         sys.modules.pop('legacy_twin_module')
@@ -358,3 +361,71 @@ def test_force_fp16_rebuilds_eg3d_networks_with_fp16_blocks():
     assert [getattr(synthesis, f'b{res}').use_fp16 for res in synthesis.block_resolutions] == [False] * 3 + [True] * 4
     assert torch.equal(synthesis.b256.conv1.weight, G.backbone.synthesis.b256.conv1.weight)
     assert data['D'].init_kwargs.num_fp16_res == 4 and data['G'].neural_rendering_resolution == 32
+
+
+@persistence.persistent_class
+class LegacyWithModRes(torch.nn.Module):
+    """A persistent network holding a plain ModRes submodule, which pickles by reference to its class."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.res = ModRes(channels, w_dim=4)
+
+    def forward(self, x, d):
+        return self.res(x, d)
+
+
+def test_moved_module_class_still_loads(monkeypatch):
+    """Pickles written when ModRes lived in training.domain_adaptation name it there; they must keep loading."""
+    torch.manual_seed(0)
+    net = LegacyWithModRes(2)
+    with torch.no_grad():
+        net.res.conv2.weight.normal_()  # a non-zero residual, so the output tells the weights apart
+    monkeypatch.setattr(ModRes, '__module__', 'training.domain_adaptation')
+    monkeypatch.setattr(domain_adaptation, 'ModRes', ModRes, raising=False)
+    data = pickle.dumps(dict(G=net, D=net, G_ema=net))
+    monkeypatch.undo()
+    assert b'training.domain_adaptation' in data and not hasattr(domain_adaptation, 'ModRes')
+    loaded = _load(data)['G_ema']
+    x, d = torch.randn(1, 2, 4, 4), torch.randn(1, 4)
+    assert isinstance(loaded.res, ModRes) and torch.equal(loaded(x, d), net(x, d))
+
+
+def test_bytes_and_text_files_are_refused_with_what_to_pass(tmp_path):
+    path = tmp_path / 'net.pkl'
+    path.write_bytes(pickle.dumps(_tiny_snapshot()))
+    with pytest.raises(TypeError, match=r'not bytes: wrap the bytes in io.BytesIO\(data\)'):
+        legacy.load_network_pkl(path.read_bytes())
+    with open(path, 'r', encoding='latin-1') as f, pytest.raises(TypeError, match='binary mode: open.*"rb"'):
+        legacy.load_network_pkl(f)
+    with pytest.raises(TypeError, match='a path or a binary file, got int'):
+        legacy.load_network_pkl(3)
+
+
+def test_authors_checkpoint_has_no_discriminator_documented():
+    assert 'D` (a torch.nn.Module, or None for the\n    PStyle-3D authors\' .pt checkpoints' in legacy.load_network_pkl.__doc__
+
+
+def test_convert_refuses_existing_dest_folder_and_source(tmp_path):
+    source = tmp_path / 'snapshot.pkl'
+    source.write_bytes(pickle.dumps(_tiny_snapshot()))
+    unrelated = tmp_path / 'notes.txt'
+    unrelated.write_text('keep me')
+    run = lambda *args: CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(source), *map(str, args)])
+    result = run('--dest', unrelated)
+    assert result.exit_code == 1 and result.output.startswith('Error: --dest ') and '--overwrite' in result.output
+    assert unrelated.read_text() == 'keep me'
+    result = run('--dest', tmp_path)
+    assert result.exit_code == 1 and 'is a folder; give the path of the pickle' in result.output
+    before = source.read_bytes()
+    result = run('--dest', source, '--overwrite')
+    assert result.exit_code == 1 and 'is the --source file' in result.output and source.read_bytes() == before
+    result = run('--dest', unrelated, '--overwrite')
+    assert result.exit_code == 0, result.output
+    assert torch.equal(legacy.load_network_pkl(str(unrelated))['G'].w_avg, _tiny_snapshot()['G'].w_avg)
+    assert sorted(os.listdir(tmp_path)) == ['notes.txt', 'snapshot.pkl']  # no temporary file left
+    (tmp_path / 'broken.pkl').write_bytes(source.read_bytes()[:100])
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(tmp_path / 'broken.pkl'),
+                                                                '--dest', str(tmp_path / 'out.pkl')])
+    assert result.exit_code == 1 and 'Error: cannot read --source' in result.output and 'truncated' in result.output
+    assert not (tmp_path / 'out.pkl').exists()

@@ -14,9 +14,9 @@ from typing import Optional
 import torch
 
 import dnnlib
-from training.domain_adaptation import copy_render_settings, enable_domain_adaptation, with_domain_adaptation
+from training.domain_adaptation import add_domain
+from training.network_pickle import load_network_pkl
 from training.ir_se import DEFAULT_CHANNELS
-from training.trainable import is_encoder_parameter
 
 
 def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dict) -> dict:
@@ -24,40 +24,11 @@ def load_start_networks(resume_pkl: Optional[str], G_kwargs: dict, D_kwargs: dic
     if resume_pkl is None:
         return dict(G_src=dnnlib.util.construct_class_by_name(**G_kwargs),
                     D=dnnlib.util.construct_class_by_name(**D_kwargs))
-    import legacy  # the safe loader: maps persistent classes, never runs code from the file
     with dnnlib.util.open_url(resume_pkl) as f:
-        data = legacy.load_network_pkl(f)
+        data = load_network_pkl(f)
     if data.get('resume_state') is not None:
         return {k: data[k] for k in ('G', 'D', 'G_ema', 'G_src', 'resume_state')}
     return dict(G_src=data['G_ema'], D=data['D'])
-
-
-def add_domain(G: torch.nn.Module, domain: str, domain_kwargs: dict) -> torch.nn.Module:
-    """A DAM-enabled generator that stores `domain` and has an exemplar encoder, built from `G`.
-
-    A plain G gets a fresh DAM (`domain_kwargs`: encoder_kwargs, modres_max_res, ...). A G that
-    already has a DAM keeps it, its stored domains and its encoder, and gains the new name; if it
-    has no encoder (e.g. a network fitted without one), it gets a fresh one of
-    `domain_kwargs['encoder_kwargs']`, since the method learns the domain through it.
-    """
-    if getattr(G, 'domain_kwargs', None) is None:
-        return with_domain_adaptation(G, [domain], **domain_kwargs)
-    needs_encoder = G.encoder is None and domain_kwargs.get('encoder_kwargs') is not None
-    if domain in G.domain_names and not needs_encoder:
-        return copy.deepcopy(G)
-    kept = {k: v for k, v in G.domain_kwargs.items() if k != 'domain_names'}
-    if needs_encoder:
-        kept['encoder_kwargs'] = domain_kwargs['encoder_kwargs']
-    names = G.domain_names + ([] if domain in G.domain_names else [domain])
-    new_G = type(G)(*getattr(G, 'init_args', ()), **enable_domain_adaptation(G.init_kwargs, names, **kept))
-    state = {k: v for k, v in G.state_dict().items() if k != 'domain_codes'}
-    missing, unexpected = new_G.load_state_dict(state, strict=False)
-    # Only the fresh encoder and the codes (copied below) may be missing from G's state.
-    assert not unexpected and all(is_encoder_parameter(k) or k == 'domain_codes' for k in missing), (missing, unexpected)
-    with torch.no_grad():
-        new_G.domain_codes[:len(G.domain_names)].copy_(G.domain_codes)
-    copy_render_settings(G, new_G)
-    return new_G
 
 
 def _has_ir_se50_layout(encoder: torch.nn.Module) -> bool:

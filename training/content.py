@@ -10,14 +10,13 @@ Two sources (train.py --content):
 Both draw with an explicit `torch.Generator` so that a resumed run continues the same stream.
 """
 
-import json
 import os
 from typing import Tuple
 
 import numpy as np
 import torch
 
-CAMERA_DIM = 25
+from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels
 LATENT_EXTS = ('.npy', '.pt')
 
 
@@ -43,8 +42,8 @@ class SampledContent:
 
     def __init__(self, G_src: torch.nn.Module, camera_labels: np.ndarray, truncation_psi: float = 0.7):
         labels = np.asarray(camera_labels, dtype=np.float32)
-        if labels.ndim != 2 or labels.shape[1] != CAMERA_DIM or len(labels) == 0:
-            raise ValueError(f'sampled content needs camera labels of shape (M, {CAMERA_DIM}), got {labels.shape}')
+        if labels.ndim != 2 or labels.shape[1] != CAMERA_LABEL_DIM or len(labels) == 0:
+            raise ValueError(f'sampled content needs camera labels of shape (M, {CAMERA_LABEL_DIM}), got {labels.shape}')
         self.G_src = G_src
         self.camera_labels = torch.from_numpy(labels)
         self.truncation_psi = truncation_psi
@@ -72,16 +71,15 @@ class LatentFolderContent:
         if not os.path.isfile(labels_path):
             raise FileNotFoundError(f'--content folder "{path}" has no dataset.json with camera labels: '
                                     f'expected {{"labels": [["NAME.npy", [25 floats]], ...]}}')
-        with open(labels_path, 'r', encoding='utf-8') as f:
-            labels = dict(json.load(f).get('labels') or [])
+        with open(labels_path, 'rb') as f:
+            labels = read_dataset_labels(f, labels_path) or {}
         missing = [name for name in names if name not in labels]
         if missing:
             raise ValueError(f'{labels_path} has no camera label for {len(missing)} latent(s), e.g. "{missing[0]}"')
+        cams = checked_camera_labels({name: labels[name] for name in names}, labels_path)
         ws = torch.stack([load_latent_file(os.path.join(path, name), num_ws, w_dim) for name in names])
-        cams = torch.tensor([labels[name] for name in names], dtype=torch.float32)
-        if cams.ndim != 2 or cams.shape[1] != CAMERA_DIM:
-            raise ValueError(f'camera labels in {labels_path} must each have {CAMERA_DIM} numbers, got shape {tuple(cams.shape)}')
-        self.names, self.ws, self.c = names, ws, cams
+        self.names, self.ws = names, ws
+        self.c = torch.from_numpy(np.stack([cams[name] for name in names]))
 
     def __len__(self) -> int:
         return len(self.names)

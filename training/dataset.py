@@ -8,7 +8,6 @@ flattened 3x3 intrinsics normalised by the image size (see `camera_utils.py`). I
 (class indices, StyleGAN's convention) are accepted too and become one-hot vectors.
 """
 
-import json
 import os
 import zipfile
 from typing import Dict, List, Optional, Tuple
@@ -18,31 +17,7 @@ import PIL.Image
 import torch
 
 import dnnlib
-
-CAMERA_LABEL_DIM = 25
-
-# Mirroring the world about the x = 0 plane is S = diag(-1, 1, 1, 1). An image flipped left-right is
-# the view of the mirrored scene from the mirrored camera whose x axis is flipped too, i.e.
-# cam2world' = S @ cam2world @ S: every entry with exactly one index equal to 0 changes sign. In the
-# intrinsics the principal point moves to cx' = 1 - cx (pixel centres u -> 1 - u stay centres).
-_CAM2WORLD_XFLIP_SIGNS = np.outer([-1, 1, 1, 1], [-1, 1, 1, 1]).astype(np.float32).reshape(16)
-
-
-def xflip_camera_label(label: np.ndarray) -> np.ndarray:
-    """Camera label(s) of the left-right mirrored image: (..., 25) float -> (..., 25) float32.
-
-    The mirrored label renders the mirror image of the mirrored scene (EG3D's `flip_yaw`, derived
-    in the comment above); yaw and roll change sign, pitch and radius stay.
-    """
-    label = np.asarray(label, dtype=np.float32)
-    if label.shape[-1:] != (CAMERA_LABEL_DIM,):
-        raise ValueError(f'camera label must be (..., 25): 16 numbers of the cam2world matrix then 9 of the '
-                         f'intrinsics; got shape {label.shape}')
-    flipped = label.copy()
-    flipped[..., :16] *= _CAM2WORLD_XFLIP_SIGNS
-    flipped[..., 18] = 1 - label[..., 18]  # principal point cx (intrinsics[0, 2]).
-    return flipped
-
+from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels, xflip_camera_label
 
 class Dataset(torch.utils.data.Dataset):
     """EG3D's abstract dataset: index mapping for `max_size` and `xflip`, labels, shape properties."""
@@ -270,20 +245,15 @@ class ImageFolderDataset(Dataset):
         """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without dataset.json."""
         if 'dataset.json' not in self._all_fnames:
             return None
-        try:
-            with self._open_file('dataset.json') as f:
-                labels = json.load(f)['labels']
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f'{self._path}: dataset.json must be {{"labels": [["<image path>", [25 floats]], ...]}} '
-                             f'({type(err).__name__}: {err})') from err
+        with self._open_file('dataset.json') as f:
+            labels = read_dataset_labels(f, f'{self._path}: dataset.json')
         if labels is None:
             return None
-        return _labels_in_image_order(dict(labels), self._image_fnames, self._path)
+        return _labels_in_image_order(labels, self._image_fnames, self._path)
 
 
 def _labels_in_image_order(labels: Dict[str, object], image_fnames: List[str], where: str) -> np.ndarray:
     """Validates the label dict against the image list and returns the labels as one array."""
-    labels = {key.replace('\\', '/'): value for key, value in labels.items()}
     missing = [f for f in image_fnames if f not in labels]
     extra = sorted(set(labels) - set(image_fnames))
     if missing or extra:
@@ -297,16 +267,5 @@ def _labels_in_image_order(labels: Dict[str, object], image_fnames: List[str], w
             raise ValueError(f'{where}: class labels must be >= 0, got {class_labels.min()}')
         return class_labels
 
-    rows = []
-    for fname in image_fnames:
-        try:
-            row = np.asarray(labels[fname], dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f'{where}: label of "{fname}" is not a list of numbers ({err})') from err
-        if row.shape != (CAMERA_LABEL_DIM,):
-            raise ValueError(f'{where}: label of "{fname}" has shape {row.shape}; a camera label is 25 numbers: '
-                             f'16 of the cam2world matrix then 9 of the intrinsics')
-        if not np.all(np.isfinite(row)):
-            raise ValueError(f'{where}: label of "{fname}" has non-finite values: {row.tolist()}')
-        rows.append(row)
-    return np.stack(rows)
+    rows = checked_camera_labels({fname: labels[fname] for fname in image_fnames}, f'{where}: dataset.json')
+    return np.stack([rows[fname] for fname in image_fnames])

@@ -1,18 +1,8 @@
-"""Domain Adaptation Module (DAM): a second, domain-driven style path in every modulated layer.
+"""The Domain Adaptation Module (DAM) at the generator level: stored domain codes, the exemplar
+encoder, and all network surgery (adding, extending and removing the DAM).
 
-Per modulated layer l (conv0 / conv1 / torgb of every synthesis and super-resolution block) the
-domain code d_l (a w+-shaped code, (N, num_ws, w_dim), from a stored domain or the encoder):
-- domain modulation: a second affine `affine1` B_l gives t_l = 1 + alpha * g * (B_l(d_l) - 1), and
-  the layer's weights are modulated by s_l * t_l before the usual demodulation (g = 1 for the
-  convolutions; for torgb g is its weight gain, the gain its s_l gets too);
-- ModRes (blocks up to `modres_max_res`): x <- x + alpha * R(x, d_l) after each convolution, R two
-  AdaIN-driven 3x3 convolutions (`res0` after conv0, `res1` after conv1).
-B_l starts at weight 0 / bias 1 and R's output convolution at 0, so a fresh DAM is the identity:
-the generator renders exactly what the source EG3D renders, for any code and any alpha; alpha = 0
-or no domain input is always exactly EG3D. See docs/method.md for the equations and options.
-
-The layers (training.layers, training.networks_stylegan2, training.superresolution) call the
-pieces here; TriPlaneGenerator mixes in `DomainInputMixin` for the stored codes and the encoder.
+The layer maths (domain modulation, ModRes, AdaIN) is in training.dam_layers; TriPlaneGenerator
+mixes in `DomainInputMixin` for the stored codes and the encoder.
 
 Usage (training one domain from an EG3D generator `G_src`):
     G = with_domain_adaptation(G_src, ['pixar'], encoder_kwargs=dict(img_resolution=256))
@@ -21,20 +11,19 @@ Usage (training one domain from an EG3D generator `G_src`):
     out = G.synthesis(ws, c, domain=exemplars)                   # (N, 3, H, W) in [-1, 1]; or a code / a name
     G.set_domain_code('pixar', mean_domain_code(G.encoder, some_exemplars))  # for --domain=pixar later
 or from kwargs: construct_class_by_name(**enable_domain_adaptation(G_kwargs, ['pixar'], ...)) followed by
-copy_source_weights(G_src, G).
+copy_source_weights(G_src, G). To train one more domain on a DAM-enabled G: add_domain(G, 'arcane', domain_kwargs).
 """
 
-import contextlib
 import copy
 from typing import List, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
 import dnnlib
+from training.dam_layers import MODRES_MODES, rng_neutral
 from training.encoders import GradualStyleEncoder
+from training.trainable import is_encoder_parameter
 
-MODRES_MODES = ('residual', 'pstyle3d_release')
 DOMAIN_KWARGS_DEFAULTS = dict(
     domain_names=(),            # Trained domains whose mean code the network stores, selected by name.
     encoder_kwargs=None,        # GradualStyleEncoder kwargs (num_ws / w_dim filled in); None = no encoder.
@@ -60,109 +49,6 @@ def parse_domain_kwargs(domain_kwargs: Optional[dict]) -> Optional[dnnlib.EasyDi
     if kwargs.modres_mode not in MODRES_MODES:
         raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {kwargs.modres_mode!r}')
     return kwargs
-
-
-@contextlib.contextmanager
-def rng_neutral():
-    """Build DAM modules without consuming the global CPU RNG, so that EG3D's own weights come out the
-    same for a given seed with or without the DAM."""
-    with torch.random.fork_rng(devices=[]):
-        yield
-
-
-def init_domain_affine_(affine: torch.nn.Module) -> torch.nn.Module:
-    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity."""
-    with torch.no_grad():
-        affine.weight.zero_()
-        affine.bias.fill_(1)
-    return affine
-
-
-def apply_domain_modulation(styles: torch.Tensor, affine1: Optional[torch.nn.Module], d: Optional[torch.Tensor],
-                            alpha: float, gain: float = 1) -> torch.Tensor:
-    """styles (N, C) -> styles * t with t = 1 + alpha * gain * (affine1(d) - 1); d (N, w_dim).
-
-    Returns `styles` itself when there is no domain input or alpha == 0 (exactly EG3D).
-    """
-    if d is None or alpha == 0:
-        return styles
-    if affine1 is None:
-        raise ValueError('a domain code reached a layer built without the domain path '
-                         '(build the generator with domain_kwargs)')
-    t = affine1(d.to(torch.float32))
-    t = 1 + (alpha * gain) * (t - 1)
-    return styles * t
-
-
-class AdaptiveInstanceNorm(torch.nn.Module):
-    """AdaIN: instance-normalise x (N, C, H, W), then scale and shift by (gamma, beta) = style(s)."""
-
-    def __init__(self, channels: int, style_dim: int):
-        super().__init__()
-        self.style = torch.nn.Linear(style_dim, 2 * channels)
-        with torch.no_grad():
-            self.style.bias[:channels] = 1  # gamma starts at 1, beta at 0
-            self.style.bias[channels:] = 0
-
-    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.style(s).unsqueeze(2).unsqueeze(3).chunk(2, dim=1)
-        return gamma * torch.nn.functional.instance_norm(x, eps=1e-5) + beta
-
-
-class ModResConv(torch.nn.Module):
-    """3x3 convolution with equalised learning rate, bias and leaky ReLU (gain sqrt 2): (N, C, H, W) -> same."""
-
-    def __init__(self, channels: int, zero_init: bool = False):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(channels, channels, 3, 3) if zero_init
-                                         else torch.randn(channels, channels, 3, 3))
-        self.bias = torch.nn.Parameter(torch.zeros(channels))
-        self.weight_gain = 1 / np.sqrt(channels * 9)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.nn.functional.conv2d(x, self.weight * self.weight_gain, padding=1)
-        return torch.nn.functional.leaky_relu(x + self.bias.view(1, -1, 1, 1), 0.2) * np.sqrt(2)
-
-
-class ModRes(torch.nn.Module):
-    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d).
-
-    R(x, d) = conv2(AdaIN2(conv(AdaIN(x, s)), s)) with s = affine(d). `conv2` starts at zero, so
-    R = 0 until trained. Names (`conv`, `conv2`, `norm`, `norm2`, `affine`) follow the authors'
-    release (their AdaResBlock). modres_mode='pstyle3d_release' reproduces that release's forward,
-    which computes R but returns input + skip, i.e. x + alpha * x (twice the input at alpha = 1):
-    only for rendering their published weights as they render.
-    """
-
-    def __init__(self, channels: int, w_dim: int, mode: str = 'residual'):
-        super().__init__()
-        if mode not in MODRES_MODES:
-            raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {mode!r}')
-        self.channels = channels
-        self.mode = mode
-        self.affine = torch.nn.Linear(w_dim, w_dim)
-        with torch.no_grad():
-            self.affine.bias.fill_(1)
-        self.norm = AdaptiveInstanceNorm(channels, w_dim)
-        self.conv = ModResConv(channels)
-        self.norm2 = AdaptiveInstanceNorm(channels, w_dim)
-        self.conv2 = ModResConv(channels, zero_init=True)
-
-    def residual(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """R(x, d) in float32: (N, C, H, W)."""
-        s = self.affine(d.to(torch.float32))
-        h = self.conv(self.norm(x.to(torch.float32), s))
-        return self.conv2(self.norm2(h, s))
-
-    def forward(self, x: torch.Tensor, d: Optional[torch.Tensor], alpha: float = 1) -> torch.Tensor:
-        if d is None or alpha == 0:
-            return x
-        if self.mode == 'pstyle3d_release':
-            return x + alpha * x
-        return x + (alpha * self.residual(x, d)).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f'channels={self.channels}, mode={self.mode}'
 
 
 def backbone_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
@@ -270,14 +156,6 @@ class DomainInputMixin:
         raise ValueError(f'{what} has batch {x.shape[0]}, expected {batch_size} or 1')
 
 
-def check_alpha(alpha: float) -> float:
-    """The domain strength: 0 = the natural face (exactly EG3D), 1 = the style, > 1 exaggerates."""
-    alpha = float(alpha)
-    if not np.isfinite(alpha):
-        raise ValueError(f'alpha must be a finite number, got {alpha}')
-    return alpha
-
-
 def enable_domain_adaptation(G_kwargs: dict, domain_names: Sequence[str] = (), **domain_kwargs) -> dnnlib.EasyDict:
     """EG3D generator kwargs -> the same kwargs plus `domain_kwargs` (see DOMAIN_KWARGS_DEFAULTS).
 
@@ -346,6 +224,34 @@ def without_domain_adaptation(G: torch.nn.Module) -> torch.nn.Module:
             v.copy_(state[k])  # every EG3D tensor is in G: the DAM only adds tensors
     copy_render_settings(G, plain)
     return plain.to(next(G.parameters()).device)
+
+
+def add_domain(G: torch.nn.Module, domain: str, domain_kwargs: dict) -> torch.nn.Module:
+    """A DAM-enabled generator that stores `domain` and has an exemplar encoder, built from `G`.
+
+    A plain G gets a fresh DAM (`domain_kwargs`: encoder_kwargs, modres_max_res, ...). A G that
+    already has a DAM keeps it, its stored domains and its encoder, and gains the new name; if it
+    has no encoder (e.g. a network fitted without one), it gets a fresh one of
+    `domain_kwargs['encoder_kwargs']`, since the method learns the domain through it.
+    """
+    if getattr(G, 'domain_kwargs', None) is None:
+        return with_domain_adaptation(G, [domain], **domain_kwargs)
+    needs_encoder = G.encoder is None and domain_kwargs.get('encoder_kwargs') is not None
+    if domain in G.domain_names and not needs_encoder:
+        return copy.deepcopy(G)
+    kept = {k: v for k, v in G.domain_kwargs.items() if k != 'domain_names'}
+    if needs_encoder:
+        kept['encoder_kwargs'] = domain_kwargs['encoder_kwargs']
+    names = G.domain_names + ([] if domain in G.domain_names else [domain])
+    new_G = type(G)(*getattr(G, 'init_args', ()), **enable_domain_adaptation(G.init_kwargs, names, **kept))
+    state = {k: v for k, v in G.state_dict().items() if k != 'domain_codes'}
+    missing, unexpected = new_G.load_state_dict(state, strict=False)
+    # Only the fresh encoder and the codes (copied below) may be missing from G's state.
+    assert not unexpected and all(is_encoder_parameter(k) or k == 'domain_codes' for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        new_G.domain_codes[:len(G.domain_names)].copy_(G.domain_codes)
+    copy_render_settings(G, new_G)
+    return new_G
 
 
 def mean_domain_code(encoder: torch.nn.Module, exemplars: torch.Tensor, batch_size: int = 8) -> torch.Tensor:

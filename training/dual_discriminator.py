@@ -5,11 +5,11 @@ from typing import Dict, Optional, Union
 
 import torch
 
+from camera_utils import CAMERA_LABEL_DIM, check_camera_label
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import upfirdn2d
 from training.discriminator_blocks import Discriminator
-from training.triplane import check_camera_label
 
 
 def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: torch.Tensor,
@@ -82,7 +82,7 @@ class DualDiscriminator(Discriminator):
         image, image_raw = img['image'], img['image_raw']
         misc.assert_shape(image, [None, channels, self.img_resolution, self.img_resolution], "img['image']")
         misc.assert_shape(image_raw, [image.shape[0], channels, None, image_raw.shape[-2]], "img['image_raw']")
-        if self.c_dim == 25:
+        if self.c_dim == CAMERA_LABEL_DIM:
             check_camera_label(c, image.shape[0])
         else:
             misc.assert_shape(c, [image.shape[0], self.c_dim], 'conditioning label c')

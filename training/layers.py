@@ -16,7 +16,7 @@ from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
-from training.domain_adaptation import apply_domain_modulation, init_domain_affine_, rng_neutral
+from training.dam_layers import apply_domain_modulation, init_domain_affine_, rng_neutral
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:

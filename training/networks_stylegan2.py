@@ -15,7 +15,7 @@ import torch
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import upfirdn2d
-from training.domain_adaptation import ModRes, rng_neutral
+from training.dam_layers import ModRes, rng_neutral
 from training.discriminator_blocks import (Discriminator, DiscriminatorBlock, DiscriminatorEpilogue,
                                            MinibatchStdLayer)
 from training.layers import (Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer,
@@ -48,7 +48,7 @@ class SynthesisBlock(torch.nn.Module):
                  up: int = 2,                               # 2 = StyleGAN2 block, 1 = EG3D's no-upsampling block.
                  use_dam: bool = False,                     # Domain affine `affine1` in every modulated layer.
                  modres: bool = False,                      # ModRes blocks res0 / res1 after the convolutions.
-                 modres_mode: str = 'residual',             # See training.domain_adaptation.ModRes.
+                 modres_mode: str = 'residual',             # See training.dam_layers.ModRes.
                  **layer_kwargs):                           # Passed to SynthesisLayer.
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")

@@ -26,23 +26,15 @@ from typing import Any, BinaryIO, Dict, Optional, Union
 import numpy as np
 import torch
 
+import configs
 import dnnlib
 from training.domain_adaptation import enable_domain_adaptation
 
-# The configuration their scripts build (gen_samples.py / gen_style_sample.py of the release).
-PSTYLE3D_DOMAIN_KWARGS = dict(modres_max_res=32, sr_modres=True, modres_mode='pstyle3d_release')
-PSTYLE3D_G_KWARGS = dict(
-    class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512, c_dim=25, img_resolution=512,
-    img_channels=3, mapping_kwargs=dict(num_layers=2), channel_base=32768, channel_max=512,
-    fused_modconv_default='inference_only', num_fp16_res=0, sr_num_fp16_res=4, conv_clamp=None,
-    sr_kwargs=dict(channel_base=32768, channel_max=512, fused_modconv_default='inference_only'),
-    rendering_kwargs=dict(
-        depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
-        avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2], image_resolution=512, disparity_space_sampling=False,
-        clamp_mode='softplus', superresolution_module='training.superresolution.SuperresolutionHybrid8XDC',
-        c_gen_conditioning_zero=False, c_scale=1.0, superresolution_noise_mode='none', density_reg=0.25,
-        density_reg_p_dist=0.004, reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True))
-PSTYLE3D_NEURAL_RENDERING_RESOLUTION = 128
+# The configuration their scripts build (gen_samples.py / gen_style_sample.py of the release), as data.
+_RELEASE = configs.load_network_preset('pstyle3d_release')
+PSTYLE3D_DOMAIN_KWARGS = dict(_RELEASE.domain_kwargs)
+PSTYLE3D_G_KWARGS = dict(configs.load_preset(_RELEASE.base_preset).G_kwargs)
+PSTYLE3D_NEURAL_RENDERING_RESOLUTION = _RELEASE.neural_rendering_resolution
 
 
 def _split(key: str):

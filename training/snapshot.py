@@ -5,36 +5,17 @@ plus `G_src` (the frozen source generator the losses compare against) and `resum
 (optimiser states, iteration counters and RNG states, all plain dicts / lists / tensors so that
 `legacy.load_network_pkl` can read them without running any code).
 
-Files are written atomically: pickled into a temporary file in the destination folder, flushed
-and fsync'ed, then renamed over the destination with `os.replace`; a crash mid-write leaves at most
-a stray `*.tmp` file, never a truncated snapshot.
+The training loop writes them with torch_utils.safe_pickle.atomic_write_pickle: a crash mid-write
+leaves at most a stray `*.tmp` file, never a truncated snapshot.
 """
 
 import copy
 import os
-import pickle
-import tempfile
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import torch
 
 SNAPSHOT_NETWORKS = ('G', 'D', 'G_ema', 'G_src')
-
-
-def atomic_write_pickle(obj: Any, path: str) -> None:
-    """Pickle `obj` to `path` so that readers see either the old file or the complete new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; snapshots are ordinary shareable files
-        with os.fdopen(fd, 'wb') as f:
-            pickle.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
 
 
 def snapshot_path(run_dir: str, cur_nimg: int) -> str:

@@ -3,7 +3,7 @@
 A part is either a special name or a dotted module prefix of the generator:
 - `dam`: the Domain Adaptation Module wherever it sits (per-layer domain affines `affine1`,
   ModRes blocks `res0` / `res1`, in the backbone and in the super-resolution blocks);
-- `encoder`: the domain feature extractor (`G.<encoder attribute>`, see `ENCODER_PREFIXES`);
+- `encoder`: the domain feature extractor (`G.encoder`);
 - any other dotted prefix, e.g. `backbone.synthesis`, `superresolution`, `decoder`,
   `backbone.mapping`: the generator's parameters under that module, *excluding* the DAM and the
   encoder (those are chosen only by their own names, so `--train=backbone.synthesis` alone
@@ -15,9 +15,9 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-# Module names of the Domain Adaptation Module (the authors' release names, DESIGN.md section 3.1).
+# Module names of the Domain Adaptation Module (the authors' release names, docs/method.md).
 DAM_NAMES = ('affine1', 'res0', 'res1')
-ENCODER_PREFIXES = ('domain_encoder', 'encoder')
+ENCODER_NAME = 'encoder'  # the generator's attribute holding the exemplar encoder
 SPECIAL_PARTS = ('dam', 'encoder', 'D')
 PSTYLE_PARTS = ('backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D')
 FINETUNE_PARTS = ('backbone', 'decoder', 'superresolution', 'D')
@@ -29,7 +29,7 @@ def is_dam_parameter(name: str) -> bool:
 
 
 def is_encoder_parameter(name: str) -> bool:
-    return name.split('.')[0] in ENCODER_PREFIXES
+    return name.split('.')[0] == ENCODER_NAME
 
 
 def parse_parts(spec: str) -> Tuple[str, ...]:

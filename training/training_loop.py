@@ -20,8 +20,9 @@ from training.adaptation_setup import prepare_networks
 from training.content import LatentFolderContent, SampledContent
 from training.loss import PStyleLoss
 from training.progress import ExemplarSampler, StatsCollector, TickLogger, save_triples_grid
-from training.snapshot import (atomic_write_pickle, build_snapshot, capture_rng_state, optimizer_state_to_cpu,
-                               restore_rng_state, snapshot_path)
+from torch_utils.safe_pickle import atomic_write_pickle
+from training.snapshot import (build_snapshot, capture_rng_state, optimizer_state_to_cpu, restore_rng_state,
+                               snapshot_path)
 
 
 def build_perceptual(perceptual_kwargs: dict, device: torch.device, need_identity: bool = True):

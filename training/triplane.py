@@ -8,10 +8,11 @@ from typing import Dict, Optional
 import torch
 
 import dnnlib
+from camera_utils import CAMERA_LABEL_DIM, check_camera_label
 from torch_utils import misc
 from torch_utils import persistence
-from training.domain_adaptation import (DomainInput, DomainInputMixin, backbone_dam_kwargs, check_alpha,
-                                        superresolution_dam_kwargs)
+from training.dam_layers import check_alpha
+from training.domain_adaptation import DomainInput, DomainInputMixin, backbone_dam_kwargs, superresolution_dam_kwargs
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import Generator as StyleGAN2Backbone
 from training.volumetric_rendering.ray_sampler import RaySampler
@@ -21,17 +22,6 @@ PLANE_CHANNELS = 32  # features per plane; the backbone outputs 3 * 32 channels
 REQUIRED_RENDERING_KWARGS = ('superresolution_module', 'sr_antialias', 'c_gen_conditioning_zero',
                              'superresolution_noise_mode', 'ray_start', 'ray_end', 'depth_resolution',
                              'depth_resolution_importance', 'disparity_space_sampling', 'box_warp', 'clamp_mode')
-
-
-def check_camera_label(c: torch.Tensor, batch_size: Optional[int] = None, name: str = 'camera label c') -> None:
-    """Raise ValueError unless c is a finite (N, 25) camera label (with N = batch_size when given)."""
-    if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[1] != 25 or \
-            (batch_size is not None and c.shape[0] != batch_size):
-        n = 'N' if batch_size is None else str(batch_size)
-        got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
-        raise ValueError(f'{name} must be ({n}, 25): 16 numbers of the cam2world matrix then 9 of the '
-                         f'intrinsics; got {got}')
-    misc.assert_finite(c, name)
 
 
 @persistence.persistent_class
@@ -175,8 +165,8 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
                               **synthesis_kwargs)
 
     def _check_label(self, c: torch.Tensor, batch_size: int) -> None:
-        if self.c_dim == 25:
-            check_camera_label(c, batch_size)
+        if self.c_dim == CAMERA_LABEL_DIM:
+            check_camera_label(c, batch_size, conditioning_only=True)
             return
         misc.assert_shape(c, [batch_size, self.c_dim], 'conditioning label c')
         misc.assert_finite(c, 'conditioning label c')

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
+from camera_utils import xflip_camera_label
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import MultipleFacesFound, NoFaceFound
-from training.dataset import xflip_camera_label
 
 CAMERAS = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'eg3d', 'cameras.npz')
 F = np.diag([1.0, -1.0, -1.0])

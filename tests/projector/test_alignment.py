@@ -62,7 +62,7 @@ def test_camera_files(tmp_path):
     degenerate = FRONTAL.copy()
     degenerate[:3] = 0
     np.save(tmp_path / 'flat.npy', degenerate)
-    with pytest.raises(alignment.TargetError, match='not a rotation'):
+    with pytest.raises(alignment.TargetError, match='not usable: .*rotation'):
         alignment.load_camera(str(tmp_path / 'flat.npy'), 'x.png')
     with pytest.raises(alignment.TargetError, match='does not exist'):
         alignment.load_camera(str(tmp_path / 'none.npy'), 'x.png')

@@ -8,7 +8,8 @@ import torch
 import configs
 import dnnlib
 from tests.helpers_train import camera_label, single_cpu_thread  # noqa: F401 (autouse fixture)
-from training.adaptation_setup import add_domain, prepare_networks
+from training.adaptation_setup import prepare_networks
+from training.domain_adaptation import add_domain
 
 
 @pytest.fixture(scope='module')

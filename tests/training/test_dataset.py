@@ -10,10 +10,16 @@ import PIL.Image
 import pytest
 
 import camera_utils
+from camera_utils import xflip_camera_label
 from dataset_preprocessing import synthetic_heads
-from training.dataset import ImageFolderDataset, xflip_camera_label
+from training.dataset import ImageFolderDataset
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'eg3d', 'cameras.npz')
+
+
+def _label(distance: float) -> list:
+    """A camera at (0, 0, distance) with the identity rotation (looking along +z), EG3D's intrinsics."""
+    return [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, distance, 0, 0, 0, 1, 4.26, 0, 0.5, 0, 4.26, 0.5, 0, 0, 1]
 
 
 def _write_folder(root, n=3, size=8, labels=True, mode='RGB'):
@@ -24,7 +30,7 @@ def _write_folder(root, n=3, size=8, labels=True, mode='RGB'):
         image = np.full((size, size, 3), 10 * k, dtype=np.uint8)
         image[0, 0] = 200  # marks the top-left corner, to see flips
         PIL.Image.fromarray(image).convert(mode).save(os.path.join(root, f'img{k:08d}.png'))
-        entries.append([f'img{k:08d}.png', [float(k)] * 16 + [4.26, 0, 0.5, 0, 4.26, 0.5, 0, 0, 1]])
+        entries.append([f'img{k:08d}.png', _label(distance=2 + k)])
     if labels:
         with open(os.path.join(root, 'dataset.json'), 'w') as f:
             json.dump({'labels': entries}, f)
@@ -48,7 +54,7 @@ def test_folder_and_zip_read_the_same(tmp_path):
         image, label = dataset[2]
         assert image.dtype == np.uint8 and image.shape == (3, 8, 8)
         assert image[0, 1, 1] == 20 and image[0, 0, 0] == 200
-        assert label.dtype == np.float32 and label[0] == 2 and label[16] == np.float32(4.26)
+        assert label.dtype == np.float32 and label[11] == 4 and label[16] == np.float32(4.26)
     assert not ImageFolderDataset(folder).has_labels  # use_labels=False: label_dim 0, as in EG3D
 
 
@@ -118,9 +124,14 @@ def _set_labels(folder, labels):
 @pytest.mark.parametrize('edit, message', [
     (lambda e: e[:2], r"1 image\(s\) without a label \['img00000002.png'\]"),
     (lambda e: e + [['gone.png', e[0][1]]], r"1 label\(s\) without an image \['gone.png'\]"),
-    (lambda e: [e[0], [e[1][0], e[1][1][:16]], e[2]], r'"img00000001.png" has shape \(16,\).*25 numbers'),
-    (lambda e: [e[0], e[1], [e[2][0], [float('nan')] * 25]], r'"img00000002.png" has non-finite'),
-    (lambda e: [e[0], e[1], [e[2][0], 'abc']], r'"img00000002.png" is not a list of numbers'),
+    (lambda e: [e[0], [e[1][0], e[1][1][:16]], e[2]], r'"img00000001.png" must be 25 numbers'),
+    (lambda e: [e[0], e[1], [e[2][0], [float('nan')] * 25]], r'"img00000002.png" .*non-finite'),
+    (lambda e: [e[0], e[1], [e[2][0], 'abc']], r'"img00000002.png" must be 25 numbers'),
+    (lambda e: [e[0], e[1], [e[2][0], [0.0] * 25]], r'"img00000002.png" is not a usable camera: its rotation'),
+    (lambda e: [e[0], [e[1][0], _label(0)], e[2]], r'"img00000001.png" is not a usable camera: .*world origin'),
+    (lambda e: [[e[0][0], e[0][1][:16] + [-4.26] + e[0][1][17:]], e[1], e[2]],
+     r'"img00000000.png" is not a usable camera: its focal length'),
+    (lambda e: {'labels': e}, r'dataset.json must be \{"labels"'),
 ])
 def test_label_errors(tmp_path, edit, message):
     folder = _write_folder(tmp_path / 'd', n=3)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import dnnlib
-from training.domain_adaptation import (ModRes, apply_domain_modulation, check_alpha, copy_source_weights,
-                                        enable_domain_adaptation, init_domain_affine_, parse_domain_kwargs,
+from training.dam_layers import ModRes, apply_domain_modulation, check_alpha, init_domain_affine_
+from training.domain_adaptation import (copy_source_weights, enable_domain_adaptation, parse_domain_kwargs,
                                         with_domain_adaptation, without_domain_adaptation)
 from training.layers import FullyConnectedLayer
 from training.networks_stylegan2 import SynthesisNetwork

@@ -30,8 +30,18 @@ def test_camera_noise_changes_only_the_conditioning(tiny_config, tiny_io):
     noisy = D(_images(tiny_io), c)
     torch.manual_seed(5)
     c_noisy = c + torch.randn_like(c) * c.std(0) * 1.0
-    D.disc_c_noise = 0
-    np.testing.assert_allclose(noisy.detach().numpy(), D(_images(tiny_io), c_noisy).detach().numpy(), rtol=1e-6)
+    # The noisy label is no camera any more (D refuses it as input): feed it to the base class directly.
+    images = _images(tiny_io)
+    raw = filtered_resizing(images['image_raw'], size=images['image'].shape[-1], f=D.resample_filter)
+    expected = Discriminator.forward(D, torch.cat([images['image'], raw], 1), c_noisy)
+    np.testing.assert_allclose(noisy.detach().numpy(), expected.detach().numpy(), rtol=1e-6)
+
+
+def test_degenerate_camera_is_refused(tiny_D, tiny_io):
+    c = torch.from_numpy(tiny_io['c']).clone()
+    c[1, :16] = 0
+    with pytest.raises(ValueError, match=r'camera label c\[1\] is not a usable camera: its rotation'):
+        tiny_D(_images(tiny_io), c)
 
 
 def test_filtered_resizing_modes():

@@ -131,6 +131,8 @@ def test_bad_input_names_the_expected_shape(tiny_G, tiny_io):
         tiny_G.synthesis(ws, c[:, 16:])
     with pytest.raises(ValueError, match='neural_rendering_resolution'):
         tiny_G.synthesis(ws, c, neural_rendering_resolution=0)
+    with pytest.raises(ValueError, match=r'camera label c\[0\] is not a usable camera: its rotation'):
+        tiny_G.synthesis(ws, torch.zeros_like(c))  # all-zero labels used to render NaN images
     with pytest.raises(ValueError, match=r'coordinates must have shape \(2, N, 3\)'):
         tiny_G.sample_mixed(torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), ws)
 

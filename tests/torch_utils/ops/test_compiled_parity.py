@@ -1,6 +1,8 @@
-"""Compiled plugins (impl='cuda', here the C++ CPU kernels) against the pure-PyTorch reference.
+"""Compiled plugins (impl='cuda': the C++ CPU kernels, and the CUDA kernels on a GPU) against the
+pure-PyTorch reference on the same device.
 
-Random shapes and parameters, values and gradients. PSTYLE3D_OPS_PARITY_CASES=N runs N cases per op
+Random shapes and parameters, values and gradients; every case runs on the CPU, and on CUDA too where
+a GPU is present (bench/gpu_check.sh). PSTYLE3D_OPS_PARITY_CASES=N runs N cases per op
 instead of the default (the suite keeps a small number; larger runs are for kernel work).
 """
 
@@ -14,6 +16,7 @@ from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
 
 CASES = int(os.environ.get('PSTYLE3D_OPS_PARITY_CASES', '25'))
 ACTS = list(bias_act.activation_funcs)
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
 def test_plugins_build():
@@ -23,15 +26,16 @@ def test_plugins_build():
     assert filtered_lrelu._plugin() is not None
 
 
-def run_both(fn, inputs, seed):
-    """Outputs and input gradients (for a fixed random output weighting) of fn(impl) for both impls."""
+def run_both(fn, inputs, seed, device):
+    """Outputs and input gradients (for a fixed random output weighting) of fn(impl) for both impls on
+    `device`, returned on the CPU."""
     results = []
     for impl in ('ref', 'cuda'):
-        xs = [t.clone().requires_grad_() if t is not None else None for t in inputs]
+        xs = [t.to(device).requires_grad_() if t is not None else None for t in inputs]
         y = fn(*xs, impl=impl)
-        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(device)
         grads = torch.autograd.grad((y * w).sum(), [t for t in xs if t is not None])
-        results.append((y.detach(), grads))
+        results.append((y.detach().cpu(), [g.cpu() for g in grads]))
     return results
 
 
@@ -41,8 +45,9 @@ def assert_close(a, b, tol=1e-4):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=tol * scale, rtol=tol)
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('seed', range(CASES))
-def test_bias_act(seed):
+def test_bias_act(seed, device):
     rng = np.random.default_rng(seed)
     shape = [int(s) for s in rng.integers(1, 7, size=int(rng.integers(1, 5)))]
     dim = int(rng.integers(0, len(shape)))
@@ -55,7 +60,7 @@ def test_bias_act(seed):
 
     def fn(x, b=None, impl='cuda'):
         return bias_act.bias_act(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp, impl=impl)
-    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x, b], seed)
+    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x, b], seed, device)
     assert_close(y_cmp, y_ref, 1e-5)
     for a, r in zip(g_cmp, g_ref):
         assert_close(a, r, 1e-5)
@@ -68,8 +73,9 @@ def random_filter(rng, max_taps=7):
     return torch.tensor(rng.uniform(-0.5, 1, [int(rng.integers(1, max_taps + 1)), taps]), dtype=torch.float32)
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('seed', range(CASES))
-def test_upfirdn2d(seed):
+def test_upfirdn2d(seed, device):
     rng = np.random.default_rng(1000 + seed)
     f = random_filter(rng)
     up = [int(u) for u in rng.integers(1, 4, size=2)]
@@ -83,14 +89,15 @@ def test_upfirdn2d(seed):
     flip, gain = bool(rng.integers(0, 2)), float(rng.uniform(0.5, 3))
 
     def fn(x, impl='cuda'):
-        return upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain, impl=impl)
-    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x], seed)
+        return upfirdn2d.upfirdn2d(x, f.to(x.device), up=up, down=down, padding=padding, flip_filter=flip, gain=gain, impl=impl)
+    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x], seed, device)
     assert_close(y_cmp, y_ref)
     assert_close(g_cmp[0], g_ref[0])
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('seed', range(CASES))
-def test_filtered_lrelu(seed):
+def test_filtered_lrelu(seed, device):
     rng = np.random.default_rng(2000 + seed)
     fu, fd = random_filter(rng, 12), random_filter(rng, 12)
     up, down = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -106,9 +113,9 @@ def test_filtered_lrelu(seed):
     flip = bool(rng.integers(0, 2))
 
     def fn(x, b=None, impl='cuda'):
-        return filtered_lrelu.filtered_lrelu(x, fu, fd, b, up=up, down=down, padding=padding, gain=gain, slope=slope,
+        return filtered_lrelu.filtered_lrelu(x, fu.to(x.device), fd.to(x.device), b, up=up, down=down, padding=padding, gain=gain, slope=slope,
                                              clamp=clamp, flip_filter=flip, impl=impl)
-    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x, b], seed)
+    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x, b], seed, device)
     assert_close(y_cmp, y_ref)
     for a, r in zip(g_cmp, g_ref):
         assert_close(a, r)

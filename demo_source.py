@@ -1,4 +1,5 @@
-"""Fit a small DAM-enabled tri-plane generator to rendered views of known synthetic heads (no GAN).
+"""The demo network's natural source: fit a small DAM-enabled tri-plane generator to rendered views
+of known synthetic heads (no GAN). fit_source.py is its command line.
 
 GAN training of a source generator from scratch is far too slow on a CPU, so the demo network's
 natural source is fitted by multi-view reconstruction instead (GLO-style: each head has a fixed
@@ -19,6 +20,7 @@ Usage:
     log = fit(G, views, iterations=200, batch_size=4)
 """
 
+import copy
 import dataclasses
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -26,39 +28,33 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+import configs
 import dnnlib
 from dataset_preprocessing import synthetic_heads
 from training.trainable import is_dam_parameter
 
-DEMO_DOMAIN = 'toon'
+DEMO_PRESET = configs.load_network_preset('demo_synthetic')
+DEMO_DOMAIN = DEMO_PRESET.G_kwargs['domain_kwargs']['domain_names'][0]
 DEPTH_WEIGHT = 1.0
 
 
 def build_demo_generator(img_resolution: int = 128, domain_name: str = DEMO_DOMAIN,
                          depth_samples: int = 12) -> torch.nn.Module:
-    """The demo preset: tiny EG3D (channel_max 32, neural rendering img_resolution/4, 2-layer mapping,
-    `depth_samples` + `depth_samples` samples per ray, super-resolution resizing to img_resolution/2
-    then one upsampling block) with a DAM and one stored domain code, no exemplar encoder. The mapping
-    ignores the camera (c_gen_conditioning_zero)."""
-    # The super-resolution input must differ from the neural rendering resolution: when they are equal
-    # its in-place RGB accumulation overwrites the render it still needs for the backward pass.
+    """The demo generator (configs/networks/demo_synthetic.json) at `img_resolution`, with
+    `depth_samples` + `depth_samples` samples per ray and one stored domain code `domain_name`.
+
+    Neural rendering runs at img_resolution/4 and super-resolution starts from img_resolution/2
+    (the two must differ: when they are equal the super-resolution's in-place RGB accumulation
+    overwrites the render it still needs for the backward pass).
+    """
     if img_resolution % 4 or img_resolution < 32:
         raise ValueError(f'img_resolution must be a multiple of 4, >= 32, got {img_resolution}')
-    rendering_kwargs = dict(
-        image_resolution=img_resolution, disparity_space_sampling=False, clamp_mode='softplus',
-        superresolution_module='training.superresolution.SuperresolutionHybrid', c_gen_conditioning_zero=True,
-        gpc_reg_prob=0.5, c_scale=1.0, superresolution_noise_mode='none', density_reg=0.25,
-        density_reg_p_dist=0.004, reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True,
-        depth_resolution=depth_samples, depth_resolution_importance=depth_samples, ray_start=2.25, ray_end=3.3,
-        box_warp=1, avg_camera_radius=synthetic_heads.POSE_RADIUS, avg_camera_pivot=list(synthetic_heads.POSE_PIVOT))
-    G_kwargs = dnnlib.EasyDict(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512, c_dim=25,
-        img_resolution=img_resolution, img_channels=3, mapping_kwargs=dict(num_layers=2), channel_base=2048,
-        channel_max=32, fused_modconv_default='inference_only', rendering_kwargs=rendering_kwargs,
-        num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=0,
-        sr_kwargs=dict(input_resolution=img_resolution // 2, block_channels=[32, 16], block0_up=False),
-        # Domain modulation only (no ModRes): ModRes's AdaIN affines would quadruple the file size.
-        domain_kwargs=dict(domain_names=[domain_name], encoder_kwargs=None, modres_max_res=0, sr_modres=False))
+    G_kwargs = dnnlib.EasyDict(copy.deepcopy(DEMO_PRESET.G_kwargs))
+    G_kwargs.img_resolution = img_resolution
+    G_kwargs.sr_kwargs['input_resolution'] = img_resolution // 2
+    G_kwargs.rendering_kwargs.update(image_resolution=img_resolution, depth_resolution=depth_samples,
+                                     depth_resolution_importance=depth_samples)
+    G_kwargs.domain_kwargs['domain_names'] = [domain_name]
     G = dnnlib.util.construct_class_by_name(**G_kwargs)
     G.neural_rendering_resolution = img_resolution // 4
     return G

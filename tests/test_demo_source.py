@@ -1,4 +1,4 @@
-"""training/source_fit.py: data, losses and a few fitting steps on one tiny head."""
+"""demo_source.py: data, losses and a few fitting steps on one tiny head."""
 
 import math
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+import demo_source
 import gen_utils
 from dataset_preprocessing import synthetic_heads
-from training import source_fit
 
 
 @pytest.fixture(scope='module')
 def views():
-    return source_fit.render_views(count=1, views_per_head=2, resolution=32, seed=0)
+    return demo_source.render_views(count=1, views_per_head=2, resolution=32, seed=0)
 
 
 def test_render_views_pairs_and_cameras(views):
@@ -32,7 +32,7 @@ def test_render_views_pairs_and_cameras(views):
 
 def test_downsample_depth_block_means_and_background():
     depth = torch.tensor([[[1., 3., 2., 2.], [1., 3., 2., math.inf]]]).repeat(1, 2, 1)  # (1, 4, 4)
-    out = source_fit.downsample_depth(depth, 2)
+    out = demo_source.downsample_depth(depth, 2)
     assert out[0, 0, 0].item() == 2.0 and out[0, 1, 0].item() == 2.0
     assert math.isinf(out[0, 0, 1].item())  # a block touching the background is not supervised
 
@@ -42,21 +42,21 @@ def test_reconstruction_loss_values():
     depth = torch.full((1, 8, 8), 2.5)
     depth[:, :4] = math.inf
     out = dict(image=target + 0.5, image_raw=torch.full((1, 3, 4, 4), -0.25), image_depth=torch.full((1, 1, 4, 4), 2.0))
-    loss = source_fit.reconstruction_loss(out, target, depth)
+    loss = demo_source.reconstruction_loss(out, target, depth)
     assert loss['image'].item() == pytest.approx(0.5)
     assert loss['image_raw'].item() == pytest.approx(0.25)
     assert loss['depth'].item() == pytest.approx(0.5)  # only the lower (foreground) half counts
-    assert loss['total'].item() == pytest.approx(0.5 + 0.25 + source_fit.DEPTH_WEIGHT * 0.5)
+    assert loss['total'].item() == pytest.approx(0.5 + 0.25 + demo_source.DEPTH_WEIGHT * 0.5)
 
 
 def test_fit_reduces_losses_and_stores_code(views):
     torch.manual_seed(0)
-    G = source_fit.build_demo_generator(img_resolution=32, depth_samples=6)
-    split = source_fit.split_parameters(G)
+    G = demo_source.build_demo_generator(img_resolution=32, depth_samples=6)
+    split = demo_source.split_parameters(G)
     assert split['dam'] and all(p.abs().sum() == 0 for p in split['dam'] if p.ndim == 2)  # affine1 weights start 0
-    before = source_fit.mean_losses(G, views, [0])
-    rows = source_fit.fit(G, views, iterations=6, batch_size=1, lr=1e-2, style_from=1, log_every=3)
-    after = source_fit.mean_losses(G, views, [0])
+    before = demo_source.mean_losses(G, views, [0])
+    rows = demo_source.fit(G, views, iterations=6, batch_size=1, lr=1e-2, style_from=1, log_every=3)
+    after = demo_source.mean_losses(G, views, [0])
     assert [r['iter'] for r in rows] == [3, 6]
     assert after['natural'] < 0.8 * before['natural']
     assert after['toon'] < 0.8 * before['toon']
@@ -68,4 +68,4 @@ def test_fit_reduces_losses_and_stores_code(views):
 
 def test_build_rejects_bad_resolution():
     with pytest.raises(ValueError, match='multiple of 4'):
-        source_fit.build_demo_generator(img_resolution=30)
+        demo_source.build_demo_generator(img_resolution=30)
