@@ -20,8 +20,8 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from projector.losses import ReconstructionLoss, psnr
-from projector.projection import StepReport, render
+from projector.losses import ReconstructionLoss
+from projector.projection import StageResult, StepReport, render, take_step
 from training.trainable import select_parameters
 
 TUNED_PARTS = ('backbone.synthesis', 'decoder', 'superresolution')
@@ -39,21 +39,13 @@ class TuningSchedule:
     """
     num_steps: int = 350
     lr: float = 3e-4
-    l2_weight: float = 1.0
+    l2_weight: float = 1.0               # target terms
     lpips_weight: float = 1.0
-    locality_weight_l2: float = 0.1
+    locality_weight_l2: float = 0.1      # regulariser terms
     locality_weight_lpips: float = 0.1
-    locality_distance: float = 0.3
-    locality_yaw: float = 0.5
-    locality_bank: int = 8
-
-
-@dataclasses.dataclass
-class TuningResult:
-    loss: float      # loss of the last step (target terms and regulariser)
-    psnr: float      # PSNR (dB) of the pivot's render at the last step
-    seconds: float
-    num_parameters: int
+    locality_distance: float = 0.3       # fraction of the way from the pivot to a random latent
+    locality_yaw: float = 0.5            # radians, either way
+    locality_bank: int = 8               # regulariser latents, used in turn
 
 
 def tuned_parameters(G: torch.nn.Module) -> List[Tuple[str, torch.nn.Parameter]]:
@@ -95,13 +87,15 @@ def _turn_camera(c: torch.Tensor, yaw: float, pivot) -> torch.Tensor:
 def pivotal_tune(G: torch.nn.Module, ws_pivot: torch.Tensor, target: torch.Tensor, c: torch.Tensor,
                  lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
                  schedule: Optional[TuningSchedule] = None, seed: int = 0,
-                 on_step: Optional[Callable[[StepReport], None]] = None) -> TuningResult:
+                 on_step: Optional[Callable[[StepReport], None]] = None) -> StageResult:
     """Tune G in place so that ws_pivot (1, num_ws, w_dim) seen from c (1, 25) renders target (1, 3, R, R).
 
     lpips(a, b) -> (N,) perceptual distances of images in [-1, 1] (training.perceptual.LPIPS).
     G comes back in eval mode with no parameter requiring gradients.
     """
     schedule = schedule or TuningSchedule()
+    if schedule.num_steps < 1:
+        raise ValueError(f'num_steps must be at least 1, got {schedule.num_steps}')
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -115,7 +109,7 @@ def pivotal_tune(G: torch.nn.Module, ws_pivot: torch.Tensor, target: torch.Tenso
     locality_loss = ReconstructionLoss(lpips, lpips_weight=schedule.locality_weight_lpips,
                                        l2_weight=schedule.locality_weight_l2)
 
-    loss_value, psnr_value = float('nan'), float('nan')
+    report = None
     try:
         for step in range(schedule.num_steps):
             image = render(G, ws_pivot, c)
@@ -124,16 +118,11 @@ def pivotal_tune(G: torch.nn.Module, ws_pivot: torch.Tensor, target: torch.Tenso
                 i = step % len(bank_ws)
                 near = render(G, bank_ws[i:i + 1], bank_c[i:i + 1])
                 loss = loss + locality_loss(near, bank_before[i:i + 1])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_value, psnr_value = float(loss.detach()), float(psnr(image, target)[0])
-            if on_step is not None:
-                on_step(StepReport(step, loss_value, psnr_value, image.detach()))
+            report = take_step(optimizer, loss, image, target, step, on_step)
     finally:
         for p in params:
             p.requires_grad_(False)
             p.grad = None
         G.eval()
-    return TuningResult(loss=loss_value, psnr=psnr_value, seconds=time.perf_counter() - start,
+    return StageResult(loss=report.loss, psnr=report.psnr, seconds=time.perf_counter() - start,
                         num_parameters=sum(p.numel() for p in params))

@@ -55,11 +55,25 @@ class StepReport:
 
 
 @dataclasses.dataclass
-class ProjectionResult:
-    ws: torch.Tensor  # (1, num_ws, w_dim) the pivot; a W projection broadcast to every layer
-    loss: float       # loss of the last step
-    psnr: float       # PSNR (dB) of the last step's render
+class StageResult:
+    """The outcome of projection or of pivotal tuning."""
+    loss: float                        # loss of the last step
+    psnr: float                        # PSNR (dB) of the last step's render
     seconds: float
+    ws: Optional[torch.Tensor] = None  # projection: (1, num_ws, w_dim) the pivot (a W projection broadcast)
+    num_parameters: int = 0            # pivotal tuning: how many generator weights it tuned
+
+
+def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor,
+              step: int, on_step: Optional[Callable[[StepReport], None]]) -> StepReport:
+    """Backpropagate `loss`, step the optimiser and report the step (loss, PSNR of `image` against `target`)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    report = StepReport(step, float(loss.detach()), float(psnr(image, target)[0]), image.detach())
+    if on_step is not None:
+        on_step(report)
+    return report
 
 
 @torch.no_grad()
@@ -83,7 +97,7 @@ def render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwarg
 
 def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: Callable, *,
             latent_space: str = 'w_plus', schedule: Optional[ProjectionSchedule] = None, seed: int = 0,
-            on_step: Optional[Callable[[StepReport], None]] = None) -> ProjectionResult:
+            on_step: Optional[Callable[[StepReport], None]] = None) -> StageResult:
     """Find the latent of `target` (1, 3, R, R) in [-1, 1] seen from camera c (1, 25); R = G.img_resolution.
 
     loss_fn(render, target) -> scalar (projector.losses.ReconstructionLoss). G is not changed.
@@ -92,6 +106,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
     if latent_space not in LATENT_SPACES:
         raise ValueError(f'latent_space must be one of {LATENT_SPACES}, got {latent_space!r}')
     schedule = schedule or ProjectionSchedule()
+    if schedule.num_steps < 1:
+        raise ValueError(f'num_steps must be at least 1, got {schedule.num_steps}')
     expected = (1, G.img_channels, G.img_resolution, G.img_resolution)
     if tuple(target.shape) != expected:
         raise ValueError(f'target must be {expected} (the generator\'s resolution), got {tuple(target.shape)}')
@@ -102,7 +118,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
     split_step = round(schedule.w_plus_start * schedule.num_steps) if latent_space == 'w_plus' else None
     w_opt = w_avg.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([w_opt], betas=(0.9, 0.999), lr=schedule.lr)
-    loss_value, psnr_value = float('nan'), float('nan')
+    report = None
     for step in range(schedule.num_steps):
         if step == split_step:  # W -> W+: one w per layer from here on, with a fresh optimiser state
             w_opt = w_opt.detach().repeat(1, num_ws, 1).requires_grad_(True)
@@ -111,12 +127,6 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
             group['lr'] = schedule.learning_rate(step)
         w_noisy = w_opt + torch.randn_like(w_opt) * schedule.noise_scale(step, w_std)
         image = render(G, w_noisy.expand(1, num_ws, -1), c)
-        loss = loss_fn(image, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value, psnr_value = float(loss.detach()), float(psnr(image, target)[0])
-        if on_step is not None:
-            on_step(StepReport(step, loss_value, psnr_value, image.detach()))
+        report = take_step(optimizer, loss_fn(image, target), image, target, step, on_step)
     ws = w_opt.detach().expand(1, num_ws, -1).clone()
-    return ProjectionResult(ws=ws, loss=loss_value, psnr=psnr_value, seconds=time.perf_counter() - start)
+    return StageResult(loss=report.loss, psnr=report.psnr, seconds=time.perf_counter() - start, ws=ws)
