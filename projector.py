@@ -201,8 +201,9 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
 
     \b
     # An EG3D crop with a known camera, and a folder of photos for train.py --content.
-    python projector.py --target=img00000000.png --camera=dataset.json --no-align --outdir=out --vgg16=... --lpips=...
-    python projector.py --target=photos/ --outdir=content --vgg16=... --lpips=...
+    python projector.py --target=img00000000.png --camera=dataset.json --no-align --outdir=out \\
+        --vgg16=vgg16-397923af.pth --lpips=vgg.pth
+    python projector.py --target=photos/ --outdir=content --vgg16=vgg16-397923af.pth --lpips=vgg.pth
     """
     try:
         targets = list_targets(target_path)

@@ -23,6 +23,7 @@ import sys
 import time
 
 import click
+import numpy as np
 import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,19 +70,23 @@ def measure(name: str, device_name: str, steps: int) -> dict:
     target = seeded(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
     row = {'network': name, 'resolution': G.img_resolution}
     for stage in ('projection', 'tuning'):
-        timings = []
-        for n in (1, 1 + steps):  # the difference removes the one-off set-up (W statistics, regulariser bank)
-            start = time.perf_counter()
-            if stage == 'projection':
-                project(G, target, c, ReconstructionLoss(lpips), schedule=ProjectionSchedule(num_steps=n))
-            else:
-                pivotal_tune(G, G.mapping(torch.zeros([1, G.z_dim], device=device), c), target, c, lpips,
-                             schedule=TuningSchedule(num_steps=n, locality_bank=1))
+        stamps = []  # the end of every step; the first step's start is the end of the set-up
+
+        def stamp(_report):
             if device.type == 'cuda':
                 torch.cuda.synchronize()
-            timings.append(time.perf_counter() - start)
-        row[f'{stage}_s_per_step'] = (timings[1] - timings[0]) / steps
-        row[f'{stage}_setup_s'] = timings[0] - row[f'{stage}_s_per_step']
+            stamps.append(time.perf_counter())
+
+        start = time.perf_counter()
+        if stage == 'projection':
+            project(G, target, c, ReconstructionLoss(lpips), schedule=ProjectionSchedule(num_steps=1 + steps),
+                    on_step=stamp)
+        else:
+            pivotal_tune(G, G.mapping(torch.zeros([1, G.z_dim], device=device), c), target, c, lpips,
+                         schedule=TuningSchedule(num_steps=1 + steps), on_step=stamp)
+        # The first step also warms up (allocations, plug-in loading): time the later ones.
+        row[f'{stage}_s_per_step'] = float(np.median(np.diff(stamps)))
+        row[f'{stage}_setup_s'] = stamps[0] - start - row[f'{stage}_s_per_step']
     row['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == 'cuda':
         row['peak_cuda_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
