@@ -20,6 +20,23 @@ from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT, checked_camera_l
 LATENT_EXTS = ('.npy', '.pt')
 
 
+def load_latent_file(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
+    """One w+ latent (num_ws, w_dim) from NAME.npy or NAME.pt holding (num_ws, w_dim) or (1, num_ws, w_dim)."""
+    if path.endswith('.npy'):
+        ws = torch.from_numpy(np.load(path, allow_pickle=False))
+    else:
+        ws = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(ws, torch.Tensor):
+            raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
+    ws = ws.to(torch.float32)
+    if ws.ndim == 3 and ws.shape[0] == 1:
+        ws = ws[0]
+    if tuple(ws.shape) != (num_ws, w_dim):
+        raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
+                         f'for this generator, got {tuple(ws.shape)}')
+    return ws
+
+
 class SampledContent:
     """w+ = G_src.mapping(z, c, truncation_psi); c from `camera_labels` (M, 25)."""
 
@@ -60,25 +77,9 @@ class LatentFolderContent:
         if missing:
             raise ValueError(f'{labels_path} has no camera label for {len(missing)} latent(s), e.g. "{missing[0]}"')
         cams = checked_camera_labels({name: labels[name] for name in names}, labels_path)
-        ws = torch.stack([self._load_latent(os.path.join(path, name), num_ws, w_dim) for name in names])
+        ws = torch.stack([load_latent_file(os.path.join(path, name), num_ws, w_dim) for name in names])
         self.names, self.ws = names, ws
         self.c = torch.from_numpy(np.stack([cams[name] for name in names]))
-
-    @staticmethod
-    def _load_latent(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
-        if path.endswith('.npy'):
-            ws = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            ws = torch.load(path, map_location='cpu', weights_only=True)
-            if not isinstance(ws, torch.Tensor):
-                raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
-        ws = ws.to(torch.float32)
-        if ws.ndim == 3 and ws.shape[0] == 1:
-            ws = ws[0]
-        if tuple(ws.shape) != (num_ws, w_dim):
-            raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
-                             f'for this generator, got {tuple(ws.shape)}')
-        return ws
 
     def __len__(self) -> int:
         return len(self.names)
