@@ -121,6 +121,15 @@ def test_resume_with_the_same_settings_trains_through_a_snapshot(tmp_path, snaps
     assert legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.002.pkl'))['resume_state']['iteration'] == 2
 
 
+def test_training_only_the_superresolution_trains_through_a_snapshot(tmp_path, data):
+    """The density regulariser has no gradient then; it used to stop the first iteration with a RuntimeError."""
+    result = _invoke(tmp_path, '--data', data, '--random-perceptual', '--train', 'superresolution')
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / os.listdir(tmp_path)[0]
+    state = legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.001.pkl'))['resume_state']
+    assert state['iteration'] == 1 and state['D_opt'] is None
+
+
 def test_checkpoint_without_discriminator_needs_resume_d(tmp_path, data, monkeypatch):
     """The authors' checkpoints hold no D: train.py takes it from --resume-d or refuses before training."""
     eg3d = str(tmp_path / 'eg3d.pkl')
