@@ -130,6 +130,19 @@ def check_resume_snapshot(state: dict, G: torch.nn.Module, opts: dnnlib.EasyDict
                                    f'pass the --train of its run (see its training_options.json); {hint}')
 
 
+def check_resume_preset(G: torch.nn.Module, opts: dnnlib.EasyDict) -> None:
+    """The --cfg preset describes the --resume network: its training settings (neural rendering
+    resolution, DAM layout, loss resolutions) are made for that generator layout only."""
+    network = configs.architecture(getattr(G, 'init_kwargs', {}))
+    preset = configs.architecture(configs.load_preset(opts.cfg).G_kwargs)
+    if network != preset:
+        differences = ', '.join(f'{key} {network[key]} (--cfg {preset[key]})' for key in network
+                                if network[key] != preset[key])
+        matching = configs.presets_for(getattr(G, 'init_kwargs', {}))
+        hint = f'pass --cfg={" or --cfg=".join(matching)}' if matching else 'pass the --cfg preset the network was made with'
+        raise click.ClickException(f'--cfg: --resume {opts.resume} is not a {opts.cfg} network: {differences}; {hint}')
+
+
 def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None:
     """Both weight files are given and load as the losses will load them (a corrupt file stops here)."""
     from training.perceptual import IdentityEncoder, VGG19Features
@@ -209,6 +222,8 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     resumed = _load_networks(opts.resume, '--resume') if opts.resume is not None else None
     G = dnnlib.util.construct_class_by_name(**preset.G_kwargs) if resumed is None else resumed['G_ema']
     resume_state = None if resumed is None else resumed.get('resume_state')
+    if resumed is not None:
+        check_resume_preset(G, opts)
     if resumed is not None and resumed['D'] is None and opts.resume_d is None:
         fail('--resume-d', f'--resume {opts.resume} has no discriminator (e.g. the authors\' released checkpoints); '
                            f'pass EG3D\'s network pickle of the same resolution, e.g. --resume-d=ffhq512-128.pkl')

@@ -25,6 +25,8 @@ PRESET_KEYS = ('description', 'neural_rendering_resolution', 'G_kwargs', 'D_kwar
                'options')
 DOMAIN_KEYS = ('description', 'options')
 NETWORK_DIR = os.path.join(CONFIG_DIR, 'networks')
+# G_kwargs entries that fix the generator's layout; training settings of a preset fit only this layout.
+ARCHITECTURE_KEYS = ('img_resolution', 'z_dim', 'w_dim', 'c_dim', 'channel_base', 'channel_max')
 
 
 def _names(folder: str) -> List[str]:
@@ -58,6 +60,16 @@ def _load(folder: str, name: str, keys, what: str, known: List[str]) -> dnnlib.E
 def load_preset(name: str) -> dnnlib.EasyDict:
     """The --cfg preset `name` as an EasyDict with PRESET_KEYS."""
     return _load(CONFIG_DIR, name, PRESET_KEYS, 'config preset (--cfg)', list_presets())
+
+
+def architecture(G_kwargs: dict) -> dict:
+    """The layout-defining part (ARCHITECTURE_KEYS) of generator kwargs: a preset's G_kwargs or a network's init_kwargs."""
+    return {key: G_kwargs.get(key) for key in ARCHITECTURE_KEYS}
+
+
+def presets_for(G_kwargs: dict) -> List[str]:
+    """Names of the --cfg presets whose generator has the layout of `G_kwargs`."""
+    return [name for name in list_presets() if architecture(load_preset(name).G_kwargs) == architecture(G_kwargs)]
 
 
 def load_domain(name: str) -> dnnlib.EasyDict:

@@ -92,6 +92,9 @@ def test_home_is_expanded(tmp_path, monkeypatch, data):
     (['--method', 'finetune'], r'--method: the snapshot was trained with --method=pstyle, not finetune'),
     (['--train', 'backbone.synthesis,D'], r'--train: the snapshot trained other parts than backbone.synthesis,D'),
     (['--train', 'backbone.synthesis,superresolution,dam,encoder'], r'D not trained|other parts'),
+    (['--cfg', 'ffhq512'], r'--cfg: --resume .*network-snapshot-000000.001.pkl is not a ffhq512 network: '
+                           r'img_resolution 128 \(--cfg 512\), channel_base 2048 \(--cfg 32768\), channel_max 32 '
+                           r'\(--cfg 512\); pass --cfg=tiny'),
 ])
 def test_resume_with_other_settings_stops_before_training(tmp_path, snapshot, data, args, pattern):
     outdir = tmp_path / 'runs'
@@ -100,11 +103,31 @@ def test_resume_with_other_settings_stops_before_training(tmp_path, snapshot, da
     assert not outdir.exists()
 
 
+@pytest.mark.parametrize('method', ['pstyle', 'finetune'])
+def test_eg3d_network_of_another_preset_stops_before_training(tmp_path, data, method):
+    eg3d = str(tmp_path / 'eg3d.pkl')
+    write_tiny_snapshot(eg3d)
+    outdir = tmp_path / 'runs'
+    result = _invoke(outdir, '--data', data, '--random-perceptual', '--resume', eg3d, '--method', method, '--cfg', 'ffhq512')
+    assert_one_line_error(result, r'--cfg: --resume .*eg3d.pkl is not a ffhq512 network: img_resolution 128 '
+                                  r'\(--cfg 512\), .*; pass --cfg=tiny')
+    assert not outdir.exists()
+
+
 def test_resume_with_the_same_settings_trains_through_a_snapshot(tmp_path, snapshot, data):
     result = _invoke(tmp_path, '--data', data, '--random-perceptual', '--resume', snapshot, '--kimg', '0.002')
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / os.listdir(tmp_path)[0]
     assert legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.002.pkl'))['resume_state']['iteration'] == 2
+
+
+def test_training_only_the_superresolution_trains_through_a_snapshot(tmp_path, data):
+    """The density regulariser has no gradient then; it used to stop the first iteration with a RuntimeError."""
+    result = _invoke(tmp_path, '--data', data, '--random-perceptual', '--train', 'superresolution')
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / os.listdir(tmp_path)[0]
+    state = legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.001.pkl'))['resume_state']
+    assert state['iteration'] == 1 and state['D_opt'] is None
 
 
 def test_checkpoint_without_discriminator_needs_resume_d(tmp_path, data, monkeypatch):

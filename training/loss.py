@@ -210,7 +210,8 @@ class PStyleLoss:
             loss_geom = F.l1_loss(sigma_points, sigma_src)
             loss = loss + self.geom_weight * loss_geom
             stats['Loss/G/geom'] = loss_geom.detach()
-        loss.mul(gain).backward()
+        if loss.requires_grad:  # no gradient when only parts that do not shape the density train (--train=superresolution)
+            loss.mul(gain).backward()
         return stats
 
     def _discriminator(self, phase, exemplar, exemplar_c, content_c, fake, gain) -> dict:
