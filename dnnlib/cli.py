@@ -73,7 +73,7 @@ def check_new_output(path: str, option: str, overwrite: bool) -> None:
 
 def check_writable_folder(folder: str, option: str) -> None:
     """`folder` exists as a writable folder, or can be created (its nearest existing parent is one)."""
-    existing = folder
+    existing = os.path.abspath(folder)  # a relative name has no parent to climb to ('out' -> '')
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):

@@ -83,3 +83,15 @@ def test_run_turns_os_errors_into_one_line(tmp_path):
     env[cli.TRACEBACK_ENV] = '1'
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, env=env)
     assert 'Traceback' in result.stderr
+
+
+def test_check_writable_folder_accepts_new_relative_folders(tmp_path, monkeypatch):
+    """Regression: a relative folder that does not exist yet ('out', as in the README) looped forever."""
+    monkeypatch.chdir(tmp_path)
+    cli.check_writable_folder('out', '--outdir')
+    cli.check_writable_folder(os.path.join('out', 'deeper'), '--outdir')
+    cli.prepare_outdir('out')
+    assert (tmp_path / 'out').is_dir()
+    (tmp_path / 'plain').write_text('')
+    with pytest.raises(click.ClickException, match='is a file'):
+        cli.check_writable_folder(os.path.join('plain', 'sub'), '--outdir')
