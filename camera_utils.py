@@ -7,7 +7,7 @@ viewing direction). The world is y-up; the FFHQ face looks along +z and sits nea
 Camera labels have one home here: their size (`CAMERA_LABEL_DIM`), the check every consumer runs
 (`check_camera_label` for tensors, `checked_camera_labels` for labels read from files; shape,
 finite values, and the degenerate cases: a rotation that is not orthonormal, a focal length <= 0,
-a camera at the world origin), the mirror (`xflip_camera_label`) and the one reader of
+a camera inside the rendered volume), the mirror (`xflip_camera_label`) and the one reader of
 `dataset.json` label files (`read_dataset_labels`).
 
 Pose samplers take a yaw-like `horizontal_mean` (azimuth about the y axis, radians; pi/2 = camera on
@@ -35,8 +35,9 @@ DATASET_JSON_FORMAT = '{"labels": [["<image path>", [25 numbers]], ...]}'
 # Labels written by any real pipeline are orthonormal to ~1e-6 in float32; 1e-3 leaves room for
 # rounding in hand-made files while refusing anything that is not a rotation.
 _ROTATION_TOLERANCE = 1e-3
-# A camera closer than this to the world origin sits inside the rendered volume (the face).
-_MIN_CAMERA_DISTANCE = 1e-3
+# A camera closer than this to the world origin sits inside the rendered volume (the [-0.5, 0.5]^3 box of
+# EG3D's FFHQ / AFHQ networks), at or near the pivot the cameras look at; EG3D's cameras orbit at 1.2-2.7.
+MIN_CAMERA_DISTANCE = 0.5
 
 # Polar angles are kept this far from the poles, where the look-at frame is undefined.
 _POLE_EPS = 1e-5
@@ -159,7 +160,8 @@ def find_degenerate_camera_label(c: Union[torch.Tensor, np.ndarray]) -> Optional
     """(row, reason) of the first label in c (N, 25) that cannot be rendered, or None if all can.
 
     Refused: non-finite numbers, a cam2world rotation that is not orthonormal with determinant +1,
-    a focal length (intrinsics fx = c[16] or fy = c[20]) <= 0, a camera at the world origin.
+    a focal length (intrinsics fx = c[16] or fy = c[20]) <= 0, a camera inside the rendered volume
+    (closer than MIN_CAMERA_DISTANCE to the world origin, e.g. at the pivot or all zeros).
     """
     c = torch.as_tensor(c).detach().to(torch.float32)
     finite = torch.isfinite(c).all(dim=1)
@@ -169,7 +171,7 @@ def find_degenerate_camera_label(c: Union[torch.Tensor, np.ndarray]) -> Optional
     rotation_ok = (gram_error <= _ROTATION_TOLERANCE) & (torch.linalg.det(rotation) > 0)
     focal_ok = (safe[:, 16] > 0) & (safe[:, 20] > 0)
     distance = safe[:, :16].view(-1, 4, 4)[:, :3, 3].norm(dim=1)
-    position_ok = distance >= _MIN_CAMERA_DISTANCE
+    position_ok = distance >= MIN_CAMERA_DISTANCE
     ok = finite & rotation_ok & focal_ok & position_ok
     if bool(ok.all()):
         return None
@@ -182,7 +184,8 @@ def find_degenerate_camera_label(c: Union[torch.Tensor, np.ndarray]) -> Optional
     elif not focal_ok[row]:
         reason = f'its focal length must be > 0 (fx = c[16] = {float(c[row, 16]):g}, fy = c[20] = {float(c[row, 20]):g})'
     else:
-        reason = f'the camera sits at the world origin (cam2world translation {c[row, [3, 7, 11]].tolist()})'
+        reason = (f'the camera sits inside the rendered volume, {float(distance[row]):.3g} from the world origin '
+                  f'(cam2world translation {c[row, [3, 7, 11]].tolist()}; must be >= {MIN_CAMERA_DISTANCE})')
     return row, reason
 
 

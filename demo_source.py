@@ -30,6 +30,7 @@ import torch
 
 import configs
 import dnnlib
+from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing import synthetic_heads
 from training.trainable import is_dam_parameter
 
@@ -106,7 +107,7 @@ def render_views(count: int, views_per_head: int, resolution: int, seed: int = 0
         return x.reshape(count, views_per_head, 3, resolution, resolution)
 
     return HeadViews(z=torch.stack([seed_latent(i) for i in range(count)]),
-                     labels=torch.from_numpy(np.stack(labels)).reshape(count, views_per_head, 25),
+                     labels=torch.from_numpy(np.stack(labels)).reshape(count, views_per_head, CAMERA_LABEL_DIM),
                      natural=to_images(natural), toon=to_images(toon),
                      depth=torch.from_numpy(np.stack(depth)).reshape(count, views_per_head, resolution, resolution))
 

@@ -1,7 +1,7 @@
 """Generate portraits (natural and stylised, several views), depth maps and shapes with a network pickle."""
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import click
 import numpy as np
@@ -14,25 +14,30 @@ from dnnlib import cli
 # ----------------------------------------------------------------------------
 
 
-def sample_name(seed: int, style: Optional[str], alpha: Optional[float], yaw: float, pitch: float) -> str:
+def head_name(head: Union[int, str]) -> str:
+    """'seed0003' for a seed; a projected latent's name (--latent) as it is."""
+    return f'seed{head:04d}' if isinstance(head, int) else head
+
+
+def sample_name(head: Union[int, str], style: Optional[str], alpha: Optional[float], yaw: float, pitch: float) -> str:
     """File stem such as 'seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10'.
 
-    `style` is the domain name or the exemplar's file stem (no style or alpha part for plain EG3D
-    output); numbers keep every digit that two decimals would round away.
+    `head` is a seed or a latent's name; `style` is the domain name or the exemplar's file stem (no
+    style or alpha part for plain EG3D output); numbers keep every digit that two decimals would round away.
     """
-    return f'{shape_name(seed, style, alpha)}_yaw{gen_utils.exact_number(yaw, signed=True)}' \
+    return f'{shape_name(head, style, alpha)}_yaw{gen_utils.exact_number(yaw, signed=True)}' \
            f'_pitch{gen_utils.exact_number(pitch, signed=True)}'
 
 
-def shape_name(seed: int, style: Optional[str], alpha: Optional[float]) -> str:
+def shape_name(head: Union[int, str], style: Optional[str], alpha: Optional[float]) -> str:
     """File stem of one shape, e.g. 'seed0003_pixar_alpha0.50'."""
     style_part = '' if style is None else f'_{style}_alpha{gen_utils.exact_number(alpha)}'
-    return f'seed{seed:04d}{style_part}'
+    return head_name(head) + style_part
 
 
-def grid_name(seed: int, style: Optional[str]) -> str:
-    """File stem of one seed's grid, e.g. 'seed0003_pixar_grid'."""
-    return f'seed{seed:04d}' + ('' if style is None else f'_{style}') + '_grid'
+def grid_name(head: Union[int, str], style: Optional[str]) -> str:
+    """File stem of one head's grid, e.g. 'seed0003_pixar_grid'."""
+    return head_name(head) + ('' if style is None else f'_{style}') + '_grid'
 
 
 @torch.no_grad()
@@ -51,31 +56,13 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cam
     return outputs
 
 
-@torch.no_grad()
-def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
-                   chunk_size: int = 2 ** 20) -> np.ndarray:
-    """Raw densities (R, R, R), indexed [x, y, z], on a grid filling G's bounding box.
-
-    planes: (1, 3, 32, H, W) tri-planes of one latent (`G.synthesize_planes`). Decoding them, rather
-    than calling G.sample_mixed per chunk, runs the backbone once.
-    """
-    def density(coords: torch.Tensor) -> torch.Tensor:
-        # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
-        directions = torch.zeros_like(coords)
-        directions[..., -1] = -1
-        return G.decode_planes(planes, coords, directions)['sigma']
-
-    return shape_utils.sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'],
-                                             chunk_size=chunk_size, device=planes.device)
-
-
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
     """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces).
 
     The mesh is extracted before either file is written, so a level without a surface writes nothing.
     """
     # Blank the border as EG3D does: tri-plane densities near the box faces are floaters.
-    volume = shape_utils.clear_border(volume, int(30 * volume.shape[0] / 256), -1000.0)
+    volume = shape_utils.clear_border(volume, shape_utils.border_width(volume.shape[0]), shape_utils.EMPTY_DENSITY)
     try:
         verts, faces = shape_utils.extract_mesh(volume, level, box_size)
     except ValueError as err:
@@ -85,19 +72,19 @@ def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> 
     return len(verts), len(faces)
 
 
-def output_paths(outdir: str, seeds: List[int], style: Optional[str], rows: List[Optional[float]],
+def output_paths(outdir: str, heads: List[Union[int, str]], style: Optional[str], rows: List[Optional[float]],
                  views: List[Tuple[float, float]], depth: bool, shapes: bool) -> List[str]:
-    """Every file one run writes, in the order it writes them."""
+    """Every file one run writes, in the order it writes them (heads: seeds or latent names)."""
     paths = []
-    for seed in seeds:
+    for head in heads:
         for alpha in rows:
             for yaw, pitch in views:
-                stem = os.path.join(outdir, sample_name(seed, style, alpha, yaw, pitch))
+                stem = os.path.join(outdir, sample_name(head, style, alpha, yaw, pitch))
                 paths += [stem + '.png'] + ([stem + '_depth.png'] if depth else [])
             if shapes:
-                stem = os.path.join(outdir, shape_name(seed, style, alpha))
+                stem = os.path.join(outdir, shape_name(head, style, alpha))
                 paths += [stem + '.mrc', stem + '.ply']
-        paths.append(os.path.join(outdir, grid_name(seed, style) + '.png'))
+        paths.append(os.path.join(outdir, grid_name(head, style) + '.png'))
     return paths
 
 # ----------------------------------------------------------------------------
@@ -115,16 +102,17 @@ def output_paths(outdir: str, seeds: List[int], style: Optional[str], rows: List
               help='Voxels per side of the shape volume')
 @click.option('--shape-level', type=cli.FiniteFloat(), default=10.0, show_default=True,
               help='Density iso-level of the mesh')
-def generate_images(network: Optional[str], seeds: List[int], truncation_psi: float, truncation_cutoff: int,
-                    domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]], fov_deg: float,
+def generate_images(network: Optional[str], seeds: List[int], latent_path: Optional[str], truncation_psi: float,
+                    truncation_cutoff: int, domain: Optional[str], exemplar: Optional[str],
+                    alphas: Optional[List[float]], fov_deg: float,
                     ray_chunk: int, device_name: str, outdir: str, overwrite: bool,
                     views: List[Tuple[float, float]], depth: bool, shapes: bool, shape_res: int,
                     shape_level: float):
     """Generate natural and stylised portraits from several views with a network pickle.
 
-    For every seed: one PNG per (alpha, view), e.g. seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10.png
-    (the style part is the domain name or the exemplar's file name), and seed0003_pixar_grid.png
-    with one row per alpha and one column per view. Without --network the bundled demo network is
+    For every seed, or projected latent (--latent), one PNG per (alpha, view), e.g.
+    seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10.png (the style part is the domain name or the
+    exemplar's file name), and seed0003_pixar_grid.png with one row per alpha and one column per view. Without --network the bundled demo network is
     used. Existing files are not replaced without --overwrite.
 
     Examples:
@@ -141,8 +129,13 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     \b
     # Example-based: the style of one exemplar image, frontal view only.
     python gen_samples.py --network=pixar.pkl --exemplar=style.png --views=front --outdir=out
+
+    \b
+    # A projected photo (projector.py) with its tuned network: views, depth and the shape of that person.
+    python gen_samples.py --network=out/me/network-pti.pkl --latent=out/me/latent.npy --depth --shapes \\
+        --outdir=out/me-views
     """
-    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir)
+    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir, latent_path)
     if shapes:
         shape_utils.require_mcubes('--shapes')
     device = gen_utils.select_device(device_name)
@@ -158,26 +151,35 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
     else:
         rows = alphas if alphas is not None else [0.0, 1.0]
         print(f'Style "{domain_label}" at alpha {", ".join(f"{a:g}" for a in rows)}.')
-    cli.check_outputs(output_paths(outdir, seeds, domain_label, rows, views, depth, shapes), overwrite,
-                      sources=[network_path, exemplar])
+    # A head is a seed (mapped below) or a projected latent (its ws as they are).
+    loaded = [] if latent_path is None else gen_utils.load_latents(latent_path, G, device)
+    latents = dict(loaded)
+    heads: List[Union[int, str]] = [name for name, _ in loaded] if loaded else seeds
+    cli.check_outputs(output_paths(outdir, heads, domain_label, rows, views, depth, shapes), overwrite,
+                      sources=[network_path, exemplar, latent_path])
     cli.prepare_outdir(outdir)
 
     # EG3D conditions the mapping on the frontal camera and renders from the requested ones.
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
     cameras = [gen_utils.camera_label(G, yaw, pitch, fov_deg, device) for yaw, pitch in views]
 
-    for seed_idx, seed in enumerate(seeds):
-        print(f'Generating seed {seed} ({seed_idx + 1}/{len(seeds)})...')
-        z = gen_utils.z_from_seed(seed, G.z_dim, device)
-        ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        # A stored name or an exemplar becomes a code once per seed (the encoder may use the natural ws).
+    for head_idx, head in enumerate(heads):
+        print(f'Generating {head_name(head)} ({head_idx + 1}/{len(heads)})...')
+        if isinstance(head, int):
+            z = gen_utils.z_from_seed(head, G.z_dim, device)
+            ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        else:
+            ws = latents[head]
+        # The renderer's random draws are seeded by the seed, or by 0 for a latent.
+        render_seed = head if isinstance(head, int) else 0
+        # A stored name or an exemplar becomes a code once per head (the encoder may use the natural ws).
         code = None if domain_arg is None else G.get_domain_code(domain_arg, 1, source_ws=ws)
         tiles = []
         for alpha in rows:
             kwargs = gen_utils.domain_kwargs(code, alpha)
             planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
-            for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, seed, kwargs)):
-                stem = os.path.join(outdir, sample_name(seed, domain_label, alpha, yaw, pitch))
+            for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, render_seed, kwargs)):
+                stem = os.path.join(outdir, sample_name(head, domain_label, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
                 tiles.append(image)
@@ -186,12 +188,12 @@ def generate_images(network: Optional[str], seeds: List[int], truncation_psi: fl
                     depth16 = (unit[0, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:
-                stem = os.path.join(outdir, shape_name(seed, domain_label, alpha))
-                volume = density_volume(G, planes, shape_res)
+                stem = os.path.join(outdir, shape_name(head, domain_label, alpha))
+                volume = shape_utils.density_volume(G, planes, shape_res)
                 num_verts, num_faces = save_shape(volume, stem, G.rendering_kwargs['box_warp'], shape_level)
                 print(f'  shape {os.path.basename(stem)}.mrc/.ply: {num_verts} vertices, {num_faces} faces')
         grid = gen_utils.layout_grid(np.stack(tiles), rows=len(rows), cols=len(views))
-        gen_utils.save_png(grid, os.path.join(outdir, grid_name(seed, domain_label) + '.png'))
+        gen_utils.save_png(grid, os.path.join(outdir, grid_name(head, domain_label) + '.png'))
 
 # ----------------------------------------------------------------------------
 

@@ -129,6 +129,8 @@ def generation_options(seeds_default: str, seeds_help: str, alpha_help: str, out
         click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]',
                      metavar='PATH', callback=cli.expand_path),
         click.option('--seeds', type=SeedList(), help=seeds_help, default=seeds_default, show_default=True),
+        click.option('--latent', 'latent_path', metavar='FILE.npy|DIR', callback=cli.expand_path,
+                     help='Projected w+ latents (projector.py\'s latent.npy, or a folder of them) in place of --seeds'),
         click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=0.7,
                      show_default=True),
         click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
@@ -192,11 +194,13 @@ def resolve_network_path(network: Optional[str]) -> str:
 
 
 def check_generation_inputs(network: Optional[str], domain: Optional[str], exemplar: Optional[str],
-                            outdir: str) -> str:
-    """The checks that need no network: the network's path, the style choice, the exemplar file and
-    the output folder. Returns the network path (see `resolve_network_path`)."""
+                            outdir: str, latent_path: Optional[str] = None) -> str:
+    """The checks that need no network: the network's path, the style choice, the exemplar and latent
+    files and the output folder. Returns the network path (see `resolve_network_path`)."""
     if domain is not None and exemplar is not None:
         raise click.UsageError('give either --domain or --exemplar, not both')
+    if latent_path is not None and not os.path.exists(latent_path):
+        raise click.BadParameter(f'"{latent_path}" does not exist', param_hint="'--latent'")
     if exemplar is not None and not os.path.isfile(exemplar):
         raise click.BadParameter(f'exemplar image "{exemplar}" does not exist', param_hint="'--exemplar'")
     cli.check_writable_folder(outdir, '--outdir')
@@ -229,6 +233,11 @@ def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
         image = image_io.read_image(path)
     except image_io.ImageReadError as err:
         raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
+    return exemplar_tensor(image, device)
+
+
+def exemplar_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> the (1, 3, H, W) float tensor in [-1, 1] that G's exemplar encoder takes."""
     array = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1
     return torch.from_numpy(array).unsqueeze(0).to(device)
 
@@ -273,6 +282,33 @@ def domain_kwargs(domain: Any, alpha: float) -> Dict[str, Any]:
 def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
     """The latent (1, z_dim) that EG3D's scripts draw for `seed`."""
     return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float().to(device)
+
+
+def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:
+    """(file stem, ws (1, num_ws, w_dim)) of a w+ latent file (projector.py's latent.npy) or of each .npy / .pt
+    file of a folder (sorted), e.g. a projector.py --target=DIR run's latents/ folder."""
+    from training.content import LATENT_EXTS, load_latent_file
+
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(LATENT_EXTS))
+        if not files:
+            raise click.BadParameter(f'folder "{path}" holds no {"/".join(LATENT_EXTS)} latent files',
+                                     param_hint="'--latent'")
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise click.BadParameter(f'"{path}" does not exist', param_hint="'--latent'")
+    latents = []
+    for file in files:
+        try:
+            ws = load_latent_file(file, G.backbone.num_ws, G.w_dim)
+        except (ValueError, OSError, RuntimeError) as err:
+            raise click.BadParameter(str(err), param_hint="'--latent'") from err
+        stem = os.path.splitext(os.path.basename(file))[0]
+        if stem == 'latent':  # projector.py's <outdir>/<photo>/latent.npy: name it after the photo
+            stem = os.path.basename(os.path.dirname(os.path.abspath(file))) or stem
+        latents.append((stem, ws.unsqueeze(0).to(device)))
+    return latents
 
 
 def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, device: torch.device) -> torch.Tensor:

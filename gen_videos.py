@@ -2,7 +2,7 @@
 
 import hashlib
 import os
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import click
 import imageio
@@ -120,28 +120,32 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
 # ----------------------------------------------------------------------------
 
 
-def seeds_name(seeds: List[int], max_chars: int = 48) -> str:
-    """The seeds in a file name: runs of consecutive seeds as 'a-b', joined by '_' ('0_5' vs '0-5').
+def heads_name(heads: Sequence[Union[int, str]], max_chars: int = 48) -> str:
+    """The heads of a video in its file name: seeds as 'seeds' + runs of consecutive seeds 'a-b' joined
+    by '_' ('0_5' vs '0-5'); projected latents (--latent) by their names joined by '+'.
 
     A list too long for a file name becomes first-last, count and a hash of the whole list.
     """
-    runs, start = [], 0
-    for i in range(1, len(seeds) + 1):
-        if i == len(seeds) or seeds[i] != seeds[i - 1] + 1:
-            runs.append(f'{seeds[start]}' if i - 1 == start else f'{seeds[start]}-{seeds[i - 1]}')
-            start = i
-    text = '_'.join(runs)
+    if all(isinstance(head, int) for head in heads):
+        prefix, runs, start = 'seeds', [], 0
+        for i in range(1, len(heads) + 1):
+            if i == len(heads) or heads[i] != heads[i - 1] + 1:
+                runs.append(f'{heads[start]}' if i - 1 == start else f'{heads[start]}-{heads[i - 1]}')
+                start = i
+        text = '_'.join(runs)
+    else:
+        prefix, text = '', '+'.join(map(str, heads))
     if len(text) > max_chars:
-        digest = hashlib.sha1(','.join(map(str, seeds)).encode()).hexdigest()[:8]
-        text = f'{seeds[0]}to{seeds[-1]}_n{len(seeds)}_{digest}'
-    return 'seeds' + text
+        digest = hashlib.sha1(','.join(map(str, heads)).encode()).hexdigest()[:8]
+        text = f'{heads[0]}to{heads[-1]}_n{len(heads)}_{digest}'
+    return prefix + text
 
 
-def video_name(seeds: List[int], grid: Tuple[int, int], camera_preset: str, image_mode: str,
+def video_name(heads: Sequence[Union[int, str]], grid: Tuple[int, int], camera_preset: str, image_mode: str,
                style: Optional[str], alpha: Optional[float]) -> str:
     """File name such as 'seeds0-3_2x2_orbit_image_pixar_alpha1.00.mp4'."""
     style_part = '' if style is None else f'_{style}_alpha{gen_utils.exact_number(alpha)}'
-    return f'{seeds_name(seeds)}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{style_part}.mp4'
+    return f'{heads_name(heads)}_{grid[0]}x{grid[1]}_{camera_preset}_{image_mode}{style_part}.mp4'
 
 
 def write_video(path: str, frames: Iterator[np.ndarray], num_frames: int, fps: int) -> None:
@@ -174,7 +178,8 @@ def write_video(path: str, frames: Iterator[np.ndarray], num_frames: int, fps: i
 @click.option('--image-mode', type=click.Choice(['image', 'image_depth', 'image_raw']), default='image',
               show_default=True, help='Which output to film')
 @click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Frames per second')
-def generate_videos(network: Optional[str], seeds: List[int], truncation_psi: float, truncation_cutoff: int,
+def generate_videos(network: Optional[str], seeds: List[int], latent_path: Optional[str], truncation_psi: float,
+                    truncation_cutoff: int,
                     domain: Optional[str], exemplar: Optional[str], alphas: Optional[List[float]], fov_deg: float,
                     ray_chunk: int, device_name: str, outdir: str, overwrite: bool, grid: Tuple[int, int],
                     num_keyframes: Optional[int], w_frames: int, camera_preset: str, image_mode: str, fps: int):
@@ -199,30 +204,43 @@ def generate_videos(network: Optional[str], seeds: List[int], truncation_psi: fl
     \b
     # Zoom in on a head stylised like one exemplar image.
     python gen_videos.py --network=pixar.pkl --exemplar=style.png --camera=zoom --outdir=out
+
+    \b
+    # Orbit of a projected photo (projector.py), natural and stylised by its tuned network.
+    python gen_videos.py --network=out/me/network-pti.pkl --latent=out/me/latent.npy --alpha=0,1 \\
+        --outdir=out/me-videos
     """
-    keyframe_seeds = grid_seeds(seeds, grid, num_keyframes)
-    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir)
+    if latent_path is None:
+        grid_seeds(seeds, grid, num_keyframes)  # checked before the network loads
+    network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir, latent_path)
     device = gen_utils.select_device(device_name)
     G = gen_utils.load_generator(network_path, device)
+    # A head is a seed (mapped below) or a projected latent (its ws as they are).
+    loaded = [] if latent_path is None else gen_utils.load_latents(latent_path, G, device)
+    heads: List[Union[int, str]] = [name for name, _ in loaded] if loaded else seeds
+    keyframes = grid_seeds(list(range(len(heads))), grid, num_keyframes)  # indices into heads
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
     domain_arg, domain_label = gen_utils.select_domain(G, domain, exemplar, device)
     if domain_arg is None and alphas is not None:
         raise click.UsageError('--alpha needs a style domain, but no --domain/--exemplar was given and the '
                                'network stores none')
     video_alphas = (alphas or [1.0]) if domain_arg is not None else [None]
-    videos = [os.path.join(outdir, video_name(seeds, grid, camera_preset, image_mode, domain_label, alpha))
+    videos = [os.path.join(outdir, video_name(heads, grid, camera_preset, image_mode, domain_label, alpha))
               for alpha in video_alphas]
-    cli.check_outputs(videos, overwrite, sources=[network_path, exemplar])
+    cli.check_outputs(videos, overwrite, sources=[network_path, exemplar, latent_path])
     cli.prepare_outdir(outdir)
 
     conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
     cameras = [gen_utils.camera_label(G, yaw, pitch, fov, device)
-               for yaw, pitch, fov in camera_path(camera_preset, keyframe_seeds.shape[0] * w_frames, fov_deg)]
-    z = torch.cat([gen_utils.z_from_seed(int(s), G.z_dim, device) for s in keyframe_seeds.ravel()])
-    ws = G.mapping(z, conditioning.repeat(len(z), 1), truncation_psi=truncation_psi,
-                   truncation_cutoff=truncation_cutoff)
-    ws_keys = ws.reshape(*keyframe_seeds.shape, *ws.shape[1:])
-    weights = keyframe_weights(keyframe_seeds.shape[0], w_frames)
+               for yaw, pitch, fov in camera_path(camera_preset, keyframes.shape[0] * w_frames, fov_deg)]
+    if loaded:
+        ws = torch.cat([loaded[int(i)][1] for i in keyframes.ravel()])
+    else:
+        z = torch.cat([gen_utils.z_from_seed(seeds[int(i)], G.z_dim, device) for i in keyframes.ravel()])
+        ws = G.mapping(z, conditioning.repeat(len(z), 1), truncation_psi=truncation_psi,
+                       truncation_cutoff=truncation_cutoff)
+    ws_keys = ws.reshape(*keyframes.shape, *ws.shape[1:])
+    weights = keyframe_weights(keyframes.shape[0], w_frames)
 
     for alpha, mp4 in zip(video_alphas, videos):
         frames = render_frames(G, ws_keys, cameras, weights, image_mode, grid, domain=domain_arg,

@@ -15,6 +15,7 @@ import torch
 import dnnlib
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
+EMPTY_DENSITY = -1000.0  # raw density written where the volume is blanked (far below any iso-level)
 
 
 def voxel_coordinates(resolution: int, box_size: float, start: int, stop: int,
@@ -56,6 +57,38 @@ def sample_density_volume(density_fn: DensityFn, resolution: int, box_size: floa
                              f'{stop - start}, 3) points, got {tuple(sigma.shape)}')
         volume[start:stop] = sigma[0, :, 0].float().cpu().numpy()
     return volume.reshape(resolution, resolution, resolution)
+
+
+@torch.no_grad()
+def density_volume(G: torch.nn.Module, planes: torch.Tensor, resolution: int,
+                   chunk_size: int = 2 ** 20) -> np.ndarray:
+    """Raw densities (R, R, R) of a tri-plane generator G, indexed [x, y, z], on a grid filling G's bounding box.
+
+    planes: (1, 3, 32, H, W) tri-planes of one latent (`G.synthesize_planes`). Decoding them, rather
+    than calling G.sample_mixed per chunk, runs the backbone once.
+    """
+    def density(coords: torch.Tensor) -> torch.Tensor:
+        # The decoder ignores view directions for density; EG3D passes (0, 0, -1).
+        directions = torch.zeros_like(coords)
+        directions[..., -1] = -1
+        return G.decode_planes(planes, coords, directions)['sigma']
+
+    return sample_density_volume(density, resolution, G.rendering_kwargs['box_warp'], chunk_size=chunk_size,
+                                 device=planes.device)
+
+
+def head_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.ndarray, np.ndarray]:
+    """The surface of a generator's density volume (R, R, R) at `level`: vertices (V, 3) in world units, faces (F, 3).
+
+    The border is blanked as EG3D does (30/256 of the resolution; see `clear_border`), which also closes the mesh.
+    """
+    volume = clear_border(volume, border_width(volume.shape[0]), EMPTY_DENSITY)
+    return extract_mesh(volume, level, box_size)
+
+
+def border_width(resolution: int) -> int:
+    """Voxels blanked on each face of a `resolution`**3 volume before meshing (EG3D's 30 of 256)."""
+    return int(30 * resolution / 256)
 
 
 def clear_border(volume: np.ndarray, width: int, value: float) -> np.ndarray:
@@ -136,6 +169,13 @@ def extract_mesh(volume: np.ndarray, level: float, box_size: float) -> Tuple[np.
 
 def write_ply(path: str, verts: np.ndarray, faces: np.ndarray) -> None:
     """Write a triangle mesh as a binary little-endian PLY: verts (V, 3) float, faces (F, 3) int."""
+    content = ply_bytes(verts, faces)
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
+        f.write(content)
+
+
+def ply_bytes(verts: np.ndarray, faces: np.ndarray) -> bytes:
+    """A triangle mesh as the bytes of a binary little-endian PLY file: verts (V, 3) float, faces (F, 3) int."""
     if verts.ndim != 2 or verts.shape[1] != 3:
         raise ValueError(f'verts must be (V, 3), got shape {verts.shape}')
     if faces.ndim != 2 or faces.shape[1] != 3:
@@ -148,7 +188,4 @@ def write_ply(path: str, verts: np.ndarray, faces: np.ndarray) -> None:
     face_records = np.empty(len(faces), dtype=[('n', 'u1'), ('idx', '<i4', (3,))])
     face_records['n'] = 3
     face_records['idx'] = faces
-    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
-        f.write(header.encode('ascii'))
-        f.write(np.ascontiguousarray(verts, dtype='<f4').tobytes())
-        f.write(face_records.tobytes())
+    return header.encode('ascii') + np.ascontiguousarray(verts, dtype='<f4').tobytes() + face_records.tobytes()

@@ -2,9 +2,10 @@
 
 - `configs/<name>.json` (train.py --cfg): the network (`G_kwargs`, `D_kwargs`, used when training
   starts without --resume), `neural_rendering_resolution`, the DAM added for --method=pstyle
-  (`domain_kwargs`: encoder_kwargs, modres_max_res, sr_modres; see training.domain_adaptation), loop settings (`training`: lazy
-  regularisation intervals, EMA, number of density-regulariser points, grid rows) and defaults of
-  train.py options (`options`, e.g. kimg, tick, snap) that the command line overrides.
+  (`domain_kwargs`: encoder_kwargs, modres_max_res, sr_modres; see training.domain_adaptation),
+  loop settings (`training`: lazy regularisation intervals, EMA, number of density-regulariser
+  points, grid rows) and defaults of train.py options (`options`, e.g. kimg, tick, snap) that the
+  command line overrides.
 - `configs/domains/<name>.json` (train.py --domain): one style domain's option defaults on top of
   the --cfg ones (again overridden by the command line). A new domain is a new file here.
 - `configs/networks/<name>.json`: fixed network configurations that are not training presets: the

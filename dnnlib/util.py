@@ -152,15 +152,9 @@ def _download(url: str, dest: Optional[str], num_attempts: int, verbose: bool,
 
 
 def _save_atomically(res: Any, dest: str, total: int, verbose: bool, url: str) -> None:
-    """Stream a response into a temp file next to `dest`, then rename it into place."""
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(dest) + '.', suffix='.tmp', dir=os.path.dirname(dest))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            _copy_stream(res, f, total, verbose, url)
-        os.replace(tmp_path, dest)  # Readers never see a half-written cache entry.
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+    """Stream a response into `dest` so that readers never see a half-written cache entry."""
+    with atomic_output(dest) as tmp_path, open(tmp_path, 'wb') as f:
+        _copy_stream(res, f, total, verbose, url)
 
 
 def _copy_stream(res: Any, f: Any, total: int, verbose: bool, url: str) -> None:

@@ -11,6 +11,8 @@ import torch
 
 import dnnlib
 from tests.eg3d_fixtures import load_state, load_tiny_config
+from training.domain_adaptation import enable_domain_adaptation
+
 TINY_ENCODER = dict(img_resolution=32, channels=(16, 32, 32, 64), head_channels=32)  # a small exemplar encoder
 
 
@@ -24,7 +26,6 @@ def build_tiny_generator(domain_names: Sequence[str] = ()) -> torch.nn.Module:
     config = load_tiny_config()
     G_kwargs = dict(config['G_kwargs'])
     if domain_names:
-        from training.domain_adaptation import enable_domain_adaptation
         G_kwargs = enable_domain_adaptation(G_kwargs, list(domain_names), encoder_kwargs=TINY_ENCODER)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the encoder's and DAM's initial weights come from the global RNG

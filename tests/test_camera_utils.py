@@ -100,7 +100,8 @@ def _frontal_label() -> torch.Tensor:
     (lambda c: c[0:9:4].neg_(), r'its rotation .*det = -1'),                      # a mirror, not a rotation
     (lambda c: c.__setitem__(16, 0), r'focal length must be > 0 \(fx = c\[16\] = 0'),
     (lambda c: c.__setitem__(20, -4.26), r'focal length must be > 0 .*fy = c\[20\] = -4.26'),
-    (lambda c: c[3:12:4].zero_(), 'the camera sits at the world origin'),
+    (lambda c: c[3:12:4].zero_(), 'the camera sits inside the rendered volume, 0 from the world origin'),
+    (lambda c: c[3:12:4].copy_(torch.tensor([0, 0, 0.2])), r'inside the rendered volume, 0\.2 from'),  # at EG3D's pivot
 ])
 def test_degenerate_labels_are_refused_with_the_row(edit, reason):
     c = _frontal_label().repeat(3, 1)

@@ -125,7 +125,7 @@ def test_dry_run_and_overwrite(tmp_path):
     ({'labels': [['a.png', _label(0)[:16] + [0.0] + _label(0)[17:]], ['b.png', _label(1)]]},
      r'"a.png" is not a usable camera: its focal length'),
     ({'labels': [['a.png', _label(0)[:3] + [0.0] + _label(0)[4:11] + [0.0] + _label(0)[12:]],
-                 ['b.png', _label(1)]]}, r'"a.png" is not a usable camera: the camera sits at the world origin'),
+                 ['b.png', _label(1)]]}, r'"a.png" is not a usable camera: the camera sits inside the rendered volume'),
 ])
 def test_label_file_errors(tmp_path, content, message):
     os.makedirs(tmp_path / 'src')

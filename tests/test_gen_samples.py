@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import gen_samples
 import gen_utils
+import shape_utils
 from tests.gen_network import build_tiny_generator, write_tiny_snapshot
 
 
@@ -138,7 +139,7 @@ def test_density_volume_from_cached_planes_equals_sample_mixed():
     c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
     ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c)
     kwargs = dict(domain='toon', alpha=0.5)
-    volume = gen_samples.density_volume(G, G.synthesize_planes(ws, noise_mode='const', **kwargs), resolution=6,
+    volume = shape_utils.density_volume(G, G.synthesize_planes(ws, noise_mode='const', **kwargs), resolution=6,
                                         chunk_size=50)
     coords = torch.from_numpy(np.stack(np.meshgrid(*[np.linspace(-0.5, 0.5, 6)] * 3, indexing='ij'), -1))
     coords = coords.reshape(1, -1, 3).float()

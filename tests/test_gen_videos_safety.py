@@ -16,15 +16,16 @@ network = pytest.fixture(scope='module', name='network')(cli_checks.tiny_network
 _run = cli_checks.cpu_runner(gen_videos.generate_videos)
 
 
-def test_seed_names_tell_lists_from_ranges():
-    assert gen_videos.seeds_name([0, 5]) == 'seeds0_5'
-    assert gen_videos.seeds_name([0, 1, 2, 3, 4, 5]) == 'seeds0-5'
-    assert gen_videos.seeds_name([0, 1, 2, 7, 9, 10]) == 'seeds0-2_7_9-10'
+def test_head_names_tell_lists_from_ranges():
+    assert gen_videos.heads_name([0, 5]) == 'seeds0_5'
+    assert gen_videos.heads_name([0, 1, 2, 3, 4, 5]) == 'seeds0-5'
+    assert gen_videos.heads_name([0, 1, 2, 7, 9, 10]) == 'seeds0-2_7_9-10'
     long_a, long_b = list(range(0, 200, 2)), list(range(0, 200, 2))[:-1] + [197]
-    assert len(gen_videos.seeds_name(long_a)) < 60
-    assert gen_videos.seeds_name(long_a) != gen_videos.seeds_name(long_b)
+    assert len(gen_videos.heads_name(long_a)) < 60
+    assert gen_videos.heads_name(long_a) != gen_videos.heads_name(long_b)
     assert gen_videos.video_name([0, 5], (2, 1), 'orbit', 'image', 'toon', 0.004) == \
         'seeds0_5_2x1_orbit_image_toon_alpha0.004.mp4'
+    assert gen_videos.heads_name(['anna', 'ben']) == 'anna+ben'  # projected latents by name
 
 
 @pytest.mark.parametrize('args, pattern', GENERATION_OPTION_CASES + [

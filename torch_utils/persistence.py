@@ -27,7 +27,7 @@ import torch
 
 import dnnlib
 
-_version = 6                            # EG3D's format version of `meta`; files with others are refused.
+FORMAT_VERSION = 6                      # EG3D's format version of `meta`; files with others are refused.
 _decorators: Set[type] = set()          # Every class made persistent in this process.
 _src_to_module: Dict[str, Any] = {}     # Source text of an imported module -> that module.
 
@@ -74,7 +74,7 @@ def persistent_class(orig_class: type) -> type:
             return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
 
         def __reduce__(self):
-            meta = dict(type='class', version=_version, module_src=self._orig_module_src,
+            meta = dict(type='class', version=FORMAT_VERSION, module_src=self._orig_module_src,
                         class_name=self._orig_class_name, state=self.__getstate__())
             return _reconstruct_persistent_obj, (meta,)
 
@@ -103,9 +103,9 @@ def _reconstruct_persistent_obj(meta: dict) -> Any:
     (deep copies, or files written by this very code version); otherwise asks for `legacy.load_network_pkl`.
     """
     meta = dnnlib.EasyDict(meta)
-    if meta.get('type') != 'class' or meta.get('version') != _version:
+    if meta.get('type') != 'class' or meta.get('version') != FORMAT_VERSION:
         raise pickle.UnpicklingError(f'unsupported persistent object: type={meta.get("type")!r}, '
-                                     f'version={meta.get("version")!r} (expected type "class", version {_version})')
+                                     f'version={meta.get("version")!r} (expected type "class", version {FORMAT_VERSION})')
     module = _src_to_module.get(meta.module_src)
     cls = None if module is None else module.__dict__.get(meta.class_name)
     if cls is None or not is_persistent(cls):

@@ -15,7 +15,6 @@ import importlib
 import io
 import os
 import pickle
-import tempfile
 from typing import Any, BinaryIO, Callable, Dict
 
 import numpy as np
@@ -62,9 +61,9 @@ class PersistentRecord(Record):
         super().__init__()
         if not isinstance(meta, dict) or meta.get('type') != 'class':
             raise NetworkPickleError('persistent object meta must be a dict with type "class"')
-        if meta.get('version') != persistence._version:
+        if meta.get('version') != persistence.FORMAT_VERSION:
             raise NetworkPickleError(f'persistent object format version {meta.get("version")!r} is not supported '
-                                     f'(expected {persistence._version})')
+                                     f'(expected {persistence.FORMAT_VERSION})')
         if not isinstance(meta.get('class_name'), str) or not isinstance(meta.get('module_src'), str):
             raise NetworkPickleError('persistent object meta needs string "class_name" and "module_src"')
         self.class_name = meta['class_name']
@@ -215,15 +214,7 @@ def restricted_load(f: BinaryIO, source: str, is_module_class: Callable[[str, st
 
 def atomic_write_pickle(obj: Any, path: str) -> None:
     """Pickle `obj` to `path` so that readers see either the old file or the complete new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; snapshots are ordinary shareable files
-        with os.fdopen(fd, 'wb') as f:
-            pickle.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
+        pickle.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())

@@ -16,8 +16,25 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels
+from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT, checked_camera_labels, read_dataset_labels
 LATENT_EXTS = ('.npy', '.pt')
+
+
+def load_latent_file(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
+    """One w+ latent (num_ws, w_dim) from NAME.npy or NAME.pt holding (num_ws, w_dim) or (1, num_ws, w_dim)."""
+    if path.endswith('.npy'):
+        ws = torch.from_numpy(np.load(path, allow_pickle=False))
+    else:
+        ws = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(ws, torch.Tensor):
+            raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
+    ws = ws.to(torch.float32)
+    if ws.ndim == 3 and ws.shape[0] == 1:
+        ws = ws[0]
+    if tuple(ws.shape) != (num_ws, w_dim):
+        raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
+                         f'for this generator, got {tuple(ws.shape)}')
+    return ws
 
 
 class SampledContent:
@@ -53,32 +70,16 @@ class LatentFolderContent:
         labels_path = os.path.join(path, 'dataset.json')
         if not os.path.isfile(labels_path):
             raise FileNotFoundError(f'--content folder "{path}" has no dataset.json with camera labels: '
-                                    f'expected {{"labels": [["NAME.npy", [25 floats]], ...]}}')
+                                    f'expected {DATASET_JSON_FORMAT}, image paths being the latent file names')
         with open(labels_path, 'rb') as f:
             labels = read_dataset_labels(f, labels_path) or {}
         missing = [name for name in names if name not in labels]
         if missing:
             raise ValueError(f'{labels_path} has no camera label for {len(missing)} latent(s), e.g. "{missing[0]}"')
         cams = checked_camera_labels({name: labels[name] for name in names}, labels_path)
-        ws = torch.stack([self._load_latent(os.path.join(path, name), num_ws, w_dim) for name in names])
+        ws = torch.stack([load_latent_file(os.path.join(path, name), num_ws, w_dim) for name in names])
         self.names, self.ws = names, ws
         self.c = torch.from_numpy(np.stack([cams[name] for name in names]))
-
-    @staticmethod
-    def _load_latent(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
-        if path.endswith('.npy'):
-            ws = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            ws = torch.load(path, map_location='cpu', weights_only=True)
-            if not isinstance(ws, torch.Tensor):
-                raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
-        ws = ws.to(torch.float32)
-        if ws.ndim == 3 and ws.shape[0] == 1:
-            ws = ws[0]
-        if tuple(ws.shape) != (num_ws, w_dim):
-            raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
-                             f'for this generator, got {tuple(ws.shape)}')
-        return ws
 
     def __len__(self) -> int:
         return len(self.names)

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from camera_utils import CAMERA_LABEL_DIM
 from torch_utils import misc
 
 # VGG-19 layers whose channel mean/std make up the AdaIN style statistics (Huang & Belongie 2017).
@@ -140,9 +141,9 @@ class PStyleLoss:
         if phase not in PHASES:
             raise ValueError(f'unknown phase "{phase}", expected one of {PHASES}')
         misc.assert_shape(exemplar, [None, self.G.img_channels, self.G.img_resolution, self.G.img_resolution], 'exemplar')
-        misc.assert_shape(exemplar_c, [exemplar.shape[0], 25], 'exemplar camera c')
+        misc.assert_shape(exemplar_c, [exemplar.shape[0], CAMERA_LABEL_DIM], 'exemplar camera c')
         misc.assert_shape(content_ws, [exemplar.shape[0], self.G.backbone.num_ws, self.G.w_dim], 'content ws')
-        misc.assert_shape(content_c, [exemplar.shape[0], 25], 'content camera c')
+        misc.assert_shape(content_c, [exemplar.shape[0], CAMERA_LABEL_DIM], 'content camera c')
         stats, renders = dict(), None
         if phase in ('Gmain', 'Gboth'):
             main_stats, renders = self._generator_main(exemplar, content_ws, content_c, gain)

@@ -4,6 +4,7 @@
   `VGG19Features` feeds the content loss (relu4_1) and the AdaIN style loss (relu1_1..relu4_1);
   VGG-16 serves perceptual distances and feature embeddings. Weights: torchvision's ImageNet files
   `vgg19-dcbb9e9d.pth` / `vgg16-397923af.pth` (their `features.<i>` / `classifier.<i>` keys load as is).
+- `LPIPS`: the LPIPS v0.1 perceptual distance on VGG-16 (projection and pivotal tuning).
 - `IdentityEncoder`: ArcFace IR-SE-50 face embedding (N, 512), unit length, for the identity
   loss. Weights: `model_ir_se50.pth` (the file pSp / e4e use).
 
@@ -173,6 +174,73 @@ class VGG19Features(VGGFeatures):
     def __init__(self, weights: Optional[str] = None, allow_random_weights: bool = False,
                  layers: Sequence[str] = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')):
         super().__init__('vgg19', weights, allow_random_weights, layers)
+
+
+LPIPS_FILENAME = 'vgg.pth'
+LPIPS_URL = 'https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth'
+LPIPS_LAYERS = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3', 'relu5_3')
+# LPIPS's own input scaling ([-1, 1] -> roughly ImageNet-normalised), not torchvision's mean / std.
+_LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+_LPIPS_SCALE = (0.458, 0.448, 0.450)
+_LPIPS_EPS = 1e-10  # added to the channel norm before dividing, as LPIPS does
+
+
+@persistence.persistent_class
+class LPIPS(torch.nn.Module):
+    """LPIPS v0.1 on VGG-16, the perceptual distance image projectors minimise (StyleGAN2, PTI, EG3D).
+
+    forward(a, b) with images (N, 3, H, W) in [-1, 1] returns distances (N,):
+    sum over layers l of mean over pixels of sum_c w_lc (f_l(a) / |f_l(a)| - f_l(b) / |f_l(b)|)_c ** 2,
+    f_l = VGG-16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 activations of the scaled input,
+    |.| the norm over channels, w_l >= 0 the learned per-channel weights of LPIPS's 1x1 linear layers.
+    Weights: torchvision's `vgg16-397923af.pth` (`vgg_weights`) and LPIPS v0.1's `vgg.pth`
+    (`lin_weights`, keys `lin{l}.model.1.weight` of shape (1, C, 1, 1)). Random stand-ins:
+    He-initialised VGG and non-negative linear weights with mean 1/C.
+    """
+
+    def __init__(self, vgg_weights: Optional[str] = None, lin_weights: Optional[str] = None,
+                 allow_random_weights: bool = False):
+        super().__init__()
+        self.vgg = VGGFeatures('vgg16', weights=vgg_weights, allow_random_weights=allow_random_weights,
+                               layers=LPIPS_LAYERS)
+        self.register_buffer('shift', torch.tensor(_LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('scale', torch.tensor(_LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
+        channels = [widths[-1] for widths in _VGG_BLOCKS['vgg16']]
+        state = load_pretrained_state(lin_weights, what='LPIPS v0.1 linear layers (VGG-16)', filename=LPIPS_FILENAME,
+                                      url_hint=LPIPS_URL, allow_random_weights=allow_random_weights)
+        weights = []
+        for idx, width in enumerate(channels):
+            if state is None:
+                weight = torch.rand(width) * (2 / width)
+            else:
+                key = f'lin{idx}.model.1.weight'
+                if key not in state or tuple(state[key].shape) != (1, width, 1, 1):
+                    found = tuple(state[key].shape) if key in state else 'missing'
+                    raise ValueError(f'LPIPS weights need "{key}" of shape (1, {width}, 1, 1) (LPIPS v0.1 vgg.pth); '
+                                     f'got {found}')
+                weight = state[key].reshape(width).to(torch.float32)
+            if (weight < 0).any():
+                raise ValueError(f'LPIPS linear weights lin{idx} must be non-negative (LPIPS clamps them in training)')
+            weights.append(weight)
+        self.lin = torch.nn.ParameterList([torch.nn.Parameter(w.view(1, -1, 1, 1)) for w in weights])
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> 'LPIPS':
+        """A frozen network: stays in eval mode whatever the caller asks."""
+        return super().train(False)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        _check_images(a, 'LPIPS')
+        if a.shape != b.shape:
+            raise ValueError(f'LPIPS compares images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}')
+        fa = self.vgg.forward_normalized((a.to(torch.float32) - self.shift) / self.scale)
+        fb = self.vgg.forward_normalized((b.to(torch.float32) - self.shift) / self.scale)
+        total = 0
+        for name, weight in zip(LPIPS_LAYERS, self.lin):
+            na = fa[name] / (fa[name].square().sum(dim=1, keepdim=True).sqrt() + _LPIPS_EPS)
+            nb = fb[name] / (fb[name].square().sum(dim=1, keepdim=True).sqrt() + _LPIPS_EPS)
+            total = total + ((na - nb).square() * weight).sum(dim=1).mean(dim=(1, 2))
+        return total
 
 
 @persistence.persistent_class

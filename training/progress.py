@@ -10,6 +10,8 @@ import psutil
 import PIL.Image
 import torch
 
+import dnnlib
+
 
 class ExemplarSampler(torch.utils.data.Sampler):
     """Endless dataset indices: a fresh seeded permutation per epoch, split across processes.
@@ -128,6 +130,5 @@ def save_triples_grid(path: str, content: torch.Tensor, exemplar: torch.Tensor, 
     rows = torch.cat([content, exemplar, stylised], dim=3)       # (N, 3, H, 3W)
     grid = torch.cat(list(rows), dim=1)                           # (3, N*H, 3W)
     pixels = (grid.float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    tmp = path + '.tmp'  # written whole, then renamed: a viewer never sees half a PNG
-    PIL.Image.fromarray(pixels, 'RGB').save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with dnnlib.util.atomic_output(path) as tmp_path:  # a viewer never sees half a PNG
+        PIL.Image.fromarray(pixels, 'RGB').save(tmp_path, format='PNG')

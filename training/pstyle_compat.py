@@ -18,10 +18,9 @@ torchvision inside and is not loaded: pass domain codes (N, num_ws, 512) or trai
 
 import copy
 import io
-import os
 import pickle
 import zipfile
-from typing import Any, BinaryIO, Dict, Optional, Union
+from typing import Any, BinaryIO, Dict, Optional
 
 import numpy as np
 import torch
@@ -131,12 +130,3 @@ def pstyle3d_networks(ckpt: Dict[str, Any], G_kwargs: Optional[dict] = None) -> 
     G_ema = build_pstyle3d_generator(ckpt['G_ema'], G_kwargs)
     return dict(G=copy.deepcopy(G_ema), G_ema=G_ema, D=None, training_set_kwargs=None, augment_pipe=None)
 
-
-def load_pstyle3d_checkpoint(path: Union[str, os.PathLike], G_kwargs: Optional[dict] = None) -> Dict[str, Any]:
-    """Read the authors' checkpoint file (see `pstyle3d_networks`); ValueError if it is not one."""
-    with open(path, 'rb') as f:
-        ckpt = read_pstyle3d_checkpoint(f)
-    if ckpt is None:
-        raise ValueError(f'{path} is not a PStyle-3D checkpoint (a torch.save zip archive with the generator '
-                         f'state dict under "G_ema")')
-    return pstyle3d_networks(ckpt, G_kwargs)

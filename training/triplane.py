@@ -138,7 +138,7 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         """
         self._check_ws(ws)
         check_camera_label(c, ws.shape[0])
-        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
+        dam = self._dam_inputs(ws, domain, alpha)
         if neural_rendering_resolution is None:
             neural_rendering_resolution = self.neural_rendering_resolution
         elif not isinstance(neural_rendering_resolution, int) or neural_rendering_resolution < 2:
@@ -146,7 +146,7 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         else:
             self.neural_rendering_resolution = neural_rendering_resolution
         cam2world_matrix = c[:, :16].view(-1, 4, 4)
-        intrinsics = c[:, 16:25].view(-1, 3, 3)
+        intrinsics = c[:, 16:CAMERA_LABEL_DIM].view(-1, 3, 3)
         ray_origins, ray_directions = self.ray_sampler(cam2world_matrix, intrinsics, neural_rendering_resolution)
 
         if planes is not None:
@@ -154,7 +154,7 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         elif use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
-            planes = split_planes(self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs))
+            planes = self._run_backbone(ws, dam, update_emas, **synthesis_kwargs)
         if cache_backbone:
             self._last_planes = planes
 
@@ -202,8 +202,7 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         """Tri-planes (N, 3, 32, 256, 256) of ws (N, num_ws, w_dim) with the domain input at strength alpha
         (see the class docstring); render them from any camera with `synthesis(..., planes=planes)`."""
         self._check_ws(ws)
-        dam = dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
-        return split_planes(self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs))
+        return self._run_backbone(ws, self._dam_inputs(ws, domain, alpha), update_emas, **synthesis_kwargs)
 
     def decode_planes(self, planes: torch.Tensor, coordinates: torch.Tensor,
                       directions: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -223,6 +222,15 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
         return self.synthesis(ws, c, update_emas=update_emas, neural_rendering_resolution=neural_rendering_resolution,
                               cache_backbone=cache_backbone, use_cached_backbone=use_cached_backbone,
                               **synthesis_kwargs)
+
+    def _dam_inputs(self, ws: torch.Tensor, domain: DomainInput, alpha: float) -> Dict[str, object]:
+        """The DAM arguments of the backbone and super-resolution: the domain code (N, num_ws, w_dim) or None, alpha."""
+        return dict(domain_ws=self.get_domain_code(domain, ws.shape[0], source_ws=ws), alpha=check_alpha(alpha))
+
+    def _run_backbone(self, ws: torch.Tensor, dam: Dict[str, object], update_emas: bool,
+                      **synthesis_kwargs) -> torch.Tensor:
+        """Tri-planes (N, 3, 32, H, W) from the backbone for ws and the DAM arguments of `_dam_inputs`."""
+        return split_planes(self.backbone.synthesis(ws, update_emas=update_emas, **dam, **synthesis_kwargs))
 
     def _check_label(self, c: torch.Tensor, batch_size: int) -> None:
         if self.c_dim == CAMERA_LABEL_DIM:

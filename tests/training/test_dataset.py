@@ -143,7 +143,7 @@ def _set_labels(folder, labels):
     (lambda e: [e[0], e[1], [e[2][0], [float('nan')] * 25]], r'"img00000002.png" .*non-finite'),
     (lambda e: [e[0], e[1], [e[2][0], 'abc']], r'"img00000002.png" must be 25 numbers'),
     (lambda e: [e[0], e[1], [e[2][0], [0.0] * 25]], r'"img00000002.png" is not a usable camera: its rotation'),
-    (lambda e: [e[0], [e[1][0], _label(0)], e[2]], r'"img00000001.png" is not a usable camera: .*world origin'),
+    (lambda e: [e[0], [e[1][0], _label(0)], e[2]], r'"img00000001.png" is not a usable camera: .*inside the rendered volume'),
     (lambda e: [[e[0][0], e[0][1][:16] + [-4.26] + e[0][1][17:]], e[1], e[2]],
      r'"img00000000.png" is not a usable camera: its focal length'),
     (lambda e: {'labels': e}, r'dataset.json must be \{"labels"'),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import dnnlib
+from torch_utils.ops import upfirdn2d
 from training.discriminator_blocks import Discriminator
 from training.dual_discriminator import DualDiscriminator, SingleDiscriminator, filtered_resizing
 
@@ -57,7 +58,6 @@ def test_filtered_resizing_modes():
     np.testing.assert_allclose(filtered_resizing(x, 16, f).numpy(), filtered_resizing(x, 16, f, 'none').numpy(),
                                atol=1e-6)
     # 'classic' (FIR up, bilinear, FIR down): constants survive away from the zero-padded border.
-    from torch_utils.ops import upfirdn2d
     classic = filtered_resizing(constant, 16, upfirdn2d.setup_filter([1, 3, 3, 1]), filter_mode='classic')
     assert classic.shape == (1, 3, 16, 16)
     np.testing.assert_allclose(classic[..., 4:12, 4:12].numpy(), 0.7, atol=1e-6)

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+import configs
+import dnnlib
 from tests.helpers_train import camera_label
 from training import loss as L
+from training.domain_adaptation import with_domain_adaptation
+from training.perceptual import IdentityEncoder, VGG19Features
 
 pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
@@ -77,10 +81,6 @@ def test_filtered_resizing_averages_blocks():
 
 @pytest.fixture(scope='module')
 def tiny_nets():
-    import configs
-    import dnnlib
-    from training.domain_adaptation import with_domain_adaptation
-    from training.perceptual import IdentityEncoder, VGG19Features
     preset = configs.load_preset('tiny')
     torch.manual_seed(0)
     G_src = dnnlib.util.construct_class_by_name(**preset.G_kwargs).eval().requires_grad_(False)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dnnlib
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training.triplane import TriPlaneGenerator, split_planes
 from training.volumetric_rendering import renderer as renderer_module
 
@@ -201,7 +202,6 @@ def test_ffhq512_renders_on_cpu(ffhq512):
     kwargs = dnnlib.EasyDict(ffhq512['G_kwargs'])
     kwargs.rendering_kwargs = dict(kwargs.rendering_kwargs, depth_resolution=6, depth_resolution_importance=6)
     G = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
-    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
     pose = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7)
     c = torch.cat([pose.reshape(1, 16), FOV_to_intrinsics(18.837).reshape(1, 9)], 1)
     out = G(torch.randn(1, 512), c, neural_rendering_resolution=16, noise_mode='const')
@@ -225,7 +225,6 @@ def test_other_configuration_4x_superresolution():
                           mapping_kwargs={'num_layers': 1}, rendering_kwargs=rendering_kwargs,
                           sr_num_fp16_res=0, sr_kwargs={'channel_base': 256, 'channel_max': 8},
                           channel_base=256, channel_max=8, num_fp16_res=0).eval()
-    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
     poses = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), horizontal_stddev=0.3,
                                      radius=2.7, batch_size=2)
     c = torch.cat([poses.reshape(2, 16), FOV_to_intrinsics(18.837).reshape(1, 9).expand(2, 9)], 1)
@@ -249,7 +248,6 @@ def test_training_mode_gradients_reach_every_part(tiny_config):
     torch.manual_seed(0)
     kwargs = dict(tiny_config['G_kwargs'], channel_base=256, channel_max=8)
     G = dnnlib.util.construct_class_by_name(**kwargs).train()
-    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
     pose = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7, batch_size=2)
     c = torch.cat([pose.reshape(2, 16), FOV_to_intrinsics(18.837).reshape(1, 9).expand(2, 9)], 1)
     w_avg_before = G.backbone.mapping.w_avg.clone()

@@ -1,0 +1,161 @@
+"""Speed and memory of projection and pivotal tuning, and recovery of known heads (projector.py's algorithm).
+
+Speed: seconds per projection step and per pivotal-tuning step (random LPIPS stand-ins, which cost
+what the real weights cost) and the peak RSS of the process, for the bundled demo network and for
+the FFHQ-512 configuration (random weights; neural rendering 128, output 512), each in a fresh
+process; plus the time of a full default run (500 + 350 steps) extrapolated from them.
+
+Recovery (--recovery): renders of the demo network from known latents and cameras are projected (W+,
+then tuning) and compared with the true latent's renders in the same view, in novel views (the
+target's yaw +-0.4) and stylised (alpha 1), as PSNR in dB.
+
+Examples:
+
+    python bench/bench_projector.py --device=cpu --steps=3
+    python bench/bench_projector.py --recovery --seeds=0,3,5 --yaws=-0.3,0.2 --num-steps=40 --pti-steps=20
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import dnnlib  # noqa: E402  (after the path set-up above)
+import gen_utils  # noqa: E402
+import legacy  # noqa: E402
+from projector.losses import ReconstructionLoss, psnr  # noqa: E402
+from projector.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
+from projector.projection import ProjectionSchedule, project, render  # noqa: E402
+from training.perceptual import LPIPS  # noqa: E402
+
+NETWORKS = ('demo', 'ffhq512')
+FOV = 18.837
+DEFAULT_STEPS = (500, 350)
+
+
+def build_network(name: str, device: torch.device) -> torch.nn.Module:
+    if name == 'demo':
+        G = legacy.load_network_pkl(os.path.join(REPO_ROOT, gen_utils.DEMO_NETWORK))['G_ema']
+    else:
+        with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'eg3d', 'ffhq512_shapes.json')) as f:
+            G_kwargs = json.load(f)['G_kwargs']
+        torch.manual_seed(0)
+        G = dnnlib.util.construct_class_by_name(**G_kwargs)
+        G.neural_rendering_resolution = 128
+    return G.eval().requires_grad_(False).to(device)
+
+
+def seeded(G, ws, c, **kwargs) -> torch.Tensor:
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        return render(G, ws, c, **kwargs)
+
+
+def measure(name: str, device_name: str, steps: int) -> dict:
+    """One network in this process: s/step of projection and tuning, peak RSS / CUDA memory."""
+    device = torch.device(device_name)
+    G = build_network(name, device)
+    torch.manual_seed(0)
+    lpips = LPIPS(allow_random_weights=True).to(device)
+    c = gen_utils.camera_label(G, 0.2, -0.1, FOV, device)
+    target = seeded(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
+    row = {'network': name, 'resolution': G.img_resolution}
+    for stage in ('projection', 'tuning'):
+        stamps = []  # the end of every step; the first step's start is the end of the set-up
+
+        def stamp(_report):
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+        start = time.perf_counter()
+        if stage == 'projection':
+            project(G, target, c, ReconstructionLoss(lpips), schedule=ProjectionSchedule(num_steps=1 + steps),
+                    on_step=stamp)
+        else:
+            pivotal_tune(G, G.mapping(torch.zeros([1, G.z_dim], device=device), c), target, c, lpips,
+                         schedule=TuningSchedule(num_steps=1 + steps), on_step=stamp)
+        # The first step also warms up (allocations, plug-in loading): time the later ones.
+        row[f'{stage}_s_per_step'] = float(np.median(np.diff(stamps)))
+        row[f'{stage}_setup_s'] = stamps[0] - start - row[f'{stage}_s_per_step']
+    row['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == 'cuda':
+        row['peak_cuda_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    row['default_run_min'] = (row['projection_setup_s'] + row['tuning_setup_s'] + DEFAULT_STEPS[0] *
+                              row['projection_s_per_step'] + DEFAULT_STEPS[1] * row['tuning_s_per_step']) / 60
+    return row
+
+
+def recovery(seeds, yaws, num_steps: int, pti_steps: int, lr: float, pti_lr: float) -> None:
+    print('| seed | yaw | mean face | projection: same / novel / stylised novel | + tuning: same / novel / stylised novel |')
+    print('| --- | --- | --- | --- | --- |')
+    for seed in seeds:
+        for yaw in yaws:
+            G = build_network('demo', torch.device('cpu'))
+            torch.manual_seed(0)
+            lpips = LPIPS(allow_random_weights=True)
+            c = gen_utils.camera_label(G, yaw, -0.1, FOV, 'cpu')
+            ws_true = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, 'cpu'), gen_utils.camera_label(G, 0, 0, FOV, 'cpu'),
+                                truncation_psi=0.7)
+            target = seeded(G, ws_true, c)
+            views = [gen_utils.camera_label(G, yaw + d, -0.1, FOV, 'cpu') for d in (-0.4, 0.4)]
+            w_avg = G.backbone.mapping.w_avg.view(1, 1, -1).expand(1, G.backbone.num_ws, -1)
+
+            def scores(ws):
+                nat = min(float(psnr(seeded(G, ws, v), seeded(G, ws_true, v))[0]) for v in views)
+                sty = min(float(psnr(seeded(G, ws, v, domain='synthetic', alpha=1.0),
+                                     seeded(G, ws_true, v, domain='synthetic', alpha=1.0))[0]) for v in views)
+                return f'{float(psnr(seeded(G, ws, c), target)[0]):.1f} / {nat:.1f} / {sty:.1f}'
+
+            result = project(G, target, c, ReconstructionLoss(lpips), schedule=ProjectionSchedule(num_steps, lr))
+            after_projection = scores(result.ws)
+            pivotal_tune(G, result.ws, target, c, lpips, schedule=TuningSchedule(num_steps=pti_steps, lr=pti_lr))
+            print(f'| {seed} | {yaw:+.2f} | {float(psnr(seeded(G, w_avg, c), target)[0]):.1f} | {after_projection} | '
+                  f'{scores(result.ws)} |', flush=True)
+
+
+@click.command()
+@click.option('--device', 'device_name', type=click.Choice(['cpu', 'cuda']), default='cpu', show_default=True)
+@click.option('--networks', default=','.join(NETWORKS), show_default=True, help='Comma-separated: demo, ffhq512')
+@click.option('--steps', type=click.IntRange(min=1), default=3, show_default=True, help='Timed steps per stage')
+@click.option('--recovery', 'run_recovery', is_flag=True, help='Recovery table of known heads instead of speed')
+@click.option('--seeds', type=gen_utils.SeedList(), default='0,3,5', show_default=True)
+@click.option('--yaws', type=gen_utils.FloatList(), default='-0.3,0.2', show_default=True)
+@click.option('--num-steps', type=click.IntRange(min=1), default=40, show_default=True)
+@click.option('--pti-steps', type=click.IntRange(min=0), default=20, show_default=True)
+@click.option('--lr', type=float, default=0.02, show_default=True)
+@click.option('--pti-lr', type=float, default=5e-4, show_default=True)
+@click.option('--worker', hidden=True, help='Measure one network in this process and print its row as JSON')
+def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti_steps, lr, pti_lr, worker):
+    """Time projection and pivotal tuning per step, or check recovery of known heads (see the module docstring)."""
+    if worker:
+        print(json.dumps(measure(worker, device_name, steps)))
+        return
+    if run_recovery:
+        recovery(seeds, yaws, num_steps, pti_steps, lr, pti_lr)
+        return
+    print(f'load average before: {os.getloadavg()[0]:.2f} (the machine may be shared)')
+    print('| network | output | projection s/step | tuning s/step | set-up s | peak RSS MB | default run (500+350) min |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for name in networks.split(','):
+        out = subprocess.run([sys.executable, __file__, f'--worker={name}', f'--device={device_name}',
+                              f'--steps={steps}'], capture_output=True, text=True, check=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        memory = f"{row['peak_rss_mb']:.0f}" + (f" (CUDA {row['peak_cuda_mb']:.0f})" if 'peak_cuda_mb' in row else '')
+        print(f"| {name} | {row['resolution']} | {row['projection_s_per_step']:.2f} | {row['tuning_s_per_step']:.2f} | "
+              f"{row['projection_setup_s'] + row['tuning_setup_s']:.1f} | {memory} | {row['default_run_min']:.1f} |",
+              flush=True)
+    print(f'load average after: {os.getloadavg()[0]:.2f}')
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter

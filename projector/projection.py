@@ -1,0 +1,132 @@
+"""W / W+ projection: the latent whose render from a known camera best matches a target image.
+
+The optimisation is the one of StyleGAN2's projector as PTI and EG3D's inversion scripts use it:
+start at the mean latent, Adam with a learning rate that ramps up over the first 5 % of the steps
+and down (cosine) over the last 25 %, and Gaussian noise on the latent that decays quadratically to
+zero over the first 75 %, so that early steps explore and late steps settle. W optimises one
+w (broadcast to every layer). W+ optimises one w per layer (num_ws of them), starting from the W
+solution of the first `w_plus_start` of the steps: starting W+ at the mean latent lets the layers
+drift apart early and lands off the mapping network's manifold, where renders from other views and
+with the domain path (which the latents of W were trained for) degrade.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, List, Optional
+
+import torch
+
+from projector.losses import psnr
+
+LATENT_SPACES = ('w', 'w_plus')
+W_STATS_SAMPLES = 10000  # latents drawn to estimate the mean and spread of W
+
+
+@dataclasses.dataclass
+class ProjectionSchedule:
+    """Hyper-parameters of the projection (StyleGAN2's projector's defaults, learning rate PTI's)."""
+    num_steps: int = 500
+    lr: float = 0.01
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    w_plus_start: float = 0.5
+
+    def learning_rate(self, step: int) -> float:
+        t = step / self.num_steps
+        ramp = min(1.0, (1.0 - t) / self.lr_rampdown_length)
+        ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+        return self.lr * ramp * min(1.0, t / self.lr_rampup_length)
+
+    def noise_scale(self, step: int, w_std: float) -> float:
+        t = step / self.num_steps
+        return w_std * self.initial_noise_factor * max(0.0, 1.0 - t / self.noise_ramp_length) ** 2
+
+
+@dataclasses.dataclass
+class StepReport:
+    """What a progress callback sees after each optimisation step."""
+    step: int
+    loss: float
+    psnr: float
+    image: torch.Tensor  # (1, 3, H, W) the render of this step, in [-1, 1], detached
+
+
+@dataclasses.dataclass
+class StageResult:
+    """The outcome of projection or of pivotal tuning."""
+    loss: float                        # loss of the last step
+    psnr: float                        # PSNR (dB) of the last step's render
+    seconds: float
+    ws: Optional[torch.Tensor] = None  # projection: (1, num_ws, w_dim) the pivot (a W projection broadcast)
+    num_parameters: int = 0            # pivotal tuning: how many generator weights it tuned
+
+
+def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor,
+              step: int, on_step: Optional[Callable[[StepReport], None]]) -> StepReport:
+    """Backpropagate `loss`, step the optimiser and report the step (loss, PSNR of `image` against `target`)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    report = StepReport(step, float(loss.detach()), float(psnr(image, target)[0]), image.detach())
+    if on_step is not None:
+        on_step(report)
+    return report
+
+
+@torch.no_grad()
+def w_statistics(G: torch.nn.Module, c: torch.Tensor, num_samples: int = W_STATS_SAMPLES,
+                 seed: int = 123) -> tuple:
+    """(w_avg (1, 1, w_dim), w_std float): mean of G.mapping over random z and the RMS distance to it.
+
+    c: (1, 25) the camera label the mapping is conditioned on.
+    """
+    z = torch.randn([num_samples, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(c.device)
+    w = G.mapping(z, c.expand(num_samples, -1))[:, :1]  # (num_samples, 1, w_dim); every layer is equal
+    w_avg = w.mean(dim=0, keepdim=True)
+    w_std = float(((w - w_avg).square().sum() / num_samples).sqrt())
+    return w_avg, w_std
+
+
+def render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
+    """G.synthesis 'image' (N, 3, R, R) of ws (N, num_ws, w_dim) from cameras c (N, 25), constant noise."""
+    return G.synthesis(ws, c, noise_mode='const', **domain_kwargs)['image']
+
+
+def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: Callable, *,
+            latent_space: str = 'w_plus', schedule: Optional[ProjectionSchedule] = None, seed: int = 0,
+            on_step: Optional[Callable[[StepReport], None]] = None) -> StageResult:
+    """Find the latent of `target` (1, 3, R, R) in [-1, 1] seen from camera c (1, 25); R = G.img_resolution.
+
+    loss_fn(render, target) -> scalar (projector.losses.ReconstructionLoss). G is not changed.
+    The renderer's random sampling and the latent noise are seeded by `seed`.
+    """
+    if latent_space not in LATENT_SPACES:
+        raise ValueError(f'latent_space must be one of {LATENT_SPACES}, got {latent_space!r}')
+    schedule = schedule or ProjectionSchedule()
+    if schedule.num_steps < 1:
+        raise ValueError(f'num_steps must be at least 1, got {schedule.num_steps}')
+    expected = (1, G.img_channels, G.img_resolution, G.img_resolution)
+    if tuple(target.shape) != expected:
+        raise ValueError(f'target must be {expected} (the generator\'s resolution), got {tuple(target.shape)}')
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    w_avg, w_std = w_statistics(G, c)
+    num_ws = G.backbone.num_ws
+    split_step = round(schedule.w_plus_start * schedule.num_steps) if latent_space == 'w_plus' else None
+    w_opt = w_avg.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([w_opt], betas=(0.9, 0.999), lr=schedule.lr)
+    report = None
+    for step in range(schedule.num_steps):
+        if step == split_step:  # W -> W+: one w per layer from here on, with a fresh optimiser state
+            w_opt = w_opt.detach().repeat(1, num_ws, 1).requires_grad_(True)
+            optimizer = torch.optim.Adam([w_opt], betas=(0.9, 0.999), lr=schedule.lr)
+        for group in optimizer.param_groups:
+            group['lr'] = schedule.learning_rate(step)
+        w_noisy = w_opt + torch.randn_like(w_opt) * schedule.noise_scale(step, w_std)
+        image = render(G, w_noisy.expand(1, num_ws, -1), c)
+        report = take_step(optimizer, loss_fn(image, target), image, target, step, on_step)
+    ws = w_opt.detach().expand(1, num_ws, -1).clone()
+    return StageResult(loss=report.loss, psnr=report.psnr, seconds=time.perf_counter() - start, ws=ws)
