@@ -8,9 +8,9 @@ table gives CPU seconds (all threads) per image, which a busy shared machine dis
 
 Examples:
 
-    python bench/bench_generator.py                                   # CPU, batch 1, unchunked
-    python bench/bench_generator.py --chunk=none --chunk=4096 --chunk=1024 --repeats=2
-    python bench/bench_generator.py --device=cuda --batch=4 --chunk=none --chunk=16384
+    python bench/bench_generator.py                                   # CPU, batch 1, default ray chunk
+    python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
+    python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
     python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
 """
 
@@ -45,7 +45,8 @@ def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolution: int) -> dict:
-    """Build the generator, render one warm-up batch, then time `repeats` batches."""
+    """Build the generator, render one warm-up batch, then time `repeats` batches. chunk: ray_chunk_size
+    (0 = all rays at once), None = G's default, not passed at all, as a user's `G(z, c)`."""
     dev = torch.device(device)
     torch.manual_seed(0)
     G = dnnlib.util.construct_class_by_name(**configs.load_preset('ffhq512').G_kwargs)
@@ -54,7 +55,8 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
     z, c = torch.randn(batch, G.z_dim, device=dev), _camera_labels(batch, dev)
 
     def render():
-        img = G(z, c, neural_rendering_resolution=resolution, noise_mode='const', ray_chunk_size=chunk)['image']
+        chunk_kwargs = {} if chunk is None else dict(ray_chunk_size=chunk)
+        img = G(z, c, neural_rendering_resolution=resolution, noise_mode='const', **chunk_kwargs)['image']
         if dev.type == 'cuda':
             torch.cuda.synchronize(dev)
         return img
@@ -77,10 +79,11 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
 
 
 def _parse_chunk(value: str) -> Optional[int]:
-    if value.lower() == 'none':
-        return None
+    """'default' -> None (G's default), 'all' -> 0 (all rays at once), else a positive number of rays."""
+    if value.lower() in ('default', 'all'):
+        return None if value.lower() == 'default' else 0
     if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f'expected a positive number of rays or "none", got {value!r}')
+        raise click.BadParameter(f'expected a positive number of rays, "default" or "all", got {value!r}')
     return int(value)
 
 
@@ -88,8 +91,9 @@ def _parse_chunk(value: str) -> Optional[int]:
 @click.option('--device', type=click.Choice(['cpu', 'cuda']), default='cpu', show_default=True, help='Where to run.')
 @click.option('--batch', 'batches', type=click.IntRange(min=1), multiple=True, default=[1], show_default=True,
               metavar='INT', help='Images per call (repeatable).')
-@click.option('--chunk', 'chunks', multiple=True, default=['none'], show_default=True, metavar='INT|none',
-              help='Rays rendered at once, ray_chunk_size (repeatable; none = all rays at once, as EG3D).')
+@click.option('--chunk', 'chunks', multiple=True, default=['default'], show_default=True, metavar='INT|default|all',
+              help='Rays rendered at once, ray_chunk_size (repeatable; default = not passed, as a user\'s G(z, c); '
+                   'all = all rays at once, as EG3D).')
 @click.option('--ops', 'ops_impls', type=click.Choice(['compiled', 'ref']), multiple=True, default=['compiled'],
               show_default=True, help='Compiled op plugins, or pure-PyTorch ops only (repeatable).')
 @click.option('--repeats', type=click.IntRange(min=1), default=2, show_default=True,
@@ -105,9 +109,9 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
 
     \b
     Examples:
-      python bench/bench_generator.py                                   # CPU, batch 1, unchunked
-      python bench/bench_generator.py --chunk=none --chunk=4096 --chunk=1024 --repeats=2
-      python bench/bench_generator.py --device=cuda --batch=4 --chunk=none --chunk=16384
+      python bench/bench_generator.py                                   # CPU, batch 1, default ray chunk
+      python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
+      python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
       python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
     """
     if child is not None:  # one configuration, in this fresh process
@@ -137,7 +141,7 @@ def _print_row(r: dict, header: bool) -> None:
         print(f"{'ops':>8} {'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
               f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}")
     cuda = '-' if r['cuda_peak_gib'] is None else f"{r['cuda_peak_gib']:.2f}G"
-    chunk = 'none' if r['chunk'] is None else str(r['chunk'])
+    chunk = {None: 'default', 0: 'all'}.get(r['chunk'], str(r['chunk']))
     print(f"{r['ops']:>8} {r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
           f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}",
           flush=True)

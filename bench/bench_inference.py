@@ -86,7 +86,7 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     """
     G = build_ffhq512(device)
     loaded_mb = psutil.Process().memory_info().rss / 2 ** 20  # torch + the network, before any rendering
-    G.rendering_kwargs['ray_chunk_size'] = ray_chunk or None
+    G.rendering_kwargs['ray_chunk_size'] = ray_chunk  # 0: all rays at once
     c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device)
     z = gen_utils.z_from_seed(0, G.z_dim, device)
     ws = G.mapping(z, c, truncation_psi=0.7)

@@ -8,6 +8,7 @@ import torch
 import dnnlib
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training.triplane import TriPlaneGenerator, split_planes
+from training.volumetric_rendering import renderer as renderer_module
 
 TOL = dict(atol=1e-4, rtol=1e-4)  # the fixture README's tolerances
 
@@ -109,10 +110,29 @@ def test_chunked_rendering_is_identical(tiny_G, tiny_planes, tiny_io, chunk):
     CPU softplus/exp kernels round the scalar tail of each vectorised loop differently, and where the
     tails fall depends on the tensor size. A misaligned random draw would differ by ~0.1."""
     ws, c = torch.from_numpy(tiny_io['ws_psi07']), torch.from_numpy(tiny_io['c'])
-    full = _seeded_synthesis(tiny_G, tiny_planes, ws, c)
+    full = _seeded_synthesis(tiny_G, tiny_planes, ws, c, ray_chunk_size=0)  # all rays at once, as EG3D
     chunked = _seeded_synthesis(tiny_G, tiny_planes, ws, c, ray_chunk_size=chunk)
     for key in ('image', 'image_raw', 'image_depth'):
         np.testing.assert_allclose(chunked[key].numpy(), full[key].numpy(), rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_default_arguments_bound_memory_within_1e5_of_eg3ds_path(tiny_G, tiny_planes, tiny_io, monkeypatch):
+    """With no ray_chunk_size anywhere the renderer's default chunk applies (made smaller than the tiny
+    render's 2 x 1024 rays here so that it chunks), and the super-resolved image stays within 1e-5 of
+    the all-rays-at-once render."""
+    monkeypatch.setattr(renderer_module, 'DEFAULT_RAY_CHUNK_SIZE', 300)
+    ws, c = torch.from_numpy(tiny_io['ws_psi07']), torch.from_numpy(tiny_io['c'])
+    calls = []
+    hook = tiny_G.decoder.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    try:
+        bounded = _seeded_synthesis(tiny_G, tiny_planes, ws, c)
+    finally:
+        hook.remove()
+    assert len(calls) == 2 * 4  # coarse + importance pass for each of ceil(1024 / 300) chunks
+    unbounded = _seeded_synthesis(tiny_G, tiny_planes, ws, c, ray_chunk_size=0)
+    for key in ('image', 'image_raw', 'image_depth'):
+        max_abs = (bounded[key] - unbounded[key]).abs().max().item()
+        assert max_abs < 1e-5, f'{key}: default chunking changed it by {max_abs:.2e}'
 
 
 def test_chunk_size_from_rendering_kwargs(tiny_G, tiny_planes, tiny_io):

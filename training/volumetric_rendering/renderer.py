@@ -1,9 +1,10 @@
 """Tri-plane volume renderer (EG3D's ImportanceRenderer): stratified + importance samples along each
 ray, features from three axis-aligned feature planes, an MLP decoder, alpha compositing.
 
-Beyond EG3D: rays can be rendered in chunks (`ray_chunk_size`) so that the per-sample tensors, the
-bulk of the memory, stay bounded whatever the resolution. All random numbers are drawn up front for
-the whole batch, in EG3D's order, so a chunked render is identical to an unchunked one.
+Beyond EG3D: rays are rendered in chunks (`ray_chunk_size`, DEFAULT_RAY_CHUNK_SIZE unless the caller
+chooses; 0 renders all rays at once, as EG3D) so that the per-sample tensors, the bulk of the memory,
+stay bounded whatever the resolution. All random numbers are drawn up front for the whole batch, in
+EG3D's order, so a chunked render equals an unchunked one up to float rounding (< 1e-5).
 """
 
 from typing import Callable, Dict, Optional, Tuple
@@ -13,6 +14,11 @@ import torch
 from torch_utils import misc
 from training.volumetric_rendering import math_utils
 from training.volumetric_rendering.ray_marcher import MipRayMarcher2, clamp_composite_depth
+
+# Rays per chunk when neither the call nor rendering_options chooses: at FFHQ-512's 48 + 48 samples
+# per ray the per-sample working set of a 2048-ray chunk is about 0.1 GB, below what the
+# super-resolution network needs afterwards, so rendering no longer sets the peak (docs/benchmarks.md).
+DEFAULT_RAY_CHUNK_SIZE = 2048
 
 
 def generate_planes() -> torch.Tensor:
@@ -69,7 +75,7 @@ class ImportanceRenderer(torch.nn.Module):
     """Renders tri-planes along rays. `rendering_options` are EG3D's `rendering_kwargs`
     (ray_start/ray_end floats or both 'auto', depth_resolution, depth_resolution_importance,
     disparity_space_sampling, box_warp, clamp_mode, optional density_noise, white_back) plus our
-    optional `ray_chunk_size` (rays per chunk, None = all at once)."""
+    optional `ray_chunk_size` (rays per chunk; 0 = all at once; absent = DEFAULT_RAY_CHUNK_SIZE)."""
 
     def __init__(self):
         super().__init__()
@@ -82,15 +88,19 @@ class ImportanceRenderer(torch.nn.Module):
         """planes (N, 3, C, H, W); ray_origins, ray_directions (N, R, 3).
 
         Returns features (N, R, C_out), depth (N, R, 1) and total compositing weight (N, R, 1).
-        `ray_chunk_size` overrides `rendering_options['ray_chunk_size']`.
+        `ray_chunk_size` (rays per chunk, 0 = all rays at once) overrides `rendering_options['ray_chunk_size']`;
+        when neither gives one, DEFAULT_RAY_CHUNK_SIZE bounds the memory.
         """
         misc.assert_shape(ray_origins, [None, None, 3], 'ray_origins')
         misc.assert_shape(ray_directions, list(ray_origins.shape), 'ray_directions')
         misc.assert_shape(planes, [ray_origins.shape[0], 3, None, None, None], 'planes')
         if ray_chunk_size is None:
             ray_chunk_size = rendering_options.get('ray_chunk_size', None)
-        if ray_chunk_size is not None and (not isinstance(ray_chunk_size, int) or ray_chunk_size < 1):
-            raise ValueError(f'ray_chunk_size must be a positive int or None, got {ray_chunk_size!r}')
+        if ray_chunk_size is None:
+            ray_chunk_size = DEFAULT_RAY_CHUNK_SIZE
+        if not isinstance(ray_chunk_size, int) or isinstance(ray_chunk_size, bool) or ray_chunk_size < 0:
+            raise ValueError(f'ray_chunk_size must be an int >= 0 (0 = all rays at once) or None, '
+                             f'got {ray_chunk_size!r}')
         self.plane_axes = self.plane_axes.to(ray_origins.device)
         N, R, _ = ray_origins.shape
         n_importance = rendering_options['depth_resolution_importance']
@@ -103,7 +113,7 @@ class ImportanceRenderer(torch.nn.Module):
             uniforms = torch.rand(N * R, n_importance, device=ray_origins.device).reshape(N, R, n_importance)
             fine_noise = self._density_noise_like(uniforms[..., None], rendering_options)
 
-        chunk = R if ray_chunk_size is None else ray_chunk_size
+        chunk = ray_chunk_size or R
         rgbs, depths, weight_sums = [], [], []
         depth_min = depth_max = None
         for start in range(0, R, chunk):

@@ -10,8 +10,8 @@ import torch
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training.triplane import OSGDecoder
 from training.volumetric_rendering.ray_sampler import RaySampler
-from training.volumetric_rendering.renderer import (ImportanceRenderer, generate_planes, project_onto_planes,
-                                                    sample_from_planes)
+from training.volumetric_rendering.renderer import (DEFAULT_RAY_CHUNK_SIZE, ImportanceRenderer, generate_planes,
+                                                    project_onto_planes, sample_from_planes)
 
 OPTIONS = dict(ray_start=2.25, ray_end=3.3, depth_resolution=8, depth_resolution_importance=6,
                disparity_space_sampling=False, box_warp=1, clamp_mode='softplus')
@@ -113,8 +113,9 @@ def test_density_noise_is_drawn_after_the_jitter():
 def test_bad_input():
     planes, decoder, origins, dirs = _scene()
     renderer = ImportanceRenderer()
-    with pytest.raises(ValueError, match='ray_chunk_size'):
-        renderer(planes, decoder, origins, dirs, OPTIONS, ray_chunk_size=0)
+    for bad_chunk in (-1, 2.5, True):
+        with pytest.raises(ValueError, match='ray_chunk_size must be an int >= 0'):
+            renderer(planes, decoder, origins, dirs, OPTIONS, ray_chunk_size=bad_chunk)
     with pytest.raises(ValueError, match=r'ray_directions must have shape \(2, 36, 3\)'):
         renderer(planes, decoder, origins, dirs[:, :5], OPTIONS)
     with pytest.raises(ValueError, match=r'planes must have shape \(2, 3, N, N, N\)'):
@@ -161,3 +162,25 @@ def test_chunking_bounds_the_per_sample_working_set(resolution):
     n_chunks = math.ceil(resolution ** 2 / 10)
     assert len(seen) == 2 * n_chunks  # coarse + importance pass per chunk
     assert sum(seen) == resolution ** 2 * (OPTIONS['depth_resolution'] + OPTIONS['depth_resolution_importance'])
+
+
+def test_default_chunk_bounds_memory_and_matches_all_rays_at_once():
+    """Without a ray_chunk_size the renderer decodes at most DEFAULT_RAY_CHUNK_SIZE rays per pass, and
+    the result equals the all-rays-at-once render (ray_chunk_size=0, EG3D's way) within 1e-5."""
+    planes, decoder, origins, dirs = _scene(resolution=48)  # 2 x 2304 rays: more than one default chunk
+    seen = []
+
+    def spy(features, directions):
+        seen.append(directions.shape[1])
+        return decoder(features, directions)
+
+    renderer = ImportanceRenderer()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        bounded = renderer(planes, spy, origins, dirs, OPTIONS)
+        torch.manual_seed(3)
+        unbounded = renderer(planes, decoder, origins, dirs, OPTIONS, ray_chunk_size=0)
+    assert max(seen) == DEFAULT_RAY_CHUNK_SIZE * OPTIONS['depth_resolution']
+    assert len(seen) == 2 * math.ceil(48 ** 2 / DEFAULT_RAY_CHUNK_SIZE)  # coarse + importance pass per chunk
+    max_abs = max((a - b).abs().max().item() for a, b in zip(bounded, unbounded))
+    assert max_abs < 1e-5, f'default chunking changed the render by {max_abs:.2e}'
