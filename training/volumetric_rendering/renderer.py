@@ -5,13 +5,22 @@ Beyond EG3D: rays are rendered in chunks (`ray_chunk_size`, DEFAULT_RAY_CHUNK_SI
 chooses; 0 renders all rays at once, as EG3D) so that the per-sample tensors, the bulk of the memory,
 stay bounded whatever the resolution. All random numbers are drawn up front for the whole batch, in
 EG3D's order, so a chunked render equals an unchunked one up to float rounding (< 1e-5).
+
+With EG3D's OSGDecoder the samples of each ray are decoded and composited by the fused compiled op
+torch_utils.ops.volume_render (C++ / CUDA, no per-sample tensors) when its plugin builds; the
+pure-PyTorch path below is its reference and runs for other decoders, when the plugin is missing, and
+with the rendering option `impl='ref'` (needed for higher-order gradients through a render).
 """
 
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from torch import nn
+
 from torch_utils import misc
+from torch_utils.ops import volume_render
+from torch_utils.ops.volume_render import DecoderWeights
 from training.volumetric_rendering import math_utils
 from training.volumetric_rendering.ray_marcher import MipRayMarcher2, clamp_composite_depth
 
@@ -75,7 +84,9 @@ class ImportanceRenderer(torch.nn.Module):
     """Renders tri-planes along rays. `rendering_options` are EG3D's `rendering_kwargs`
     (ray_start/ray_end floats or both 'auto', depth_resolution, depth_resolution_importance,
     disparity_space_sampling, box_warp, clamp_mode, optional density_noise, white_back) plus our
-    optional `ray_chunk_size` (rays per chunk; 0 = all at once; absent = DEFAULT_RAY_CHUNK_SIZE)."""
+    optional `ray_chunk_size` (rays per chunk; 0 = all at once; absent = DEFAULT_RAY_CHUNK_SIZE) and
+    `impl` ('cuda', the default: the fused compiled op where it applies; 'ref': pure PyTorch, which
+    also supports higher-order gradients, e.g. create_graph=True through a render)."""
 
     def __init__(self):
         super().__init__()
@@ -104,6 +115,7 @@ class ImportanceRenderer(torch.nn.Module):
         self.plane_axes = self.plane_axes.to(ray_origins.device)
         N, R, _ = ray_origins.shape
         n_importance = rendering_options['depth_resolution_importance']
+        fused = self._fused_inputs(planes, decoder, rendering_options)
 
         # Every random number of the call, drawn in EG3D's order for the whole batch; chunks slice them.
         depths_coarse = self._stratified_depths(ray_origins, ray_directions, rendering_options)
@@ -118,12 +130,13 @@ class ImportanceRenderer(torch.nn.Module):
         depth_min = depth_max = None
         for start in range(0, R, chunk):
             rays = slice(start, start + chunk)
-            rgb, depth, weights, all_depths = self._render_rays(
+            render = self._render_rays if fused is None else self._fused_render_rays(*fused)
+            rgb, depth, weight_sum, all_depths = render(
                 planes, decoder, _slice(ray_origins, rays), _slice(ray_directions, rays), _slice(depths_coarse, rays),
                 _slice(noise, rays), _slice(uniforms, rays), _slice(fine_noise, rays), rendering_options)
             rgbs.append(rgb)
             depths.append(depth)
-            weight_sums.append(weights.sum(2))
+            weight_sums.append(weight_sum)
             lo, hi = torch.min(all_depths), torch.max(all_depths)
             depth_min = lo if depth_min is None else torch.minimum(depth_min, lo)
             depth_max = hi if depth_max is None else torch.maximum(depth_max, hi)
@@ -147,7 +160,29 @@ class ImportanceRenderer(torch.nn.Module):
         else:
             all_depths, all_colors, all_densities = depths_coarse, colors_coarse, densities_coarse
         rgb, depth, weights = self.ray_marcher(all_colors, all_densities, all_depths, options, clamp_depth=False)
-        return rgb, depth, weights, all_depths
+        return rgb, depth, weights.sum(2), all_depths
+
+    def _fused_inputs(self, planes, decoder, options):
+        """(channels-last planes, DecoderWeights) when the fused op renders this call, else None."""
+        impl = options.get('impl', 'cuda')
+        if impl not in ('ref', 'cuda'):
+            raise ValueError(f"rendering option impl must be 'ref' or 'cuda', got {impl!r}")
+        weights = osg_decoder_weights(decoder)
+        usable = (impl == 'cuda' and weights is not None and options['clamp_mode'] == 'softplus'
+                  and options['depth_resolution'] >= 4 and volume_render.is_available(planes))
+        if not usable:
+            return None
+        return volume_render.planes_channels_last(planes), DecoderWeights(*(w.to(planes.dtype) for w in weights))
+
+    def _fused_render_rays(self, planes_cl, weights):
+        """A `_render_rays` that renders a chunk with the fused op."""
+        def render(_planes, _decoder, ray_origins, ray_directions, depths_coarse, noise, uniforms, fine_noise, options):
+            out = volume_render.render_rays(planes_cl, weights, self.plane_axes, ray_origins, ray_directions,
+                                            depths_coarse, options['box_warp'], noise_coarse=noise, uniforms=uniforms,
+                                            noise_fine=fine_noise, density_noise=options.get('density_noise', 0),
+                                            white_back=options.get('white_back', False))
+            return out.rgb, out.depth, out.weight_sum, torch.cat([depths_coarse, out.depths_fine], -2)
+        return render
 
     def _run_samples(self, planes, decoder, ray_origins, ray_directions, depths, noise, options):
         """Decode the points at `depths` (N, r, S, 1) along the rays: colours (N, r, S, C), densities (N, r, S, 1)."""
@@ -283,6 +318,25 @@ class ImportanceRenderer(torch.nn.Module):
         all_colors = torch.gather(all_colors, -2, indices.expand(-1, -1, -1, all_colors.shape[-1]))
         all_densities = torch.gather(all_densities, -2, indices.expand(-1, -1, -1, 1))
         return all_depths, all_colors, all_densities
+
+
+def osg_decoder_weights(decoder: Callable) -> Optional[DecoderWeights]:
+    """The weights (gains applied) of an EG3D OSGDecoder, the decoder the fused op implements (mean over
+    the planes, FC -> softplus -> FC, widened sigmoid on the features); None for any other decoder."""
+    net = getattr(decoder, 'net', None)
+    if type(decoder).__name__ != 'OSGDecoder' or not isinstance(net, nn.Sequential) or len(net) != 3:
+        return None
+    fc1, act, fc2 = net
+    if not (isinstance(act, nn.Softplus) and act.beta == 1 and act.threshold == 20):
+        return None
+    layers = []
+    for fc in (fc1, fc2):
+        if getattr(fc, 'activation', None) != 'linear' or getattr(fc, 'bias', None) is None:
+            return None
+        # As FullyConnectedLayer.forward scales them.
+        bias = fc.bias if fc.bias_gain == 1 else fc.bias * fc.bias_gain
+        layers += [fc.weight * fc.weight_gain, bias]
+    return DecoderWeights(*layers)
 
 
 def _slice(tensor: Optional[torch.Tensor], rays: slice) -> Optional[torch.Tensor]:

@@ -1,0 +1,395 @@
+// Fused tri-plane volume rendering: the per-ray math shared by the CPU kernels (volume_render.cpp)
+// and the CUDA kernels (volume_render.cu). One ray at a time: bilinear tri-plane features at every
+// sample, the OSGDecoder MLP, EG3D's MipRayMarcher2 compositing, importance sampling from the coarse
+// weights, and the backward pass of all of it. Nothing per sample outlives its ray: a ray's samples
+// live in a small per-worker scratch area. Includes no torch headers, so nvcc compiles the .cu alone.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define VR_HD __host__ __device__ __forceinline__
+#else
+#define VR_HD inline __attribute__((always_inline))
+#endif
+
+namespace volume_render_kernels {
+
+using std::exp;  // float and double overloads on the host; CUDA provides them in device code.
+using std::floor;
+using std::log1p;
+
+// The reference's Python constants, rounded to T where used (as torch rounds a scalar operand).
+constexpr double kSigmoidWidening = 0.001;  // OSGDecoder: sigmoid * (1 + 2 * 0.001) - 0.001
+constexpr double kTransmittanceFloor = 1e-10;  // MipRayMarcher2: cumprod of (1 - alpha + 1e-10)
+constexpr double kPdfEps = 1e-5;  // sample_pdf's eps
+constexpr double kWeightFloor = 0.01;  // sample_importance: weights + 0.01
+
+struct Params {
+    int64_t rays;           // N * R
+    int64_t rays_per_item;  // R: ray r samples the planes of batch item r / R
+    int channels;           // C: feature channels of one plane
+    int height, width;      // of one plane
+    int hidden;             // decoder hidden width
+    int outputs;            // decoder outputs: 1 density + colour features
+    int coarse, fine;       // samples per ray of the two passes (fine may be 0)
+    float box_scale;        // 2 / box_warp: the cube [-box_warp/2, box_warp/2]^3 maps onto [-1, 1]
+    float noise_strength;   // rendering option density_noise (0 = none)
+    int white_back;
+    float axes[3][3][2];    // columns 0 and 1 of each plane's inverse axes: point -> plane (x, y)
+};
+
+// Read-only inputs. planes are channels-last (N, 3, H, W, C); w1t (C, hidden) and w2t (hidden, outputs)
+// are the decoder weights transposed (gains applied), w1 (hidden, C) and w2 (outputs, hidden) the same
+// untransposed (the backward's vectorised loops read them). Per-ray arrays are (rays, count).
+template <typename T> struct Inputs {
+    const T* planes;
+    const T *w1t, *b1, *w2t, *b2, *w1, *w2;
+    const T *origins, *directions;       // (rays, 3)
+    const T* depths_coarse;              // (rays, coarse), sorted along each ray
+    const T* noise_coarse;               // (rays, coarse) standard normal, or null
+    const T* uniforms;                   // (rays, fine) in [0, 1)
+    const T* noise_fine;                 // (rays, fine), or null
+    const T* depths_fine;                // backward only: (rays, fine) as the forward drew them
+};
+
+// Scratch of one worker, in elements: sizes for a ray of `samples` = coarse + fine samples.
+VR_HD int64_t scratch_size(const Params& p) {
+    const int64_t s = p.coarse + p.fine;
+    return s * (p.outputs + 5) + 3 * (int64_t)p.channels + 2 * (int64_t)p.hidden + 2 * (int64_t)p.outputs;
+}
+VR_HD int64_t weight_grad_size(const Params& p) {
+    return (int64_t)p.channels * p.hidden + p.hidden + (int64_t)p.hidden * p.outputs + p.outputs;
+}
+
+template <typename T> struct Scratch {
+    T *depth, *sigma, *rgb;      // per sample, in evaluation order: coarse then fine
+    T *weight, *trans, *grad;    // per interval of the sorted samples
+    T *feat, *dfeat, *hidden, *dhidden, *out, *dout, *tap;
+    int* order;                  // sample indices sorted by depth
+    VR_HD Scratch(const Params& p, T* base, int* order_base) {
+        const int s = p.coarse + p.fine;
+        depth = base; sigma = depth + s; rgb = sigma + s; weight = rgb + (int64_t)s * (p.outputs - 1);
+        trans = weight + s; grad = trans + s; feat = grad + s; dfeat = feat + p.channels;
+        tap = dfeat + p.channels; hidden = tap + p.channels; dhidden = hidden + p.hidden;
+        out = dhidden + p.hidden; dout = out + p.outputs;
+        order = order_base;
+    }
+};
+
+template <typename T> VR_HD T softplus(T x) { return x > T(20) ? x : log1p(exp(x)); }  // torch's threshold 20
+template <typename T> VR_HD T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
+
+// The four bilinear taps of grid_sample(align_corners=False, padding_mode='zeros') at plane
+// coordinates (u, v) in [-1, 1]: tap k (nw, ne, sw, se) has weight w[k] and element offset o[k]
+// (offset < 0: outside the plane, contributes 0).
+template <typename T> struct Taps {
+    T w[4];
+    int64_t o[4];
+    VR_HD Taps(const Params& p, T u, T v) {
+        const T x = (u + T(1)) * (T(p.width) / T(2)) - T(0.5);
+        const T y = (v + T(1)) * (T(p.height) / T(2)) - T(0.5);
+        const T x0 = floor(x), y0 = floor(y);
+        const T fx = x - x0, fy = y - y0;
+        w[0] = (T(1) - fy) * (T(1) - fx); w[1] = (T(1) - fy) * fx; w[2] = fy * (T(1) - fx); w[3] = fy * fx;
+        for (int k = 0; k < 4; k++) {
+            const T xi = x0 + T(k & 1), yi = y0 + T(k >> 1);
+            const bool inside = xi >= T(0) && xi < T(p.width) && yi >= T(0) && yi < T(p.height);
+            o[k] = inside ? ((int64_t)yi * p.width + (int64_t)xi) * p.channels : -1;
+        }
+    }
+};
+
+// Plane coordinates (u, v) of sample point `point` (already scaled by box_scale) in plane q.
+template <typename T> VR_HD void plane_coords(const Params& p, int q, const T* point, T& u, T& v) {
+    u = point[0] * T(p.axes[q][0][0]) + point[1] * T(p.axes[q][1][0]) + point[2] * T(p.axes[q][2][0]);
+    v = point[0] * T(p.axes[q][0][1]) + point[1] * T(p.axes[q][1][1]) + point[2] * T(p.axes[q][2][1]);
+}
+
+template <typename T> VR_HD void sample_point(const Params& p, const Inputs<T>& in, int64_t ray, T depth, T* point) {
+    for (int a = 0; a < 3; a++)
+        point[a] = T(p.box_scale) * (in.origins[ray * 3 + a] + depth * in.directions[ray * 3 + a]);
+}
+
+template <typename T> VR_HD const T* item_planes(const Params& p, const Inputs<T>& in, int64_t ray) {
+    return in.planes + (ray / p.rays_per_item) * 3 * (int64_t)p.height * p.width * p.channels;
+}
+
+// Decoder at one sample: s.feat (mean of the three planes' features), s.hidden (pre-activation) and
+// s.out (raw outputs) are left in the scratch for the backward.
+template <typename T> VR_HD void decode_sample(const Params& p, const Inputs<T>& in, int64_t ray, T depth, Scratch<T>& s) {
+    const int C = p.channels, H = p.hidden, O = p.outputs;
+    const T* planes = item_planes(p, in, ray);
+    T point[3];
+    sample_point(p, in, ray, depth, point);
+    for (int c = 0; c < C; c++) s.feat[c] = T(0);
+    for (int q = 0; q < 3; q++) {
+        T u, v;
+        plane_coords(p, q, point, u, v);
+        const Taps<T> taps(p, u, v);
+        const T* plane = planes + q * (int64_t)p.height * p.width * C;
+        for (int c = 0; c < C; c++) s.tap[c] = T(0);
+        for (int k = 0; k < 4; k++) {
+            if (taps.o[k] < 0) continue;
+            const T* f = plane + taps.o[k];
+            const T wk = taps.w[k];
+            for (int c = 0; c < C; c++) s.tap[c] += wk * f[c];
+        }
+        for (int c = 0; c < C; c++) s.feat[c] += s.tap[c];
+    }
+    for (int c = 0; c < C; c++) s.feat[c] /= T(3);
+    for (int k = 0; k < H; k++) s.hidden[k] = in.b1[k];
+    for (int c = 0; c < C; c++) {
+        const T x = s.feat[c];
+        const T* w = in.w1t + (int64_t)c * H;
+        for (int k = 0; k < H; k++) s.hidden[k] += x * w[k];
+    }
+    for (int o = 0; o < O; o++) s.out[o] = in.b2[o];
+    for (int k = 0; k < H; k++) {
+        const T h = softplus(s.hidden[k]);
+        const T* w = in.w2t + (int64_t)k * O;
+        for (int o = 0; o < O; o++) s.out[o] += h * w[o];
+    }
+}
+
+// Decodes sample j of a ray (depth d, standard-normal noise value or null) into s.sigma[j], s.rgb row j.
+template <typename T> VR_HD void eval_sample(const Params& p, const Inputs<T>& in, int64_t ray, int j, T d,
+                                             const T* noise, Scratch<T>& s) {
+    decode_sample(p, in, ray, d, s);
+    s.depth[j] = d;
+    s.sigma[j] = noise ? s.out[0] + *noise * T(p.noise_strength) : s.out[0];
+    T* rgb = s.rgb + (int64_t)j * (p.outputs - 1);
+    for (int c = 1; c < p.outputs; c++) rgb[c - 1] = sigmoid(s.out[c]) * T(1 + 2 * kSigmoidWidening) - T(kSigmoidWidening);
+}
+
+// Compositing weights of the intervals between consecutive samples order[0..n-1] (MipRayMarcher2):
+// s.weight[i] = alpha_i * trans_i, s.trans[i] the transmittance before interval i. Returns their sum.
+template <typename T> VR_HD T composite_weights(int n, const int* order, Scratch<T>& s) {
+    T trans = T(1), total = T(0);
+    for (int i = 0; i + 1 < n; i++) {
+        const int a = order[i], b = order[i + 1];
+        const T delta = s.depth[b] - s.depth[a];
+        const T density = softplus((s.sigma[a] + s.sigma[b]) / T(2) - T(1));
+        const T alpha = T(1) - exp(-density * delta);
+        s.trans[i] = trans;
+        s.weight[i] = alpha * trans;
+        total += s.weight[i];
+        trans = trans * (T(1) - alpha + T(kTransmittanceFloor));
+    }
+    return total;
+}
+
+// Importance samples (sample_importance + sample_pdf) from the coarse weights s.weight[0..coarse-2]
+// over the coarse depths s.depth[0..coarse-1]; writes `fine` depths to out. Uses s.grad as scratch.
+template <typename T> VR_HD void importance_depths(const Params& p, const T* uniforms, Scratch<T>& s, T* out) {
+    const int S = p.coarse, bins = S - 3;  // EG3D's pdf runs over the smoothed weights 1 .. S-3
+    const T* w = s.weight;
+    T* cdf = s.grad;
+    // max_pool1d(2, stride 1, padding 1) then avg_pool1d(2, stride 1), + 0.01, + eps.
+    auto smoothed = [&](int i) {
+        const T left = i == 0 ? w[0] : (w[i - 1] > w[i] ? w[i - 1] : w[i]);
+        const T right = i + 1 == S - 1 ? w[S - 2] : (w[i] > w[i + 1] ? w[i] : w[i + 1]);
+        return (left + right) / T(2) + T(kWeightFloor) + T(kPdfEps);
+    };
+    T total = T(0);
+    for (int b = 0; b < bins; b++) total += smoothed(b + 1);
+    cdf[0] = T(0);
+    T running = T(0);
+    for (int b = 0; b < bins; b++) {
+        running += smoothed(b + 1) / total;
+        cdf[b + 1] = running;
+    }
+    for (int k = 0; k < p.fine; k++) {
+        const T u = uniforms[k];
+        int above = 0;  // searchsorted(right=True): the number of cdf entries <= u
+        while (above <= bins && cdf[above] <= u) above++;
+        const int below = above - 1 > 0 ? above - 1 : 0;
+        above = above < bins ? above : bins;
+        T denom = cdf[above] - cdf[below];
+        denom = denom < T(kPdfEps) ? T(1) : denom;
+        // Bin edges are the coarse mid-points.
+        const T lo = (s.depth[below] + s.depth[below + 1]) / T(2);
+        const T hi = (s.depth[above] + s.depth[above + 1]) / T(2);
+        out[k] = lo + (u - cdf[below]) / denom * (hi - lo);
+    }
+}
+
+// order[0..n-1] = 0..n-1 sorted by s.depth (stable insertion sort: n is at most a few hundred).
+template <typename T> VR_HD void sort_by_depth(int n, const T* depth, int* order) {
+    for (int i = 0; i < n; i++) {
+        const int idx = i;
+        int j = i;
+        while (j > 0 && depth[order[j - 1]] > depth[idx]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = idx;
+    }
+}
+
+// Evaluates every sample of a ray (the coarse ones, then the fine ones: drawn from the coarse weights
+// in the forward, read from in.depths_fine in the backward), sorts them and computes the compositing
+// weights. Returns the sample count; coarse_weights_out / fine_out (may be null) receive the coarse
+// pass's weights and the fine depths.
+template <typename T> VR_HD int eval_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+                                         T* coarse_weights_out, T* fine_out, T& total) {
+    const int S1 = p.coarse, S2 = p.fine;
+    for (int j = 0; j < S1; j++)
+        eval_sample(p, in, ray, j, in.depths_coarse[ray * S1 + j], in.noise_coarse ? in.noise_coarse + ray * S1 + j : nullptr, s);
+    const bool draw_fine = S2 > 0 && !in.depths_fine;
+    if (coarse_weights_out || draw_fine) {
+        for (int j = 0; j < S1; j++) s.order[j] = j;  // coarse depths come sorted
+        composite_weights(S1, s.order, s);
+        if (coarse_weights_out)
+            for (int i = 0; i + 1 < S1; i++) coarse_weights_out[ray * (S1 - 1) + i] = s.weight[i];
+    }
+    if (S2 > 0) {
+        const T* fine = draw_fine ? fine_out + ray * S2 : in.depths_fine + ray * S2;
+        if (draw_fine) importance_depths(p, in.uniforms + ray * S2, s, fine_out + ray * S2);
+        for (int k = 0; k < S2; k++)
+            eval_sample(p, in, ray, S1 + k, fine[k], in.noise_fine ? in.noise_fine + ray * S2 + k : nullptr, s);
+    }
+    const int n = S1 + S2;
+    sort_by_depth(n, s.depth, s.order);
+    total = composite_weights(n, s.order, s);
+    return n;
+}
+
+// Forward of one ray: composite colour rgb (outputs-1), depth (NaN where the weights sum to 0, clamped
+// by the caller over the whole batch) and weight sum.
+template <typename T> VR_HD void forward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+                                             T* rgb_out, T* depth_out, T* weight_sum_out, T* coarse_weights_out,
+                                             T* fine_out) {
+    const int Cc = p.outputs - 1;
+    T total;
+    const int n = eval_ray(p, in, ray, s, coarse_weights_out, fine_out, total);
+    T* rgb = rgb_out + ray * Cc;
+    for (int c = 0; c < Cc; c++) rgb[c] = T(0);
+    T depth = T(0);
+    for (int i = 0; i + 1 < n; i++) {
+        const int a = s.order[i], b = s.order[i + 1];
+        const T w = s.weight[i];
+        const T* ca = s.rgb + (int64_t)a * Cc;
+        const T* cb = s.rgb + (int64_t)b * Cc;
+        for (int c = 0; c < Cc; c++) rgb[c] += w * ((ca[c] + cb[c]) / T(2));
+        depth += w * ((s.depth[a] + s.depth[b]) / T(2));
+    }
+    for (int c = 0; c < Cc; c++) rgb[c] = (p.white_back ? rgb[c] + T(1) - total : rgb[c]) * T(2) - T(1);
+    depth_out[ray] = depth / total;
+    weight_sum_out[ray] = total;
+}
+
+// Gradient accumulators of one worker: the decoder's (layout of weight_grad_size) and the planes'
+// (channels-last like the input). Add is plain += on the CPU (one buffer per thread) and atomicAdd on CUDA.
+template <typename T> struct Grads {
+    T *w1t, *b1, *w2t, *b2;
+    T* planes;  // null: the planes need no gradient
+    VR_HD Grads(const Params& p, T* decoder, T* planes_grad) {
+        w1t = decoder; b1 = w1t + (int64_t)p.channels * p.hidden; w2t = b1 + p.hidden; b2 = w2t + (int64_t)p.hidden * p.outputs;
+        planes = planes_grad;
+    }
+};
+
+// Backward of one ray given the gradients of its outputs (rgb row, depth, weight sum).
+template <typename T, typename Add> VR_HD void backward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+                                                            const T* grad_rgb, T grad_depth, T grad_total, Grads<T>& g, Add add) {
+    const int Cc = p.outputs - 1, C = p.channels, H = p.hidden, O = p.outputs;
+    T total;
+    const int n = eval_ray<T>(p, in, ray, s, nullptr, nullptr, total);
+    T depth = T(0);
+    for (int i = 0; i + 1 < n; i++) depth += s.weight[i] * ((s.depth[s.order[i]] + s.depth[s.order[i + 1]]) / T(2));
+    depth /= total;
+    // Colour = (sum_i w_i cmid_i [+ 1 - total]) * 2 - 1: dL/dw_i and, per interval, d(density_mid) in s.grad.
+    const bool has_depth = total > T(0) && grad_depth != T(0);
+    for (int i = 0; i + 1 < n; i++) {
+        const int a = s.order[i], b = s.order[i + 1];
+        const T* ca = s.rgb + (int64_t)a * Cc;
+        const T* cb = s.rgb + (int64_t)b * Cc;
+        T gw = grad_total;
+        for (int c = 0; c < Cc; c++) gw += T(2) * grad_rgb[c] * ((ca[c] + cb[c]) / T(2) - (p.white_back ? T(1) : T(0)));
+        if (has_depth) gw += grad_depth * ((s.depth[a] + s.depth[b]) / T(2) - depth) / total;
+        s.grad[i] = gw;
+    }
+    // w_i = alpha_i * prod_{j<i} t_j with t_j = 1 - alpha_j + 1e-10. With B_i = sum_{k>=i} gw_k alpha_k
+    // prod_{i<=j<k} t_j (a suffix recurrence, no division): dL/dalpha_i = trans_i * (gw_i - B_{i+1}).
+    T suffix = T(0);
+    for (int i = n - 2; i >= 0; i--) {
+        const int a = s.order[i], b = s.order[i + 1];
+        const T delta = s.depth[b] - s.depth[a];
+        const T mid = (s.sigma[a] + s.sigma[b]) / T(2) - T(1);
+        const T density = softplus(mid);
+        const T decay = exp(-density * delta);
+        const T alpha = T(1) - decay;
+        const T galpha = s.trans[i] * (s.grad[i] - suffix);
+        suffix = s.grad[i] * alpha + (T(1) - alpha + T(kTransmittanceFloor)) * suffix;
+        const T dsoft = mid > T(20) ? T(1) : sigmoid(mid);
+        s.grad[i] = galpha * decay * delta * dsoft;  // now dL/d(mean of the two raw densities)
+    }
+    // Per sample: gradients of its raw density and colours, then back through the decoder and the planes.
+    for (int i = 0; i < n; i++) {
+        const int j = s.order[i];
+        const T w_prev = i > 0 ? s.weight[i - 1] : T(0), w_next = i + 1 < n ? s.weight[i] : T(0);
+        const T g_prev = i > 0 ? s.grad[i - 1] : T(0), g_next = i + 1 < n ? s.grad[i] : T(0);
+        const T color_weight = (w_prev + w_next) / T(2) * T(2);
+        decode_sample(p, in, ray, s.depth[j], s);
+        s.dout[0] = (g_prev + g_next) / T(2);
+        for (int c = 1; c < O; c++) {
+            const T sg = sigmoid(s.out[c]);
+            s.dout[c] = grad_rgb[c - 1] * color_weight * T(1 + 2 * kSigmoidWidening) * sg * (T(1) - sg);
+        }
+        for (int o = 0; o < O; o++) g.b2[o] += s.dout[o];
+        for (int k = 0; k < H; k++) s.dhidden[k] = T(0);
+        for (int o = 0; o < O; o++) {
+            const T d = s.dout[o];
+            const T* w = in.w2 + (int64_t)o * H;
+            for (int k = 0; k < H; k++) s.dhidden[k] += d * w[k];
+        }
+        for (int k = 0; k < H; k++) {
+            const T h = s.hidden[k];
+            T* gw = g.w2t + (int64_t)k * O;
+            const T act = softplus(h);
+            for (int o = 0; o < O; o++) gw[o] += act * s.dout[o];
+            s.dhidden[k] *= h > T(20) ? T(1) : sigmoid(h);
+        }
+        for (int k = 0; k < H; k++) g.b1[k] += s.dhidden[k];
+        for (int c = 0; c < C; c++) {
+            const T x = s.feat[c];
+            T* gw = g.w1t + (int64_t)c * H;
+            for (int k = 0; k < H; k++) gw[k] += x * s.dhidden[k];
+        }
+        if (!g.planes) continue;
+        for (int c = 0; c < C; c++) s.dfeat[c] = T(0);
+        for (int k = 0; k < H; k++) {
+            const T d = s.dhidden[k];
+            const T* w = in.w1 + (int64_t)k * C;
+            for (int c = 0; c < C; c++) s.dfeat[c] += d * w[c];
+        }
+        for (int c = 0; c < C; c++) s.dfeat[c] /= T(3);  // the mean over the planes
+        T point[3];
+        sample_point(p, in, ray, s.depth[j], point);
+        T* planes = g.planes + (ray / p.rays_per_item) * 3 * (int64_t)p.height * p.width * C;
+        for (int q = 0; q < 3; q++) {
+            T u, v;
+            plane_coords(p, q, point, u, v);
+            const Taps<T> taps(p, u, v);
+            T* plane = planes + q * (int64_t)p.height * p.width * C;
+            for (int k = 0; k < 4; k++) {
+                if (taps.o[k] < 0) continue;
+                T* f = plane + taps.o[k];
+                const T wk = taps.w[k];
+                for (int c = 0; c < C; c++) add(f + c, wk * s.dfeat[c]);
+            }
+        }
+    }
+}
+
+// CUDA launchers (volume_render.cu), float32. scratch: (slots, scratch_size) floats and (slots, samples)
+// ints; weight_grads: (slots, weight_grad_size) zero-initialised; planes_grad zero-initialised or null.
+// Return cudaError_t as int.
+int launch_forward(const Params& p, const Inputs<float>& in, float* scratch, int* order, int64_t slots, float* rgb,
+                   float* depth, float* weight_sum, float* coarse_weights, float* fine, void* stream);
+int launch_backward(const Params& p, const Inputs<float>& in, float* scratch, int* order, int64_t slots,
+                    const float* grad_rgb, const float* grad_depth, const float* grad_total, float* weight_grads,
+                    float* planes_grad, void* stream);
+
+}  // namespace volume_render_kernels
