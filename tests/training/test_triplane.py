@@ -121,6 +121,7 @@ def test_default_arguments_bound_memory_within_1e5_of_eg3ds_path(tiny_G, tiny_pl
     render's 2 x 1024 rays here so that it chunks), and the super-resolved image stays within 1e-5 of
     the all-rays-at-once render."""
     monkeypatch.setattr(renderer_module, 'DEFAULT_RAY_CHUNK_SIZE', 300)
+    monkeypatch.setitem(tiny_G.rendering_kwargs, 'impl', 'ref')  # the hook counts the reference's decoder calls
     ws, c = torch.from_numpy(tiny_io['ws_psi07']), torch.from_numpy(tiny_io['c'])
     calls = []
     hook = tiny_G.decoder.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
