@@ -37,9 +37,9 @@ step() {  # step NAME LIMIT_S COMMAND...
 step environment 60 bash -c 'nvidia-smi; python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version'
 step build_plugins 300 python3 -c "
 import torch
-from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
+from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d, volume_render
 x = torch.randn(2, 4, 16, 16, device='cuda')
-for op in (bias_act, upfirdn2d, filtered_lrelu):
+for op in (bias_act, upfirdn2d, filtered_lrelu, volume_render):
     assert op._plugin() is not None, op.__name__
 print(bias_act.bias_act(x, act='lrelu', impl='cuda').abs().sum().item())
 print('CUDA plugins built and ran')"

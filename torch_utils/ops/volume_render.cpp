@@ -69,6 +69,7 @@ Params make_params(const at::Tensor& planes, const at::Tensor& w1t, const at::Te
     p.box_scale = (float)(2 / box_warp);
     p.noise_strength = (float)noise_strength;
     p.white_back = white_back ? 1 : 0;
+    p.keep_samples = 0;
     for (int q = 0; q < 3; q++)
         for (int k = 0; k < 3; k++)
             for (int a = 0; a < 2; a++) p.axes[q][k][a] = (float)axes[(q * 3 + k) * 2 + a];
@@ -128,10 +129,11 @@ Prepared prepare(const at::Tensor& planes, const at::Tensor& w1t, const at::Tens
                  const at::Tensor& b2, const at::Tensor& origins, const at::Tensor& directions,
                  const at::Tensor& depths_coarse, const c10::optional<at::Tensor>& noise_coarse, int64_t fine,
                  const c10::optional<at::Tensor>& noise_fine, at::ArrayRef<double> axes, double box_warp,
-                 double noise_strength, bool white_back) {
+                 double noise_strength, bool white_back, bool keep_samples = false) {
     Prepared r;
     r.p = make_params(planes, w1t, b1, w2t, b2, origins, directions, depths_coarse, fine, axes, box_warp,
                       noise_strength, white_back);
+    r.p.keep_samples = keep_samples ? 1 : 0;
     check_pass_inputs(r.p, planes, noise_coarse, noise_fine, noise_strength > 0);
     r.w1 = w1t.t().contiguous();
     r.w2 = w2t.t().contiguous();
@@ -180,9 +182,10 @@ Outputs backward_cpu(const at::Tensor& grad_rgb, const at::Tensor& grad_depth, c
                      const at::Tensor& depths_coarse, const c10::optional<at::Tensor>& noise_coarse,
                      const at::Tensor& depths_fine, const c10::optional<at::Tensor>& noise_fine,
                      at::ArrayRef<double> axes, double box_warp, double noise_strength, bool white_back,
-                     bool need_planes_grad) {
+                     bool need_planes_grad, bool keep_samples) {
     Prepared r = prepare(planes, w1t, b1, w2t, b2, origins, directions, depths_coarse, noise_coarse,
-                         depths_fine.size(1), noise_fine, axes, box_warp, noise_strength, white_back);
+                         depths_fine.size(1), noise_fine, axes, box_warp, noise_strength, white_back,
+                         keep_samples);
     const Params& p = r.p;
     check_input(depths_fine, planes, {p.rays, p.fine}, "depths_fine");
     check_input(grad_rgb, planes, {p.rays, p.outputs - 1}, "grad_rgb");
@@ -261,11 +264,12 @@ Outputs backward_cuda(const at::Tensor& grad_rgb, const at::Tensor& grad_depth, 
                       const at::Tensor& depths_coarse, const c10::optional<at::Tensor>& noise_coarse,
                       const at::Tensor& depths_fine, const c10::optional<at::Tensor>& noise_fine,
                       at::ArrayRef<double> axes, double box_warp, double noise_strength, bool white_back,
-                      bool need_planes_grad) {
+                      bool need_planes_grad, bool keep_samples) {
     c10::cuda::CUDAGuard guard(planes.device());
     TORCH_CHECK(planes.scalar_type() == at::kFloat, "volume_render: the CUDA kernels take float32");
     Prepared r = prepare(planes, w1t, b1, w2t, b2, origins, directions, depths_coarse, noise_coarse,
-                         depths_fine.size(1), noise_fine, axes, box_warp, noise_strength, white_back);
+                         depths_fine.size(1), noise_fine, axes, box_warp, noise_strength, white_back,
+                         keep_samples);
     const Params& p = r.p;
     check_input(depths_fine, planes, {p.rays, p.fine}, "depths_fine");
     check_input(grad_rgb, planes, {p.rays, p.outputs - 1}, "grad_rgb");
@@ -294,7 +298,7 @@ TORCH_LIBRARY(volume_render_plugin, m) {
     m.def("backward(Tensor grad_rgb, Tensor grad_depth, Tensor grad_total, Tensor planes, Tensor w1t, Tensor b1, "
           "Tensor w2t, Tensor b2, Tensor origins, Tensor directions, Tensor depths_coarse, Tensor? noise_coarse, "
           "Tensor depths_fine, Tensor? noise_fine, float[] axes, float box_warp, float noise_strength, "
-          "bool white_back, bool need_planes_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+          "bool white_back, bool need_planes_grad, bool keep_samples) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(volume_render_plugin, CPU, m) {

@@ -36,6 +36,8 @@ struct Params {
     float box_scale;        // 2 / box_warp: the cube [-box_warp/2, box_warp/2]^3 maps onto [-1, 1]
     float noise_strength;   // rendering option density_noise (0 = none)
     int white_back;
+    int keep_samples;       // backward: keep each sample's decoder state from the first pass (CPU: memory
+                            // is cheap there) instead of decoding every sample twice (CUDA)
     float axes[3][3][2];    // columns 0 and 1 of each plane's inverse axes: point -> plane (x, y)
 };
 
@@ -53,10 +55,14 @@ template <typename T> struct Inputs {
     const T* depths_fine;                // backward only: (rays, fine) as the forward drew them
 };
 
-// Scratch of one worker, in elements: sizes for a ray of `samples` = coarse + fine samples.
+// Per-sample decoder state the backward needs: features, hidden pre-activations and activations, outputs.
+VR_HD int64_t kept_stride(const Params& p) { return (int64_t)p.channels + 2 * (int64_t)p.hidden + p.outputs; }
+
+// Scratch of one worker, in elements, for a ray of coarse + fine samples.
 VR_HD int64_t scratch_size(const Params& p) {
     const int64_t s = p.coarse + p.fine;
-    return s * (p.outputs + 5) + 3 * (int64_t)p.channels + 3 * (int64_t)p.hidden + 2 * (int64_t)p.outputs;
+    return s * (p.outputs + 5) + 3 * (int64_t)p.channels + 3 * (int64_t)p.hidden + 2 * (int64_t)p.outputs +
+           (p.keep_samples ? s * kept_stride(p) : 0);
 }
 VR_HD int64_t weight_grad_size(const Params& p) {
     return (int64_t)p.channels * p.hidden + p.hidden + (int64_t)p.hidden * p.outputs + p.outputs;
@@ -66,6 +72,7 @@ template <typename T> struct Scratch {
     T *depth, *sigma, *rgb;      // per sample, in evaluation order: coarse then fine
     T *weight, *trans, *grad;    // per interval of the sorted samples
     T *feat, *dfeat, *hidden, *act, *dhidden, *out, *dout, *tap;
+    T* kept;                     // per sample: kept_stride values (null unless p.keep_samples)
     int* order;                  // sample indices sorted by depth
     VR_HD Scratch(const Params& p, T* base, int* order_base) {
         const int s = p.coarse + p.fine;
@@ -73,6 +80,7 @@ template <typename T> struct Scratch {
         trans = weight + s; grad = trans + s; feat = grad + s; dfeat = feat + p.channels;
         tap = dfeat + p.channels; hidden = tap + p.channels; act = hidden + p.hidden; dhidden = act + p.hidden;
         out = dhidden + p.hidden; dout = out + p.outputs;
+        kept = p.keep_samples ? dout + p.outputs : nullptr;
         order = order_base;
     }
 };
@@ -198,6 +206,16 @@ template <typename T> VR_HD void decode_sample(const Params& p, const Inputs<T>&
 template <typename T> VR_HD void eval_sample(const Params& p, const Inputs<T>& in, int64_t ray, int j, T d,
                                              const T* noise, Scratch<T>& s) {
     decode_sample(p, in, ray, d, s);
+    if (s.kept) {
+        T* k = s.kept + j * kept_stride(p);
+        for (int c = 0; c < p.channels; c++) k[c] = s.feat[c];
+        k += p.channels;
+        for (int h = 0; h < p.hidden; h++) k[h] = s.hidden[h];
+        k += p.hidden;
+        for (int h = 0; h < p.hidden; h++) k[h] = s.act[h];
+        k += p.hidden;
+        for (int o = 0; o < p.outputs; o++) k[o] = s.out[o];
+    }
     s.depth[j] = d;
     s.sigma[j] = noise ? s.out[0] + *noise * T(p.noise_strength) : s.out[0];
     T* rgb = s.rgb + (int64_t)j * (p.outputs - 1);
@@ -373,10 +391,15 @@ template <typename T, typename Add> VR_HD void backward_ray(const Params& p, con
         const T w_prev = i > 0 ? s.weight[i - 1] : T(0), w_next = i + 1 < n ? s.weight[i] : T(0);
         const T g_prev = i > 0 ? s.grad[i - 1] : T(0), g_next = i + 1 < n ? s.grad[i] : T(0);
         const T color_weight = (w_prev + w_next) / T(2) * T(2);
-        decode_sample(p, in, ray, s.depth[j], s);
+        const T *feat = s.feat, *hidden = s.hidden, *act = s.act, *out = s.out;
+        if (s.kept) {
+            feat = s.kept + j * kept_stride(p); hidden = feat + C; act = hidden + H; out = act + H;
+        } else {
+            decode_sample(p, in, ray, s.depth[j], s);
+        }
         s.dout[0] = (g_prev + g_next) / T(2);
         for (int c = 1; c < O; c++) {
-            const T sg = sigmoid(s.out[c]);
+            const T sg = sigmoid(out[c]);
             s.dout[c] = grad_rgb[c - 1] * color_weight * T(1 + 2 * kSigmoidWidening) * sg * (T(1) - sg);
         }
         for (int o = 0; o < O; o++) g.b2[o] += s.dout[o];
@@ -388,13 +411,13 @@ template <typename T, typename Add> VR_HD void backward_ray(const Params& p, con
         }
         for (int k = 0; k < H; k++) {
             T* gw = g.w2t + (int64_t)k * O;
-            const T act = s.act[k];
-            for (int o = 0; o < O; o++) gw[o] += act * s.dout[o];
+            const T a = act[k];
+            for (int o = 0; o < O; o++) gw[o] += a * s.dout[o];
         }
-        for (int k = 0; k < H; k++) s.dhidden[k] *= s.hidden[k] > T(20) ? T(1) : sigmoid(s.hidden[k]);
+        for (int k = 0; k < H; k++) s.dhidden[k] *= hidden[k] > T(20) ? T(1) : sigmoid(hidden[k]);
         for (int k = 0; k < H; k++) g.b1[k] += s.dhidden[k];
         for (int c = 0; c < C; c++) {
-            const T x = s.feat[c];
+            const T x = feat[c];
             T* gw = g.w1t + (int64_t)c * H;
             for (int k = 0; k < H; k++) gw[k] += x * s.dhidden[k];
         }

@@ -50,6 +50,13 @@ def is_available(planes: torch.Tensor) -> bool:
     return custom_ops.handles(_plugin(), planes)
 
 
+def keeps_samples(device: torch.device) -> bool:
+    """Whether the backward keeps each sample's decoder state from its first pass over a ray (CPU: a
+    thread's scratch is small next to memory) or decodes every sample again (CUDA, where thousands of
+    threads each hold a scratch area)."""
+    return device.type == 'cpu'
+
+
 def planes_channels_last(planes: torch.Tensor) -> torch.Tensor:
     """(N, 3, C, H, W) tri-planes -> (N, 3, H, W, C), the layout the kernels read (one tap = C adjacent values);
     convert once per render, not per chunk of rays."""
@@ -119,5 +126,5 @@ class _VolumeRender(torch.autograd.Function):
                                   (grad_total, origins.shape[:1]))]
         d_planes, d_w1t, d_b1, d_w2t, d_b2 = _plugin().ops.backward(
             *grads, planes_cl, w1t, b1, w2t, b2, origins, directions, depths_coarse, noise_coarse, depths_fine,
-            noise_fine, axes, box_warp, strength, white_back, ctx.needs_input_grad[0])
+            noise_fine, axes, box_warp, strength, white_back, ctx.needs_input_grad[0], keeps_samples(planes_cl.device))
         return d_planes if ctx.needs_input_grad[0] else None, d_w1t, d_b1, d_w2t, d_b2, None, None

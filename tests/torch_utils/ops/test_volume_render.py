@@ -105,9 +105,12 @@ def test_fused_render_equals_reference_at_ffhq512_sizes(device):
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('options', [OPTIONS, dict(OPTIONS, density_noise=0.5, white_back=True)],
                          ids=['default', 'noise_white_back'])
-def test_fused_gradients_equal_reference(device, options):
+@pytest.mark.parametrize('keep', [True, False], ids=['kept_samples', 'decoded_again'])
+def test_fused_gradients_equal_reference(device, options, keep, monkeypatch):
     """First-order gradients of colour, depth and weight sum for the planes and every decoder parameter
-    (with a decoder_lr_mul, so that the layers' gains count)."""
+    (with a decoder_lr_mul, so that the layers' gains count); the backward's two ways to get a sample's
+    decoder state (kept from the first pass, as on the CPU, or decoded again, as on CUDA)."""
+    monkeypatch.setattr(volume_render, 'keeps_samples', lambda device: keep)
     planes, decoder, origins, dirs = _scene(device, lr_mul=0.5)
     planes.requires_grad_(True)
     torch.manual_seed(11)
