@@ -16,8 +16,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from torch import nn
-
 from torch_utils import misc
 from torch_utils.ops import volume_render
 from torch_utils.ops.volume_render import DecoderWeights
@@ -130,10 +128,12 @@ class ImportanceRenderer(torch.nn.Module):
         depth_min = depth_max = None
         for start in range(0, R, chunk):
             rays = slice(start, start + chunk)
-            render = self._render_rays if fused is None else self._fused_render_rays(*fused)
-            rgb, depth, weight_sum, all_depths = render(
-                planes, decoder, _slice(ray_origins, rays), _slice(ray_directions, rays), _slice(depths_coarse, rays),
-                _slice(noise, rays), _slice(uniforms, rays), _slice(fine_noise, rays), rendering_options)
+            chunk_inputs = (_slice(ray_origins, rays), _slice(ray_directions, rays), _slice(depths_coarse, rays),
+                            _slice(noise, rays), _slice(uniforms, rays), _slice(fine_noise, rays), rendering_options)
+            if fused is None:
+                rgb, depth, weight_sum, all_depths = self._render_rays(planes, decoder, *chunk_inputs)
+            else:
+                rgb, depth, weight_sum, all_depths = self._render_rays_fused(*fused, *chunk_inputs)
             rgbs.append(rgb)
             depths.append(depth)
             weight_sums.append(weight_sum)
@@ -146,7 +146,8 @@ class ImportanceRenderer(torch.nn.Module):
 
     def _render_rays(self, planes, decoder, ray_origins, ray_directions, depths_coarse, noise, uniforms,
                      fine_noise, options):
-        """Coarse pass, importance pass and compositing for one chunk of rays (N, r, ...)."""
+        """Coarse pass, importance pass and compositing for one chunk of rays (N, r, ...): composite
+        features (N, r, C), unclamped depth and weight sum (N, r, 1), all sample depths (N, r, S, 1)."""
         colors_coarse, densities_coarse = self._run_samples(planes, decoder, ray_origins, ray_directions,
                                                             depths_coarse, noise, options)
         n_importance = options['depth_resolution_importance']
@@ -174,15 +175,14 @@ class ImportanceRenderer(torch.nn.Module):
             return None
         return volume_render.planes_channels_last(planes), DecoderWeights(*(w.to(planes.dtype) for w in weights))
 
-    def _fused_render_rays(self, planes_cl, weights):
-        """A `_render_rays` that renders a chunk with the fused op."""
-        def render(_planes, _decoder, ray_origins, ray_directions, depths_coarse, noise, uniforms, fine_noise, options):
-            out = volume_render.render_rays(planes_cl, weights, self.plane_axes, ray_origins, ray_directions,
-                                            depths_coarse, options['box_warp'], noise_coarse=noise, uniforms=uniforms,
-                                            noise_fine=fine_noise, density_noise=options.get('density_noise', 0),
-                                            white_back=options.get('white_back', False))
-            return out.rgb, out.depth, out.weight_sum, torch.cat([depths_coarse, out.depths_fine], -2)
-        return render
+    def _render_rays_fused(self, planes_cl, weights, ray_origins, ray_directions, depths_coarse, noise, uniforms,
+                           fine_noise, options):
+        """`_render_rays` with the fused op: planes_cl and weights from `_fused_inputs`."""
+        out = volume_render.render_rays(planes_cl, weights, self.plane_axes, ray_origins, ray_directions, depths_coarse,
+                                        options['box_warp'], noise_coarse=noise, uniforms=uniforms, noise_fine=fine_noise,
+                                        density_noise=options.get('density_noise', 0),
+                                        white_back=options.get('white_back', False))
+        return out.rgb, out.depth, out.weight_sum, torch.cat([depths_coarse, out.depths_fine], -2)
 
     def _run_samples(self, planes, decoder, ray_origins, ray_directions, depths, noise, options):
         """Decode the points at `depths` (N, r, S, 1) along the rays: colours (N, r, S, C), densities (N, r, S, 1)."""
@@ -324,10 +324,10 @@ def osg_decoder_weights(decoder: Callable) -> Optional[DecoderWeights]:
     """The weights (gains applied) of an EG3D OSGDecoder, the decoder the fused op implements (mean over
     the planes, FC -> softplus -> FC, widened sigmoid on the features); None for any other decoder."""
     net = getattr(decoder, 'net', None)
-    if type(decoder).__name__ != 'OSGDecoder' or not isinstance(net, nn.Sequential) or len(net) != 3:
+    if type(decoder).__name__ != 'OSGDecoder' or not isinstance(net, torch.nn.Sequential) or len(net) != 3:
         return None
     fc1, act, fc2 = net
-    if not (isinstance(act, nn.Softplus) and act.beta == 1 and act.threshold == 20):
+    if not (isinstance(act, torch.nn.Softplus) and act.beta == 1 and act.threshold == 20):
         return None
     layers = []
     for fc in (fc1, fc2):
