@@ -133,11 +133,24 @@ def render_fn(impl: str, backward: bool, scene) -> Callable[[], None]:
     return run
 
 
+def _peak_rss_gb() -> float:
+    """This process's peak RSS: VmHWM where Linux has it (ru_maxrss survives exec, so a freshly started
+    child would report its parent's RSS at the fork), else ru_maxrss."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
 def _render_peak_rss(impl: str, backward: bool, threads: int, rays: int, queue) -> None:
     """Child process: render once, report the peak RSS in GB."""
     torch.set_num_threads(threads)
     render_fn(impl, backward, render_scene(torch.device('cpu'), rays))()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+    queue.put(_peak_rss_gb())
 
 
 def render_peak_rss_gb(impl: str, backward: bool, threads: int, rays: int) -> float:
