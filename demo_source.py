@@ -23,15 +23,17 @@ Usage:
 import copy
 import dataclasses
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 import configs
 import dnnlib
+import gen_utils
 from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing import synthetic_heads
+from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from training.trainable import is_dam_parameter
 
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
@@ -119,11 +121,19 @@ def downsample_depth(depth: torch.Tensor, size: int) -> torch.Tensor:
     return d.squeeze(1)
 
 
-def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, depth: torch.Tensor) -> Dict[str, torch.Tensor]:
+def image_gradients(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal (N, C, H, W-1) and vertical (N, C, H-1, W) neighbour differences of images (N, C, H, W)."""
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, depth: torch.Tensor,
+                        edge_weight: float = 0.0) -> Dict[str, torch.Tensor]:
     """L1 losses of a render `out` against target images (N, 3, R, R) and depth (N, R, R).
 
-    Returns {'image', 'image_raw', 'depth', 'total'}; 'depth' is over foreground pixels of the
-    neural render's resolution, weighted by DEPTH_WEIGHT in 'total'.
+    Returns {'image', 'image_raw', 'depth', 'edge', 'total'}; 'depth' is over foreground pixels of the
+    neural render's resolution, weighted by DEPTH_WEIGHT in 'total'; 'edge' is the L1 of the
+    neighbour differences of `image` (eyes, lips and outlines are small in area but carry most of
+    them), weighted by `edge_weight` in 'total'.
     """
     size = out['image_raw'].shape[-1]
     l_image = (out['image'] - target).abs().mean()
@@ -132,7 +142,9 @@ def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, dept
     fg = torch.isfinite(gt)
     pred = out['image_depth'][:, 0]
     l_depth = (pred[fg] - gt[fg]).abs().mean() if fg.any() else pred.sum() * 0
-    return dict(image=l_image, image_raw=l_raw, depth=l_depth, total=l_image + l_raw + DEPTH_WEIGHT * l_depth)
+    l_edge = sum((a - b).abs().mean() for a, b in zip(image_gradients(out['image']), image_gradients(target)))
+    return dict(image=l_image, image_raw=l_raw, depth=l_depth, edge=l_edge,
+                total=l_image + l_raw + DEPTH_WEIGHT * l_depth + edge_weight * l_edge)
 
 
 def split_parameters(G: torch.nn.Module) -> Dict[str, List[torch.nn.Parameter]]:
@@ -154,7 +166,8 @@ def update_w_avg(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int = 4, lr: float = 2e-3,
         style_from: int = 0, seed: int = 0, log_every: int = 10, max_seconds: Optional[float] = None,
-        callback: Optional[Callable[[Dict[str, float]], None]] = None) -> List[Dict[str, float]]:
+        callback: Optional[Callable[[Dict[str, float]], None]] = None,
+        truncation_psi: float = 1.0, edge_weight: float = 0.0) -> List[Dict[str, float]]:
     """Fit G in place to `views` for `iterations` steps of `batch_size` random (head, view) pairs.
 
     Source losses train EG3D's parameters; from iteration `style_from` on, the style losses train
@@ -162,6 +175,9 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
     (and at the end) the code and `w_avg` are stored in G and `callback(row)` is called with the
     mean losses since the last row: {'iter', 'seconds', 'natural', 'toon', 'depth'} (image L1 in
     [-1, 1] units, depth L1; toon is nan before `style_from`). Stops early after `max_seconds`.
+    With `truncation_psi` < 1 the heads are fitted at that truncation towards the mean w of all heads
+    (recomputed every step), so that gen_samples.py's default truncation draws the fitted heads.
+    `edge_weight` weights the image-gradient L1 of both losses (see reconstruction_loss).
     Returns the rows.
     """
     if iterations < 1 or batch_size < 1 or log_every < 1:
@@ -184,16 +200,16 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
         head = torch.randint(n_heads, (batch_size,), generator=gen)
         view = torch.randint(n_views, (batch_size,), generator=gen)
         c = views.labels[head, view]
-        ws = G.mapping(views.z[head], c)
+        ws = head_ws(G, views.z, head, c, truncation_psi)
         opt_src.zero_grad(set_to_none=True)
-        nat = reconstruction_loss(G.synthesis(ws, c), views.natural[head, view], views.depth[head, view])
+        nat = reconstruction_loss(G.synthesis(ws, c), views.natural[head, view], views.depth[head, view], edge_weight)
         nat['total'].backward()
         opt_src.step()
         toon_l1 = float('nan')
         if it >= style_from:
             # Gradients to the DAM and the code only: alpha = 0 must stay the natural fit.
             out = G.synthesis(ws.detach(), c, domain=code.unsqueeze(0).expand(batch_size, -1, -1), alpha=1)
-            toon = reconstruction_loss(out, views.toon[head, view], views.depth[head, view])
+            toon = reconstruction_loss(out, views.toon[head, view], views.depth[head, view], edge_weight)
             for p, g in zip(dam_params, torch.autograd.grad(toon['total'], dam_params)):
                 p.grad = g
             opt_dam.step()
@@ -216,6 +232,15 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
     return rows
 
 
+def head_ws(G: torch.nn.Module, z: torch.Tensor, heads: torch.Tensor, c: torch.Tensor,
+            truncation_psi: float = 1.0) -> torch.Tensor:
+    """(B, num_ws, w_dim) ws of latents z[heads] (z: (N, z_dim) of all heads, c: (B, 25)), truncated by
+    `truncation_psi` towards the mean w of all N heads (stored as the mapping's w_avg)."""
+    if truncation_psi != 1:
+        update_w_avg(G, z)
+    return G.mapping(z[heads], c, truncation_psi=truncation_psi)
+
+
 @torch.no_grad()
 def store_fit(G: torch.nn.Module, code: torch.Tensor, z: torch.Tensor) -> None:
     """Store the fitted domain code (num_ws, w_dim) as G's first domain and set w_avg from the heads' latents."""
@@ -223,15 +248,16 @@ def store_fit(G: torch.nn.Module, code: torch.Tensor, z: torch.Tensor) -> None:
     update_w_avg(G, z)
 
 
-def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int], with_style: bool = True) -> Dict[str, float]:
+def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int], with_style: bool = True,
+                truncation_psi: float = 1.0) -> Dict[str, float]:
     """Mean L1 over all views of `heads`: 'natural' / 'toon' images of G's renders at alpha 0 / at
     alpha 1 with its first stored domain (only if `with_style`), 'depth' of the natural render
-    (foreground)."""
+    (foreground); latents truncated by `truncation_psi` towards G's w_avg."""
     sums = {'natural': 0.0, 'depth': 0.0, **({'toon': 0.0} if with_style else {})}
     with torch.no_grad():
         for i in heads:
             c = views.labels[i]
-            ws = G.mapping(views.z[i:i + 1].expand(len(c), -1), c)
+            ws = G.mapping(views.z[i:i + 1].expand(len(c), -1), c, truncation_psi=truncation_psi)
             nat = reconstruction_loss(G.synthesis(ws, c), views.natural[i], views.depth[i])
             sums['natural'] += nat['image'].item()
             sums['depth'] += nat['depth'].item()
@@ -239,3 +265,78 @@ def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int], with
                 out = G.synthesis(ws, c, domain=G.domain_names[0], alpha=1)
                 sums['toon'] += reconstruction_loss(out, views.toon[i], views.depth[i])['image'].item()
     return {k: v / len(heads) for k, v in sums.items()}
+
+
+# Seeds, alphas and yaws (radians, pitch 0) of the demo's face check (bench/demo_face_check.py and its test).
+CHECK_SEEDS = tuple(range(8))
+CHECK_ALPHAS = (0.0, 1.0)
+CHECK_YAWS = (0.0, 0.35)
+
+
+@torch.no_grad()
+def check_renders(G: torch.nn.Module, seeds: Sequence[int] = CHECK_SEEDS, alphas: Sequence[float] = CHECK_ALPHAS,
+                  yaws: Sequence[float] = CHECK_YAWS, truncation_psi: float = 0.7) -> Dict[tuple, np.ndarray]:
+    """{(alpha, yaw): (len(seeds), R, R, 3) uint8} renders as gen_samples.py draws them (mapping
+    conditioned on the frontal camera, renderer seeded by the seed), with G's first stored domain."""
+    device = torch.device('cpu')
+    fov = synthetic_heads.FOV_DEGREES
+    frontal = gen_utils.camera_label(G, 0.0, 0.0, fov, device)
+    cameras = {yaw: gen_utils.camera_label(G, yaw, 0.0, fov, device) for yaw in yaws}
+    rows: Dict[tuple, List[np.ndarray]] = {(a, y): [] for a in alphas for y in yaws}
+    for seed in seeds:
+        ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, device), frontal, truncation_psi=truncation_psi)
+        for alpha in alphas:
+            for yaw in yaws:
+                torch.manual_seed(seed)
+                out = G.synthesis(ws, cameras[yaw], noise_mode='const', domain=G.domain_names[0], alpha=alpha)
+                rows[(alpha, yaw)].append(gen_utils.image_to_uint8(out['image'])[0])
+    return {key: np.stack(images) for key, images in rows.items()}
+
+
+def face_counts(rows: Dict[tuple, np.ndarray]) -> Dict[tuple, int]:
+    """{row: how many of its images (M, R, R, 3) uint8 show a face to MediaPipe's face mesh} (needs the
+    faces extra, requirements-faces.txt)."""
+    detector = FaceMeshDetector(max_faces=1)
+    try:
+        return {key: sum(len(detector(image)) > 0 for image in images) for key, images in rows.items()}
+    finally:
+        detector.close()
+
+
+@torch.no_grad()
+def depth_table(G: torch.nn.Module, views: HeadViews, truncation_psi: float = 1.0) -> Dict[str, float]:
+    """The model card's depth numbers over all views of all heads in `views`, with G's first stored domain:
+    'natural' / 'stylised' depth error (L1 against the ground truth on foreground pixels, world units),
+    'stylised_vs_natural' (L1 between the two renders' depths on the same pixels) and 'image_change'
+    (mean absolute image difference alpha 0 -> 1, [-1, 1] units)."""
+    sums = dict(natural=0.0, stylised=0.0, stylised_vs_natural=0.0, image_change=0.0)
+    n_heads = views.z.shape[0]
+    for i in range(n_heads):
+        c = views.labels[i]
+        ws = G.mapping(views.z[i:i + 1].expand(len(c), -1), c, truncation_psi=truncation_psi)
+        nat = G.synthesis(ws, c, noise_mode='const')
+        sty = G.synthesis(ws, c, noise_mode='const', domain=G.domain_names[0], alpha=1)
+        gt = downsample_depth(views.depth[i], nat['image_depth'].shape[-1])
+        fg = torch.isfinite(gt)
+        d_nat, d_sty = nat['image_depth'][:, 0][fg], sty['image_depth'][:, 0][fg]
+        sums['natural'] += (d_nat - gt[fg]).abs().mean().item()
+        sums['stylised'] += (d_sty - gt[fg]).abs().mean().item()
+        sums['stylised_vs_natural'] += (d_sty - d_nat).abs().mean().item()
+        sums['image_change'] += (sty['image'] - nat['image']).abs().mean().item()
+    return {k: v / n_heads for k, v in sums.items()}
+
+
+def synthetic_check_rows(yaws: Sequence[float] = CHECK_YAWS) -> Dict[tuple, np.ndarray]:
+    """The face check's rows drawn by the procedural renderer, heads 0-7 of seed 0 (those the demo
+    source is fitted to): {(alpha, yaw): (8, 128, 128, 3) uint8}, alpha 0 = natural look, 1 = toon."""
+    rows = {}
+    for alpha, style in zip(CHECK_ALPHAS, ('natural', 'toon')):
+        for yaw in yaws:
+            images = []
+            for i in CHECK_SEEDS:
+                shape, _, _, choice = synthetic_heads.sample_head(0, i)
+                image, _ = synthetic_heads.render_head(shape, synthetic_heads.camera_label(yaw, 0.0), 128, style,
+                                                       synthetic_heads.pick_colors(style, choice))
+                images.append(image)
+            rows[(alpha, yaw)] = np.stack(images)
+    return rows

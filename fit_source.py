@@ -62,6 +62,11 @@ def save_network(G: torch.nn.Module, path: str) -> None:
               show_default=True)
 @click.option('--style-from', help='First step that also fits the toon domain', type=click.IntRange(min=0),
               default=60, show_default=True)
+@click.option('--trunc', 'truncation_psi', help='Fit the heads at this truncation towards their mean w (0.7: what '
+              'gen_samples.py draws by default)', type=cli.FiniteFloat(min=0, min_open=True, max=1), default=1.0,
+              show_default=True)
+@click.option('--edge-weight', help='Weight of the L1 of image gradients (sharpens eyes, lips and outlines)',
+              type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
 @click.option('--seed', help='Data and sampling seed', type=int, default=0, show_default=True)
 @click.option('--snap', help='Write the pickle every this many steps', type=click.IntRange(min=1), default=20,
               show_default=True)
@@ -74,8 +79,8 @@ def save_network(G: torch.nn.Module, path: str) -> None:
 @click.option('--threads', help='torch CPU threads', type=click.IntRange(min=1), default=2, show_default=True)
 @click.option('--overwrite', help='Replace an existing --out (never the --resume pickle)', is_flag=True)
 def main(out: str, heads: int, views_per_head: int, resolution: int, iterations: int, batch_size: int, lr: float,
-         style_from: int, seed: int, snap: int, minutes: float, resume: str, source_only: bool, threads: int,
-         overwrite: bool) -> None:
+         style_from: int, truncation_psi: float, edge_weight: float, seed: int, snap: int, minutes: float, resume: str,
+         source_only: bool, threads: int, overwrite: bool) -> None:
     if iterations == 0 and resume is None:
         raise click.BadParameter('0 iterations only re-export a network: pass --resume', param_hint="'--iterations'")
     if resume is not None and not os.path.isfile(resume):
@@ -114,10 +119,12 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
 
     if iterations > 0:
         demo_source.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
-                       log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report)
+                       log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report,
+                       truncation_psi=truncation_psi, edge_weight=edge_weight)
     else:
         write()
-    final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only)
+    final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only,
+                                    truncation_psi=truncation_psi)
     click.echo('final mean L1 over all views: ' + json.dumps({k: round(v, 4) for k, v in final.items()}))
     click.echo(f'wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MiB)')
 

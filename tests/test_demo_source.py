@@ -69,3 +69,48 @@ def test_fit_reduces_losses_and_stores_code(views):
 def test_build_rejects_bad_resolution():
     with pytest.raises(ValueError, match='multiple of 4'):
         demo_source.build_demo_generator(img_resolution=30)
+
+
+def test_head_ws_truncates_towards_the_mean_of_the_heads():
+    torch.manual_seed(0)
+    G = demo_source.build_demo_generator(img_resolution=32, depth_samples=6)
+    z = torch.stack([demo_source.seed_latent(i) for i in range(3)])
+    c = torch.zeros(1, 25)
+    with torch.no_grad():
+        w = G.mapping(z, c.expand(3, -1), truncation_psi=1)  # (3, num_ws, w_dim)
+        ws = demo_source.head_ws(G, z, torch.tensor([1]), c, truncation_psi=0.5)
+    mean = w.mean(dim=0)
+    torch.testing.assert_close(ws[0], mean + 0.5 * (w[1] - mean))
+    torch.testing.assert_close(G.backbone.mapping.w_avg, mean[0])
+    # What gen_samples.py draws for seed 1 at the same truncation is the fitted latent.
+    with torch.no_grad():
+        torch.testing.assert_close(G.mapping(z[1:2], c, truncation_psi=0.5), ws)
+
+
+def test_fit_at_a_truncation_lowers_its_own_loss():
+    views2 = demo_source.render_views(count=2, views_per_head=1, resolution=32, seed=0)
+    torch.manual_seed(0)
+    G = demo_source.build_demo_generator(img_resolution=32, depth_samples=6)
+    demo_source.update_w_avg(G, views2.z)
+    before = demo_source.mean_losses(G, views2, [0, 1], with_style=False, truncation_psi=0.7)
+    demo_source.fit(G, views2, iterations=6, batch_size=2, lr=1e-2, style_from=100, truncation_psi=0.7)
+    after = demo_source.mean_losses(G, views2, [0, 1], with_style=False, truncation_psi=0.7)
+    assert set(after) == {'natural', 'depth'}
+    assert after['natural'] < 0.8 * before['natural']
+
+
+def test_reconstruction_loss_edge_term():
+    """'edge' is the L1 of neighbour differences: a vertical step of height 1 in one of three column gaps."""
+    target = torch.zeros(1, 3, 4, 4)
+    image = target.clone()
+    image[..., 2:] = 1.0
+    depth = torch.full((1, 4, 4), math.inf)
+    out = dict(image=image, image_raw=torch.zeros(1, 3, 2, 2), image_depth=torch.zeros(1, 1, 2, 2))
+    plain = demo_source.reconstruction_loss(out, target, depth)
+    loss = demo_source.reconstruction_loss(out, target, depth, edge_weight=2.0)
+    assert loss['edge'].item() == pytest.approx(1 / 3)
+    assert loss['total'].item() == pytest.approx(plain['total'].item() + 2.0 / 3)
+    assert plain['total'].item() == pytest.approx(0.5)  # image L1 only: no depth foreground, no edge weight
+    # A constant offset has no edges.
+    out['image'] = target + 0.3
+    assert demo_source.reconstruction_loss(out, target, depth, edge_weight=2.0)['edge'].item() == pytest.approx(0)

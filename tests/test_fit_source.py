@@ -63,3 +63,10 @@ def test_bad_options(fitted, tmp_path, case, expected):
         result = _fit('--out', str(out), '--resume', str(plain), '--iterations', '1')
     assert result.exit_code == 2, result.output
     assert re.search(expected, result.output), result.output
+
+
+@pytest.mark.parametrize('value', ['0', '1.5', 'nan'])
+def test_trunc_out_of_range_is_refused(tmp_path, value):
+    result = _fit('--out', str(tmp_path / 'out.pkl'), '--iterations', '1', '--trunc', value)
+    assert result.exit_code == 2 and "--trunc" in result.output, result.output
+    assert not (tmp_path / 'out.pkl').exists()

@@ -1,0 +1,53 @@
+"""Face-mesh detections in the demo network's renders: seeds 0-7 x alpha {0, 1} x yaw {0, 0.35}.
+
+Runs MediaPipe's face mesh (the faces extra, requirements-faces.txt) on each 128 px render upscaled
+to 256 px and prints, per row (alpha, yaw), how many of the seeds show a face. With --synthetic it
+checks the detector on the synthetic heads themselves (heads 0-7 of seed 0, both looks, same cameras).
+
+Examples:
+
+    /work/venv-faces/bin/python bench/demo_face_check.py
+    /work/venv-faces/bin/python bench/demo_face_check.py --network=/tmp/demo_fit/stage1.pkl --save=/tmp/check.png
+    /work/venv-faces/bin/python bench/demo_face_check.py --synthetic
+"""
+
+import os
+import sys
+
+import click
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import demo_source  # noqa: E402  (after the path set-up above)
+import gen_utils  # noqa: E402
+import legacy  # noqa: E402
+from dnnlib import cli  # noqa: E402
+
+
+@click.command(help=__doc__)
+@click.option('--network', help='Network pickle [default: the bundled demo]', metavar='PKL', default=None,
+              callback=cli.expand_path)
+@click.option('--synthetic', help='Check the synthetic heads instead of a network', is_flag=True)
+@click.option('--save', help='Also save the renders as one grid PNG (a row per (alpha, yaw))', metavar='PNG',
+              default=None, callback=cli.expand_path)
+def main(network: str, synthetic: bool, save: str) -> None:
+    if synthetic:
+        rows, label = demo_source.synthetic_check_rows(), 'synthetic heads'
+    else:
+        path = gen_utils.resolve_network_path(network)
+        rows, label = demo_source.check_renders(legacy.load_network_pkl(path)['G_ema'].eval()), path
+    counts = demo_source.face_counts(rows)
+    print(f'Face-mesh detections, {label}')
+    print('| alpha | yaw | faces found |')
+    print('|---|---|---|')
+    for (alpha, yaw), n in counts.items():
+        print(f'| {alpha:g} | {yaw:g} | {n}/{len(rows[(alpha, yaw)])} |')
+    if save is not None:
+        grid = np.concatenate([np.concatenate(list(images), axis=1) for images in rows.values()], axis=0)
+        gen_utils.save_png(grid, save)
+
+
+if __name__ == '__main__':
+    cli.run(main)
