@@ -14,7 +14,7 @@ steps add a regulariser that keeps the layers near their mean (`w_plus_spread`).
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 
