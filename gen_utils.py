@@ -287,7 +287,7 @@ def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
 def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:
     """(file stem, ws (1, num_ws, w_dim)) of a w+ latent file (projector.py's latent.npy) or of each .npy / .pt
     file of a folder (sorted), e.g. a projector.py --target=DIR run's latents/ folder."""
-    from training.content import LATENT_EXTS, load_latent_file
+    from training.content import LATENT_EXTS, LatentError, read_latent
 
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(LATENT_EXTS))
@@ -301,8 +301,8 @@ def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tu
     latents = []
     for file in files:
         try:
-            ws = load_latent_file(file, G.backbone.num_ws, G.w_dim)
-        except (ValueError, OSError, RuntimeError) as err:
+            ws = read_latent(file, G.backbone.num_ws, G.w_dim)
+        except LatentError as err:
             raise click.BadParameter(str(err), param_hint="'--latent'") from err
         stem = os.path.splitext(os.path.basename(file))[0]
         if stem == 'latent':  # projector.py's <outdir>/<photo>/latent.npy: name it after the photo

@@ -2,7 +2,6 @@
 
 import copy
 import os
-import pickle
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
@@ -14,6 +13,7 @@ import dnnlib
 import gen_utils
 import legacy
 from dataset_preprocessing.face_pose import FOV_DEGREES
+from dnnlib import cli
 from projector import alignment, outputs
 from projector.losses import ReconstructionLoss, psnr
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune
@@ -138,10 +138,13 @@ class StepLog:
 
 
 @click.command()
-@click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH')
-@click.option('--target', 'target_path', help='Photo to project, or a folder of photos', required=True, metavar='PATH')
-@click.option('--outdir', help='Where to save the outputs (one folder per photo)', required=True, metavar='DIR')
-@click.option('--camera', 'camera_path', metavar='FILE',
+@click.option('--network', help='Network pickle (path or URL)  [default: the bundled demo network]', metavar='PATH',
+              callback=cli.expand_path)
+@click.option('--target', 'target_path', help='Photo to project, or a folder of photos', required=True, metavar='PATH',
+              callback=cli.expand_path)
+@click.option('--outdir', help='Where to save the outputs (one folder per photo)', required=True, metavar='DIR',
+              callback=cli.expand_path)
+@click.option('--camera', 'camera_path', metavar='FILE', callback=cli.expand_path,
               help='Camera label: 25 numbers as .npy / .json, or a dataset.json with the photo\'s entry  '
                    '[default: estimated from the face]')
 @click.option('--align/--no-align', default=True, show_default=True,
@@ -153,19 +156,22 @@ class StepLog:
               help='Projection steps')
 @click.option('--pti-steps', type=click.IntRange(min=0), default=350, show_default=True,
               help='Pivotal tuning steps (0 = none)')
-@click.option('--lr', type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+@click.option('--lr', type=cli.FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
               help='Projection learning rate')
-@click.option('--pti-lr', type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True,
+@click.option('--pti-lr', type=cli.FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True,
               help='Pivotal tuning learning rate')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True,
               help='Seed of the latent noise and the renderer\'s sampling')
-@click.option('--vgg16', help='VGG-16 weights for LPIPS (vgg16-397923af.pth)', metavar='[PATH|URL]')
-@click.option('--lpips', 'lpips_weights', help='LPIPS v0.1 linear layers (vgg.pth)', metavar='[PATH|URL]')
+@click.option('--vgg16', help='VGG-16 weights for LPIPS (vgg16-397923af.pth)', metavar='[PATH|URL]',
+              callback=cli.expand_path)
+@click.option('--lpips', 'lpips_weights', help='LPIPS v0.1 linear layers (vgg.pth)', metavar='[PATH|URL]',
+              callback=cli.expand_path)
 @click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth): adds identity similarity to '
-              'metrics.json', metavar='[PATH|URL]')
+              'metrics.json', metavar='[PATH|URL]', callback=cli.expand_path)
 @click.option('--random-perceptual', is_flag=True, help='Random-weight LPIPS stand-ins (tests, CPU demos)')
 @click.option('--domain', help='Style domain stored in the network  [default: its first one]', metavar='NAME')
-@click.option('--exemplar', help='Style exemplar image for the stylised grid', metavar='IMAGE')
+@click.option('--exemplar', help='Style exemplar image for the stylised grid', metavar='IMAGE',
+              callback=cli.expand_path)
 @click.option('--alpha', 'alphas', type=gen_utils.FloatList(), default='0,0.5,1', show_default=True, metavar='LIST',
               help='Style strengths of the stylised grid\'s rows')
 @click.option('--views', type=gen_utils.ViewList(), default='multi', show_default=True, metavar='VIEWS',
@@ -205,30 +211,26 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         --vgg16=vgg16-397923af.pth --lpips=vgg.pth
     python projector.py --target=photos/ --outdir=content --vgg16=vgg16-397923af.pth --lpips=vgg.pth
     """
-    try:
-        targets = list_targets(target_path)
-        sources = [target_path] + [p for p in (camera_path, exemplar) if p]
-        dests = [os.path.join(outdir, os.path.splitext(os.path.basename(t))[0]) for t in targets]
-        if len(set(dests)) != len(dests):
-            raise click.BadParameter('two photos share a file name stem; rename one', param_hint="'--target'")
-        folder_target = os.path.isdir(target_path)
-        if folder_target:
-            dests_to_check = dests + [os.path.join(outdir, outputs.LATENTS_DIR)]
-        else:
-            dests_to_check = dests
-        for dest in dests_to_check:
-            outputs.check_destination(dest, overwrite, sources)
-    except FileExistsError as err:
-        raise click.ClickException(str(err)) from err
-
+    targets = list_targets(target_path)
     network_path = gen_utils.resolve_network_path(network)
+    dests = [os.path.join(outdir, os.path.splitext(os.path.basename(t))[0]) for t in targets]
+    if len(set(dests)) != len(dests):
+        raise click.BadParameter('two photos share a file name stem; rename one', param_hint="'--target'")
+    folder_target = os.path.isdir(target_path)
+    outputs_written = dests + ([os.path.join(outdir, outputs.LATENTS_DIR)] if folder_target else [])
+    sources = [target_path, camera_path, exemplar, network_path, vgg16, lpips_weights, arcface]
+    cli.check_outputs(outputs_written, overwrite, sources=sources)
+    for dest in outputs_written:  # a folder output is replaced whole: it must not hold an input either
+        cli.check_not_a_source(dest, '--outdir', sources)
+    cli.prepare_outdir(outdir)
+
     device = gen_utils.select_device(device_name)
     print(f'Loading networks from "{network_path}"...')
     try:
         with dnnlib.util.open_url(network_path) as f:
             data = legacy.load_network_pkl(f)
-    except (ValueError, OSError, pickle.UnpicklingError) as err:
-        raise click.ClickException(f'cannot load network "{network_path}": {err}') from err
+    except cli.INPUT_ERRORS as err:
+        raise cli.network_error('--network', network_path, err) from err
     G_source = data['G_ema'].eval().requires_grad_(False).to(device)
     check_generator(G_source, network_path)
     domain_arg, domain_label = (None, None)
@@ -313,4 +315,4 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
 
 
 if __name__ == '__main__':
-    run_projection()  # pylint: disable=no-value-for-parameter
+    cli.run(run_projection)

@@ -15,6 +15,7 @@ Examples:
     python bench/bench_projector.py --recovery --seeds=0,3,5 --yaws=-0.3,0.2 --num-steps=40 --pti-steps=20
 """
 
+import functools
 import json
 import os
 import resource
@@ -32,14 +33,16 @@ sys.path.insert(0, REPO_ROOT)
 import dnnlib  # noqa: E402  (after the path set-up above)
 import gen_utils  # noqa: E402
 import legacy  # noqa: E402
-from projector.losses import ReconstructionLoss, psnr  # noqa: E402
+from projector.losses import ReconstructionLoss  # noqa: E402
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
-from projector.projection import ProjectionSchedule, project, render  # noqa: E402
+from projector.projection import ProjectionSchedule, project  # noqa: E402
+from projector.recovery import recover_known_head, seeded_render  # noqa: E402
 from training.perceptual import LPIPS  # noqa: E402
 
 NETWORKS = ('demo', 'ffhq512')
 FOV = 18.837
 DEFAULT_STEPS = (500, 350)
+NOVEL = (-0.4, 0.4)  # novel views: the target's yaw turned by these
 
 
 def build_network(name: str, device: torch.device) -> torch.nn.Module:
@@ -54,12 +57,6 @@ def build_network(name: str, device: torch.device) -> torch.nn.Module:
     return G.eval().requires_grad_(False).to(device)
 
 
-def seeded(G, ws, c, **kwargs) -> torch.Tensor:
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        return render(G, ws, c, **kwargs)
-
-
 def measure(name: str, device_name: str, steps: int) -> dict:
     """One network in this process: s/step of projection and tuning, peak RSS / CUDA memory."""
     device = torch.device(device_name)
@@ -67,7 +64,7 @@ def measure(name: str, device_name: str, steps: int) -> dict:
     torch.manual_seed(0)
     lpips = LPIPS(allow_random_weights=True).to(device)
     c = gen_utils.camera_label(G, 0.2, -0.1, FOV, device)
-    target = seeded(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
+    target = seeded_render(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
     row = {'network': name, 'resolution': G.img_resolution}
     for stage in ('projection', 'tuning'):
         stamps = []  # the end of every step; the first step's start is the end of the set-up
@@ -95,32 +92,28 @@ def measure(name: str, device_name: str, steps: int) -> dict:
     return row
 
 
-def recovery(seeds, yaws, num_steps: int, pti_steps: int, lr: float, pti_lr: float) -> None:
-    print('| seed | yaw | mean face | projection: same / novel / stylised novel | + tuning: same / novel / stylised novel |')
-    print('| --- | --- | --- | --- | --- |')
+def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule) -> None:
+    """The recovery table of tests/projector/test_recovery.py's check on more seeds and cameras (PSNR, dB)."""
+    print('| seed | yaw | mean face | projection: same / novel / stylised novel | '
+          '+ tuning: same / novel / stylised novel | s |')
+    print('| --- | --- | --- | --- | --- | --- |')
+
+    def cells(scores):  # novel views: the worse of the two
+        return f'{scores.same_view:.1f} / {min(scores.natural):.1f} / {min(scores.stylised):.1f}'
+
     for seed in seeds:
         for yaw in yaws:
+            start = time.perf_counter()
             G = build_network('demo', torch.device('cpu'))
             torch.manual_seed(0)
             lpips = LPIPS(allow_random_weights=True)
-            c = gen_utils.camera_label(G, yaw, -0.1, FOV, 'cpu')
+            camera = functools.partial(gen_utils.camera_label, G, pitch=-0.1, fov_deg=FOV, device='cpu')
             ws_true = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, 'cpu'), gen_utils.camera_label(G, 0, 0, FOV, 'cpu'),
                                 truncation_psi=0.7)
-            target = seeded(G, ws_true, c)
-            views = [gen_utils.camera_label(G, yaw + d, -0.1, FOV, 'cpu') for d in (-0.4, 0.4)]
-            w_avg = G.backbone.mapping.w_avg.view(1, 1, -1).expand(1, G.backbone.num_ws, -1)
-
-            def scores(ws):
-                nat = min(float(psnr(seeded(G, ws, v), seeded(G, ws_true, v))[0]) for v in views)
-                sty = min(float(psnr(seeded(G, ws, v, domain='synthetic', alpha=1.0),
-                                     seeded(G, ws_true, v, domain='synthetic', alpha=1.0))[0]) for v in views)
-                return f'{float(psnr(seeded(G, ws, c), target)[0]):.1f} / {nat:.1f} / {sty:.1f}'
-
-            result = project(G, target, c, ReconstructionLoss(lpips), schedule=ProjectionSchedule(num_steps, lr))
-            after_projection = scores(result.ws)
-            pivotal_tune(G, result.ws, target, c, lpips, schedule=TuningSchedule(num_steps=pti_steps, lr=pti_lr))
-            print(f'| {seed} | {yaw:+.2f} | {float(psnr(seeded(G, w_avg, c), target)[0]):.1f} | {after_projection} | '
-                  f'{scores(result.ws)} |', flush=True)
+            result = recover_known_head(G, ws_true, camera(yaw), [camera(yaw + d) for d in NOVEL], lpips, 'synthetic',
+                                        projection=projection, tuning=tuning)
+            print(f"| {seed} | {yaw:+.2f} | {result['mean_face']:.1f} | {cells(result['projection'])} | "
+                  f"{cells(result['tuning'])} | {time.perf_counter() - start:.0f} |", flush=True)
 
 
 @click.command()
@@ -131,7 +124,7 @@ def recovery(seeds, yaws, num_steps: int, pti_steps: int, lr: float, pti_lr: flo
 @click.option('--seeds', type=gen_utils.SeedList(), default='0,3,5', show_default=True)
 @click.option('--yaws', type=gen_utils.FloatList(), default='-0.3,0.2', show_default=True)
 @click.option('--num-steps', type=click.IntRange(min=1), default=40, show_default=True)
-@click.option('--pti-steps', type=click.IntRange(min=0), default=20, show_default=True)
+@click.option('--pti-steps', type=click.IntRange(min=1), default=20, show_default=True)
 @click.option('--lr', type=float, default=0.02, show_default=True)
 @click.option('--pti-lr', type=float, default=5e-4, show_default=True)
 @click.option('--worker', hidden=True, help='Measure one network in this process and print its row as JSON')
@@ -141,10 +134,11 @@ def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti
         print(json.dumps(measure(worker, device_name, steps)))
         return
     if run_recovery:
-        recovery(seeds, yaws, num_steps, pti_steps, lr, pti_lr)
+        recovery(seeds, yaws, ProjectionSchedule(num_steps=num_steps, lr=lr), TuningSchedule(num_steps=pti_steps, lr=pti_lr))
         return
-    print(f'load average before: {os.getloadavg()[0]:.2f} (the machine may be shared)')
-    print('| network | output | projection s/step | tuning s/step | set-up s | peak RSS MB | default run (500+350) min |')
+    print('load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f} (the machine may be shared)'.format(*os.getloadavg()))
+    print('| network | output | projection s/step | tuning s/step | set-up s | peak RSS MB | '
+          'default run (500 + 350 steps, extrapolated) min |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for name in networks.split(','):
         out = subprocess.run([sys.executable, __file__, f'--worker={name}', f'--device={device_name}',
@@ -154,7 +148,7 @@ def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti
         print(f"| {name} | {row['resolution']} | {row['projection_s_per_step']:.2f} | {row['tuning_s_per_step']:.2f} | "
               f"{row['projection_setup_s'] + row['tuning_setup_s']:.1f} | {memory} | {row['default_run_min']:.1f} |",
               flush=True)
-    print(f'load average after: {os.getloadavg()[0]:.2f}')
+    print('load average after (1, 5, 15 min): {:.2f} {:.2f} {:.2f}'.format(*os.getloadavg()))
 
 
 if __name__ == '__main__':

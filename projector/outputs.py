@@ -7,24 +7,12 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List
 
 import numpy as np
 import torch
 
 LATENTS_DIR = 'latents'
-
-
-def check_destination(path: str, overwrite: bool, sources: Sequence[str]) -> None:
-    """Refuse an existing output without --overwrite, and any output that holds one of `sources`."""
-    real = os.path.realpath(path)
-    for source in sources:
-        source_real = os.path.realpath(source)
-        if source_real == real or source_real.startswith(real + os.sep):
-            raise FileExistsError(f'output "{path}" would hold or replace the input "{source}"; choose another --outdir')
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(f'output "{path}" already exists; pass --overwrite to replace it, or choose another '
-                              f'--outdir')
 
 
 @contextlib.contextmanager

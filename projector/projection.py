@@ -7,13 +7,14 @@ zero over the first 75 %, so that early steps explore and late steps settle. W o
 w (broadcast to every layer). W+ optimises one w per layer (num_ws of them), starting from the W
 solution of the first `w_plus_start` of the steps: starting W+ at the mean latent lets the layers
 drift apart early and lands off the mapping network's manifold, where renders from other views and
-with the domain path (which the latents of W were trained for) degrade.
+with the domain path (which the latents of W were trained for) degrade; for the same reason the W+
+steps add a regulariser that keeps the layers near their mean (`w_plus_spread`).
 """
 
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -33,6 +34,7 @@ class ProjectionSchedule:
     lr_rampdown_length: float = 0.25
     lr_rampup_length: float = 0.05
     w_plus_start: float = 0.5
+    w_plus_spread_weight: float = 1.0  # W+ regulariser: layers' squared distance to their mean, in w_std^2
 
     def learning_rate(self, step: int) -> float:
         t = step / self.num_steps
@@ -74,6 +76,16 @@ def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, image: torch
     if on_step is not None:
         on_step(report)
     return report
+
+
+def w_plus_spread(ws: torch.Tensor, w_std: float) -> torch.Tensor:
+    """Mean squared distance of the layers of ws (1, num_ws, w_dim) to their mean, in units of w_std^2 (a scalar).
+
+    Zero for a latent of W. Adam moves every coordinate by about the learning rate whatever its gradient,
+    so the layers that barely change the target's view drift apart; the domain path and the other views,
+    which see those layers, then go wrong. This pulls them back towards one w.
+    """
+    return (ws - ws.mean(dim=1, keepdim=True)).square().sum(dim=-1).mean() / w_std ** 2
 
 
 @torch.no_grad()
@@ -127,6 +139,9 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
             group['lr'] = schedule.learning_rate(step)
         w_noisy = w_opt + torch.randn_like(w_opt) * schedule.noise_scale(step, w_std)
         image = render(G, w_noisy.expand(1, num_ws, -1), c)
-        report = take_step(optimizer, loss_fn(image, target), image, target, step, on_step)
+        loss = loss_fn(image, target)
+        if w_opt.shape[1] > 1:
+            loss = loss + schedule.w_plus_spread_weight * w_plus_spread(w_opt, w_std)
+        report = take_step(optimizer, loss, image, target, step, on_step)
     ws = w_opt.detach().expand(1, num_ws, -1).clone()
     return StageResult(loss=report.loss, psnr=report.psnr, seconds=time.perf_counter() - start, ws=ws)

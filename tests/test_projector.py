@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import PIL.Image
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 
 import legacy
 from training.content import LatentFolderContent
-from tests.projector.conftest import camera, load_demo, seeded_render, true_latent
+from tests.cli_checks import assert_one_line_error
+from projector.recovery import seeded_render
+from tests.projector.conftest import camera, load_demo, true_latent
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The CLI shares its name with the projector/ package, so it is loaded from its file.
@@ -82,7 +85,8 @@ def test_folder_of_crops_writes_every_output_and_a_content_folder(crops, tmp_pat
     # Existing outputs are kept unless --overwrite is given.
     again = run(['--target', crops / 'head1.png', '--camera', crops / 'dataset.json', '--no-align',
                  '--outdir', out, *FAST])
-    assert again.exit_code == 1 and 'Error: output' in again.output and 'already exists; pass --overwrite' in again.output
+    assert again.exit_code == 1 and 'already exist(s); pass --overwrite' in again.output, again.output
+    assert 'Traceback' not in again.output and len(again.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -90,7 +94,8 @@ def test_folder_of_crops_writes_every_output_and_a_content_folder(crops, tmp_pat
     (['--random-perceptual', '--no-align'], '--no-align needs --camera'),
     (['--random-perceptual', '--no-align', '--camera=short.npy'], 'has 16 numbers; a camera label has 25'),
     (['--random-perceptual', '--no-align', '--camera=cam.npy', '--target=notes.png'], 'cannot read image'),
-    (['--random-perceptual', '--no-align', '--camera=cam.npy', '--network=notes.png'], 'cannot load network'),
+    (['--random-perceptual', '--no-align', '--camera=cam.npy', '--network=notes.png'], '--network notes.png: '),
+    (['--random-perceptual', '--no-align', '--camera=cam.npy', '--lr=nan'], "'nan' is not a finite number"),
 ])
 def test_bad_input_is_one_clear_line(crops, tmp_path, extra, message):
     np.save(tmp_path / 'short.npy', np.zeros(16, np.float32))
@@ -108,3 +113,16 @@ def test_bad_input_is_one_clear_line(crops, tmp_path, extra, message):
     assert message in result.output, result.output
     assert 'Traceback' not in result.output
     assert not (tmp_path / 'out' / 'head1').exists()
+
+
+def test_outdir_checks_happen_before_any_work(crops, tmp_path, monkeypatch):
+    """dnnlib.cli's checks: `~` expanded, an --outdir that is a file refused, no output inside an input folder."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    os.makedirs(tmp_path / 'out' / 'head1')
+    common = ['--no-align', '--camera', crops / 'dataset.json', '--random-perceptual', '--device=cpu']
+    existing = run(['--target', crops / 'head1.png', '--outdir=~/out', *common])
+    assert_one_line_error(existing, re.escape(f'{tmp_path / "out" / "head1"} already exist(s)'))
+    (tmp_path / 'file').write_text('')
+    assert_one_line_error(run(['--target', crops / 'head1.png', '--outdir=~/file', *common]), 'is a file, not a folder')
+    assert_one_line_error(run(['--target', crops, '--outdir', crops / 'out', *common]), 'lies inside the input')
+    assert sorted(os.listdir(crops)) == ['dataset.json', 'head1.png']

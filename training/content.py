@@ -10,8 +10,10 @@ Two sources (train.py --content):
 Both draw with an explicit `torch.Generator` so that a resumed run continues the same stream.
 """
 
+import io
 import os
-from typing import Tuple
+import pickle
+from typing import Tuple, Union
 
 import numpy as np
 import torch
@@ -20,21 +22,45 @@ from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT, checked_camera_l
 LATENT_EXTS = ('.npy', '.pt')
 
 
-def load_latent_file(path: str, num_ws: int, w_dim: int) -> torch.Tensor:
-    """One w+ latent (num_ws, w_dim) from NAME.npy or NAME.pt holding (num_ws, w_dim) or (1, num_ws, w_dim)."""
-    if path.endswith('.npy'):
-        ws = torch.from_numpy(np.load(path, allow_pickle=False))
-    else:
-        ws = torch.load(path, map_location='cpu', weights_only=True)
-        if not isinstance(ws, torch.Tensor):
-            raise ValueError(f'{path} must hold a single tensor of w+ latents, got {type(ws).__name__}')
-    ws = ws.to(torch.float32)
-    if ws.ndim == 3 and ws.shape[0] == 1:
-        ws = ws[0]
-    if tuple(ws.shape) != (num_ws, w_dim):
-        raise ValueError(f'{path}: w+ latent must be ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim}) '
-                         f'for this generator, got {tuple(ws.shape)}')
-    return ws
+class LatentError(ValueError):
+    """A latent file that cannot be used; the message is one line saying what is wrong and what to do."""
+
+
+def read_latent(source: Union[str, bytes], num_ws: int, w_dim: int, name: str = '') -> torch.Tensor:
+    """One w+ latent (num_ws, w_dim) float32 from a .npy / .pt file given by path or by its bytes.
+
+    The file holds (num_ws, w_dim) or (1, num_ws, w_dim) finite floating-point numbers (projector.py's
+    latent.npy, a latents/ folder entry). `name` labels the bytes in messages and picks the format
+    ('.pt': a tensor saved by torch.save, read with weights_only; anything else: .npy, never unpickled);
+    for a path it defaults to the path. Raises LatentError.
+    """
+    name = name or (source if isinstance(source, str) else 'latent.npy')
+    if isinstance(source, str) and not os.path.isfile(source):
+        raise LatentError(f'latent file "{source}" does not exist; give the path of a .npy / .pt w+ latent')
+    stream = source if isinstance(source, str) else io.BytesIO(source)
+    try:
+        if name.endswith('.pt'):
+            ws = torch.load(stream, map_location='cpu', weights_only=True)
+            if not isinstance(ws, torch.Tensor):
+                raise LatentError(f'"{name}" holds a {type(ws).__name__}, not a single tensor of w+ latents; '
+                                  f'save one tensor with torch.save')
+            ws = ws.detach().float().numpy() if ws.is_floating_point() else ws.detach().numpy()
+        else:
+            ws = np.load(stream, allow_pickle=False)
+            if not isinstance(ws, np.ndarray):
+                raise LatentError(f'"{name}" holds several arrays; use the latent.npy projector.py writes')
+    except LatentError:
+        raise
+    except (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
+        kind = 'a PyTorch tensor file' if name.endswith('.pt') else 'a NumPy .npy array'
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LatentError(f'"{name}" is not {kind} ({reason}); use the latent.npy projector.py writes') from err
+    if ws.dtype.kind != 'f' or ws.shape not in ((num_ws, w_dim), (1, num_ws, w_dim)):
+        raise LatentError(f'"{name}" is not a w+ latent of this network: got {tuple(ws.shape)} {ws.dtype}; use float '
+                          f'(1, {num_ws}, {w_dim}) or ({num_ws}, {w_dim}), as projector.py writes for this network')
+    if not np.isfinite(ws).all():
+        raise LatentError(f'"{name}" holds NaN or infinite numbers; project the photo again')
+    return torch.from_numpy(ws.astype(np.float32).reshape(num_ws, w_dim))
 
 
 class SampledContent:
@@ -77,7 +103,7 @@ class LatentFolderContent:
         if missing:
             raise ValueError(f'{labels_path} has no camera label for {len(missing)} latent(s), e.g. "{missing[0]}"')
         cams = checked_camera_labels({name: labels[name] for name in names}, labels_path)
-        ws = torch.stack([load_latent_file(os.path.join(path, name), num_ws, w_dim) for name in names])
+        ws = torch.stack([read_latent(os.path.join(path, name), num_ws, w_dim) for name in names])
         self.names, self.ws = names, ws
         self.c = torch.from_numpy(np.stack([cams[name] for name in names]))
 

@@ -141,16 +141,6 @@ class RenderCore:
         return RenderSettings(domain=self.domain_names[0] if self.domain_names else None,
                               neural_rendering_resolution=self.native_resolution)
 
-    def check_latent(self, ws: np.ndarray) -> Optional[str]:
-        """None when `ws` fits this generator as a (1, num_ws, w_dim) latent, else what is wrong."""
-        expected = (1, self.num_ws, self.G.w_dim)
-        if ws.dtype.kind != 'f' or tuple(ws.shape) != expected:
-            return (f'the latent must be a float array of shape {expected} (a latent.npy written by projector.py '
-                    f'for this network); got {ws.dtype} {tuple(ws.shape)}')
-        if not np.isfinite(ws).all():
-            return 'the latent holds NaN or infinite numbers'
-        return None
-
     @torch.inference_mode()
     def render(self, settings: RenderSettings, camera: ViewCamera) -> np.ndarray:
         """The picture (H, W, 3) uint8 of `settings.output` seen from `camera`."""

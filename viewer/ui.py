@@ -102,9 +102,10 @@ class ViewerSession:
         for handle in (self.seed, self.truncation, self.style, self.alpha, self.output, self.resolution):
             handle.on_update(lambda _: self._controls_changed())
         self.latent_upload.on_upload(lambda event: self._take_latent(
-            lambda: read_latent(event.target.value.name, event.target.value.content, core.check_latent)))
+            lambda: read_latent(event.target.value.name, event.target.value.content, core.num_ws,
+                                core.G.w_dim)))
         self.latent_load.on_click(lambda _: self._take_latent(
-            lambda: read_latent_file(self.latent_path.value, core.check_latent)))
+            lambda: read_latent_file(self.latent_path.value, core.num_ws, core.G.w_dim)))
         self.latent_clear.on_click(lambda _: self._set_latent(None))
         self.exemplar_upload.on_upload(lambda event: self._take_exemplar(event.target.value))
         self.save_png.on_click(lambda _: self._save_png())

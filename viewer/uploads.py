@@ -7,14 +7,13 @@ and what to do; the viewer shows that line and keeps its current state.
 import hashlib
 import io
 import os
-from typing import Callable, Optional
 
-import numpy as np
 import PIL.Image
 import torch
 
 import gen_utils
 from dnnlib.image_io import ImageReadError, read_image
+from training.content import LatentError, read_latent as content_latent
 from viewer.render_core import Named
 
 MAX_UPLOAD_BYTES = 32 * 2 ** 20
@@ -55,22 +54,17 @@ def read_exemplar(name: str, content: bytes, device: torch.device) -> Named:
     return Named(name, _digest(content), gen_utils.exemplar_tensor(rgb, device))
 
 
-def read_latent(name: str, content: bytes, check: Callable[[np.ndarray], Optional[str]]) -> Named:
-    """An uploaded latent.npy as a (1, num_ws, w_dim) float32 tensor; `check` returns what is wrong with it, or None."""
+def read_latent(name: str, content: bytes, num_ws: int, w_dim: int) -> Named:
+    """An uploaded latent.npy as a (1, num_ws, w_dim) float32 tensor (training.content.read_latent's checks)."""
     _check_size(name, content)
     try:
-        ws = np.load(io.BytesIO(content), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise UploadError(f'"{name}" is not a NumPy .npy array ({err}); use the latent.npy projector.py writes') from err
-    if not isinstance(ws, np.ndarray):
-        raise UploadError(f'"{name}" holds several arrays; use the latent.npy projector.py writes')
-    problem = check(ws)
-    if problem is not None:
-        raise UploadError(f'"{name}": {problem}')
-    return Named(name, _digest(content), torch.from_numpy(ws.astype(np.float32)))
+        ws = content_latent(content, num_ws, w_dim, name=name)
+    except LatentError as err:
+        raise UploadError(str(err)) from err
+    return Named(name, _digest(content), ws.unsqueeze(0))
 
 
-def read_latent_file(path: str, check: Callable[[np.ndarray], Optional[str]]) -> Named:
+def read_latent_file(path: str, num_ws: int, w_dim: int) -> Named:
     """A latent.npy on the server's disk (see `read_latent`)."""
     path = os.path.expanduser(path.strip())
     if not os.path.isfile(path):
@@ -78,4 +72,4 @@ def read_latent_file(path: str, check: Callable[[np.ndarray], Optional[str]]) ->
     if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise UploadError(f'"{path}" is over the {MAX_UPLOAD_BYTES // 2 ** 20} MiB limit; it is not a latent.npy')
     with open(path, 'rb') as f:
-        return read_latent(os.path.basename(path), f.read(), check)
+        return read_latent(os.path.basename(path), f.read(), num_ws, w_dim)

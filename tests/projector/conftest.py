@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled demo network and a render of it with a known latent and camera."""
+"""Shared fixtures: the bundled demo network, its cameras and the latents gen_samples.py draws."""
 
 import os
 
@@ -7,7 +7,6 @@ import torch
 
 import gen_utils
 import legacy
-from projector.projection import render
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, gen_utils.DEMO_NETWORK)
@@ -26,12 +25,6 @@ def true_latent(G: torch.nn.Module, seed: int) -> torch.Tensor:
     """(1, num_ws, w_dim): what gen_samples.py --seeds=seed draws (truncation 0.7)."""
     z = gen_utils.z_from_seed(seed, G.z_dim, torch.device('cpu'))
     return G.mapping(z, camera(G, 0.0, 0.0), truncation_psi=0.7)
-
-
-def seeded_render(G, ws, c, **domain_kwargs) -> torch.Tensor:
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        return render(G, ws, c, **domain_kwargs)
 
 
 @pytest.fixture(scope='module')

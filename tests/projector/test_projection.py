@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from projector.projection import ProjectionSchedule, project, w_statistics
+from projector.projection import ProjectionSchedule, project, w_plus_spread, w_statistics
 from projector.losses import ReconstructionLoss
-from tests.projector.conftest import camera, seeded_render, true_latent
+from projector.recovery import seeded_render
+from tests.projector.conftest import camera, true_latent
 
 
 def test_schedule_ramps_learning_rate_and_noise():
@@ -42,6 +43,25 @@ def test_projection_latent_shape_and_network_unchanged(demo_G, space):
     assert layers_equal == (space == 'w')  # W broadcasts one w; W+ splits at step 1 of 2
     assert all(torch.equal(v, demo_G.state_dict()[k]) for k, v in before.items())
     assert not any(p.requires_grad for p in demo_G.parameters())
+
+
+def test_w_plus_spread_is_the_layers_distance_to_their_mean():
+    ws = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [2.0, 3.0]]])  # layer mean (2, 1)
+    # squared distances 1 + 1, 1 + 1, 0 + 4 -> mean 8 / 3, over w_std^2 = 4
+    assert float(w_plus_spread(ws, 2.0)) == pytest.approx(2 / 3)
+    assert float(w_plus_spread(ws[:, :1].repeat(1, 3, 1), 2.0)) == 0.0
+
+
+def test_w_plus_regulariser_keeps_the_layers_together(demo_G):
+    c = camera(demo_G, 0.2)
+    target = seeded_render(demo_G, true_latent(demo_G, 0), c)
+    spreads = {}
+    for weight in (0.0, 100.0):
+        ws = project(demo_G, target, c, ReconstructionLoss(None, lpips_weight=0), latent_space='w_plus',
+                     schedule=ProjectionSchedule(num_steps=4, lr=0.05, w_plus_start=0.25,
+                                                 w_plus_spread_weight=weight)).ws
+        spreads[weight] = float(w_plus_spread(ws, 1.0))
+    assert 0 < spreads[100.0] < 0.5 * spreads[0.0], spreads
 
 
 def test_projection_refuses_a_target_of_the_wrong_size(demo_G):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.helpers_train import camera_label
-from training.content import LatentFolderContent, SampledContent
+from training.content import LatentError, LatentFolderContent, SampledContent, read_latent
 
 
 def _write_folder(path, num_ws=3, w_dim=4, n=3, labels=True):
@@ -46,8 +46,43 @@ def test_latent_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='dataset.json'):
         LatentFolderContent(str(tmp_path), 3, 4)
     _write_folder(tmp_path)
-    with pytest.raises(ValueError, match=r'must be \(5, 4\)'):
+    with pytest.raises(LatentError, match=r'got \(3, 4\) float32; use float \(1, 5, 4\) or \(5, 4\)'):
         LatentFolderContent(str(tmp_path), 5, 4)
+
+
+def test_read_latent_takes_a_path_or_bytes(tmp_path):
+    ws = np.random.RandomState(2).randn(1, 3, 4).astype(np.float32)
+    np.save(tmp_path / 'w.npy', ws)
+    torch.save(torch.from_numpy(ws[0]).double(), tmp_path / 'w.pt')
+    for source, name in ((str(tmp_path / 'w.npy'), ''), ((tmp_path / 'w.npy').read_bytes(), 'up.npy'),
+                         (str(tmp_path / 'w.pt'), ''), ((tmp_path / 'w.pt').read_bytes(), 'up.pt')):
+        out = read_latent(source, 3, 4, name=name)
+        assert out.dtype == torch.float32 and out.shape == (3, 4)
+        np.testing.assert_allclose(out.numpy(), ws[0], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize('content, name, message', [
+    (np.zeros((2, 3, 4), np.float32), 'a.npy', r'"a.npy" is not a w\+ latent of this network: got \(2, 3, 4\) float32'),
+    (np.zeros((3, 4), np.int64), 'a.npy', r'got \(3, 4\) int64'),
+    (np.array([[np.inf] * 4] * 3, np.float32), 'a.npy', 'NaN or infinite numbers; project the photo again'),
+    (b'not numpy', 'a.npy', r'"a.npy" is not a NumPy .npy array \(.*\); use the latent.npy projector.py writes'),
+    (b'not torch', 'a.pt', r'"a.pt" is not a PyTorch tensor file'),
+    ({'ws': torch.zeros(3, 4)}, 'a.pt', 'holds a dict, not a single tensor'),
+])
+def test_read_latent_refuses_bad_files_in_one_line(tmp_path, content, name, message):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif name.endswith('.pt'):
+        torch.save(content, path)
+    else:
+        np.save(path, content)
+    for source in (str(path), path.read_bytes()):
+        with pytest.raises(LatentError, match=message) as err:
+            read_latent(source, 3, 4, name=name)
+        assert '\n' not in str(err.value)
+    with pytest.raises(LatentError, match='does not exist'):
+        read_latent(str(tmp_path / 'missing.npy'), 3, 4)
 
 
 class _Mapping(torch.nn.Module):

@@ -94,16 +94,6 @@ def test_uploaded_latent_and_exemplar_render_as_g_does(G):
     np.testing.assert_array_equal(core.render(settings, orbit_camera(G, 0.3, 0.0)), gen_utils.image_to_uint8(ref)[0])
 
 
-def test_check_latent_names_the_expected_shape(G):
-    core = RenderCore(G, CPU)
-    good = np.zeros((1, core.num_ws, G.w_dim), dtype=np.float32)
-    assert core.check_latent(good) is None
-    message = core.check_latent(np.zeros((1, 3, G.w_dim), dtype=np.float32))
-    assert f'(1, {core.num_ws}, {G.w_dim})' in message and '(1, 3, ' in message
-    assert 'NaN' in core.check_latent(np.full_like(good, np.nan))
-    assert core.check_latent(good.astype(np.int32)) is not None
-
-
 def test_mesh_equals_gen_samples_shape(G):
     core = RenderCore(G, CPU)
     settings = RenderSettings(seed=2, domain='toon', alpha=0.5, neural_rendering_resolution=core.native_resolution)

@@ -25,10 +25,6 @@ def _npy(array):
     return buffer.getvalue()
 
 
-def _check(ws):
-    return None if ws.shape == (1, 4, 8) else f'expected (1, 4, 8), got {ws.shape}'
-
-
 def test_exemplar_is_read_in_minus_one_to_one():
     rgb = np.random.RandomState(0).randint(0, 256, (6, 5, 3), dtype=np.uint8)
     named = read_exemplar('style.png', _png(rgb), CPU)
@@ -58,21 +54,29 @@ def test_huge_exemplar_is_refused_from_its_header():
 
 def test_latent_upload_and_path(tmp_path):
     ws = np.random.RandomState(1).randn(1, 4, 8).astype(np.float32)
-    named = read_latent('latent.npy', _npy(ws), _check)
-    assert named.tensor.dtype == torch.float32
+    named = read_latent('latent.npy', _npy(ws), 4, 8)
+    assert named.tensor.dtype == torch.float32 and named.tensor.shape == (1, 4, 8)
     np.testing.assert_array_equal(named.tensor.numpy(), ws)
     np.save(tmp_path / 'latent.npy', ws)
-    assert read_latent_file(str(tmp_path / 'latent.npy'), _check) == named
-    with pytest.raises(UploadError, match='expected \\(1, 4, 8\\), got \\(1, 3, 8\\)'):
-        read_latent('latent.npy', _npy(ws[:, :3]), _check)
+    assert read_latent_file(str(tmp_path / 'latent.npy'), 4, 8) == named
+    # (num_ws, w_dim) without the batch axis is read as training.content reads it, float64 as float32.
+    np.testing.assert_array_equal(read_latent('w.npy', _npy(ws[0].astype(np.float64)), 4, 8).tensor.numpy(), ws)
+    with pytest.raises(UploadError, match=r'"latent.npy" is not a w\+ latent of this network: got \(1, 3, 8\) '
+                                          r'float32; use float \(1, 4, 8\) or \(4, 8\)'):
+        read_latent('latent.npy', _npy(ws[:, :3]), 4, 8)
+    with pytest.raises(UploadError, match='got .* int32'):
+        read_latent('latent.npy', _npy(ws.astype(np.int32)), 4, 8)
+    with pytest.raises(UploadError, match='NaN or infinite'):
+        read_latent('latent.npy', _npy(np.full_like(ws, np.nan)), 4, 8)
     with pytest.raises(UploadError, match='not a NumPy .npy array'):
-        read_latent('latent.npy', b'garbage', _check)
+        read_latent('latent.npy', b'garbage', 4, 8)
     with pytest.raises(UploadError, match='does not exist on the server'):
-        read_latent_file(str(tmp_path / 'missing.npy'), _check)
+        read_latent_file(str(tmp_path / 'missing.npy'), 4, 8)
     pickled = io.BytesIO()
     np.save(pickled, np.array([{'a': 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(UploadError, match='not a NumPy .npy array'):  # never unpickled
-        read_latent('latent.npy', pickled.getvalue(), _check)
+    with pytest.raises(UploadError, match='not a NumPy .npy array') as err:  # never unpickled
+        read_latent('latent.npy', pickled.getvalue(), 4, 8)
+    assert '\n' not in str(err.value)
 
 
 def test_letterbox_keeps_the_full_height():
