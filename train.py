@@ -61,16 +61,16 @@ def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, p
     """Create `<outdir>/<00000-desc>/`, write training_options.json and run the processes (spawned for
     --gpus, or this one of torchrun's). Returns the run folder (None for a dry run, which only prints the
     options, and in torchrun processes other than rank 0, which learn the folder from rank 0)."""
-    c.run_dir = None
-    if distributed.is_launching_process():
-        c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}')
+    launching = distributed.is_launching_process()
+    c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}') if launching else None
+    if launching:
         print_fn('Training options:')
         print_fn(json.dumps(c, indent=2))
     if dry_run:
-        if distributed.is_launching_process():
+        if launching:
             print_fn('Dry run; exiting.')
         return None
-    if distributed.is_launching_process():
+    if launching:
         _make_run_dir(c, outdir, desc)
         print_fn(f'Output folder: {c.run_dir}')
     distributed.launch(subprocess_fn, c.num_gpus, args=(c,))
