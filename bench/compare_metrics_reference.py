@@ -186,7 +186,11 @@ def compare(ref, ours_net: InceptionV3, ref_net: torch.nn.Module, a: list, b: li
               show_default=True)
 @click.option('--inception', help='Inception-v3 state dict for both [default: random, seed 0]', metavar='FILE')
 def main(count: int, inception: str):
-    ref = _import_reference()
+    try:
+        ref = _import_reference()
+    except ImportError as err:
+        raise click.ClickException(f'the reference code does not import ({err}); install torch-fidelity into a '
+                                   f'scratch environment as this script\'s help shows, and run it from there')
     with tempfile.TemporaryDirectory() as workdir:
         if inception is None:
             torch.manual_seed(0)
@@ -195,19 +199,19 @@ def main(count: int, inception: str):
         ours_net = InceptionV3(inception)
         ref_net = ref.inception.FeatureExtractorInceptionV3('inception-v3-compat', ['2048'],
                                                             feature_extractor_weights_path=inception)
-        print('| image sets | N, M | features max-abs-diff / max | FID ours | FID torch-fidelity (same stats) | '
-              'FID torch-fidelity (its pipeline, cov / (N-1)) | FID clean-fid (same stats) | '
+        print('| image sets | N, M | features max-abs-diff / max | FID ours | FID torch-fidelity, same stats | '
+              'FID clean-fid, same stats | FID torch-fidelity, its stats (cov / (N - 1)) | '
               'FID ours, half-pixel resize | KID ours | KID torch-fidelity | KID clean-fid | '
-              'PR ours | PR torch-fidelity |')
+              'precision / recall ours | precision / recall torch-fidelity |')
         print('|' + ' --- |' * 13)
         for name, a, b in image_sets(count, workdir):
             row = compare(ref, ours_net, ref_net, a, b)
-            fmt = lambda key: f'{row[key]:.6g}' if key in row else 'n/a'  # noqa: E731
-            pr = lambda key: '{:.3f} / {:.3f}'.format(*row[key]) if key in row else 'n/a'  # noqa: E731
-            print(f'| {name} | {len(a)}, {len(b)} | {row["feat_diff"]:.1e} | {fmt("fid_ours")} | '
-                  f'{fmt("fid_ref_same_stats")} | {fmt("fid_ref_pipeline")} | {fmt("fid_cleanfid_same_stats")} | '
-                  f'{fmt("fid_half_pixel")} | {fmt("kid_ours")} | {fmt("kid_ref")} | {fmt("kid_cleanfid")} | '
-                  f'{pr("pr_ours")} | {pr("pr_ref")} |', flush=True)
+            cells = [name, f'{len(a)}, {len(b)}', f'{row["feat_diff"]:.1e}']
+            cells += [f'{row[key]:.6g}' if key in row else 'n/a' for key in (
+                'fid_ours', 'fid_ref_same_stats', 'fid_cleanfid_same_stats', 'fid_ref_pipeline', 'fid_half_pixel',
+                'kid_ours', 'kid_ref', 'kid_cleanfid')]
+            cells += ['{:.3f} / {:.3f}'.format(*row[key]) if key in row else 'n/a' for key in ('pr_ours', 'pr_ref')]
+            print('| ' + ' | '.join(cells) + ' |', flush=True)
 
 
 if __name__ == '__main__':
