@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import calc_metrics
+import legacy
 import train
 from tests.helpers_train import make_style_dataset
 from tests.metrics.conftest import heads, inception_file  # noqa: F401 (fixtures)
@@ -53,10 +54,11 @@ def test_train_under_torchrun_one_run_folder_written_by_rank_0_and_equal_weights
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         torch.testing.assert_close(rank0[key], rank1[key], atol=0, rtol=0, msg=lambda m: f'{key}: {m}')
-    # The step changed trained weights (the averaged gradient was applied on both ranks).
-    snapshot_G = train._load_networks(str(run_dir / 'network-snapshot-000000.002.pkl'), '--resume')['G']
-    initial = snapshot_G.state_dict()
-    assert all(torch.equal(initial[k.split('.', 1)[1]], v) for k, v in rank0.items() if k.startswith('G.'))
+    # Rank 0's snapshot holds those weights, and the step moved the trained ones away from the source's.
+    snapshot = legacy.load_network_pkl(open(run_dir / 'network-snapshot-000000.002.pkl', 'rb'))
+    trained, source = snapshot['G'].state_dict(), snapshot['G_src'].state_dict()
+    assert all(torch.equal(trained[key[2:]], value) for key, value in rank0.items() if key.startswith('G.'))
+    assert any(not torch.equal(trained[key], source[key]) for key in source if key.startswith('backbone.synthesis.'))
 
 
 def test_calc_metrics_under_torchrun_equals_one_process(heads, inception_file, tmp_path):
