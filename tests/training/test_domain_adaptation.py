@@ -214,17 +214,10 @@ def tiny(tiny_config, tiny_io):
 
 
 @pytest.fixture(scope='module')
-def plain_G(tiny):
-    G = dnnlib.util.construct_class_by_name(**tiny.G_kwargs).eval().requires_grad_(False)
-    G.load_state_dict(tiny.state)
-    return G
-
-
-@pytest.fixture(scope='module')
-def dam_G(tiny, plain_G):
+def dam_G(tiny, tiny_G):
     kwargs = enable_domain_adaptation(tiny.G_kwargs, ['pixar', 'arcane'], encoder_kwargs=TINY_ENCODER, sr_modres=True)
     G = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
-    copy_source_weights(plain_G, G)
+    copy_source_weights(tiny_G, G)
     return G
 
 
@@ -236,13 +229,13 @@ def _render(G, tiny, **kwargs):
 
 
 @pytest.fixture(scope='module')
-def plain_render(tiny, plain_G):
-    return _render(plain_G, tiny)
+def plain_render(tiny, tiny_G):
+    return _render(tiny_G, tiny)
 
 
-def test_dam_generator_has_eg3d_keys_plus_domain_ones(tiny, plain_G, dam_G):
+def test_dam_generator_has_eg3d_keys_plus_domain_ones(tiny, tiny_G, dam_G):
     eg3d = set(tiny.state)
-    assert set(plain_G.state_dict()) == eg3d
+    assert set(tiny_G.state_dict()) == eg3d
     extra = set(dam_G.state_dict()) - eg3d
     assert eg3d <= set(dam_G.state_dict())
     assert all(k == 'domain_codes' or k.startswith('encoder.') or
@@ -272,7 +265,7 @@ def test_trained_dam_is_eg3d_at_alpha_zero_and_stylises_at_alpha_one(tiny, dam_G
     assert (at_one['image'] - plain_render['image']).abs().max() > 1e-3
 
 
-def test_domain_inputs_resolve_to_codes(dam_G, plain_G):
+def test_domain_inputs_resolve_to_codes(dam_G, tiny_G):
     code = torch.randn(14, 512)
     dam_G.set_domain_code('arcane', code[None])
     assert torch.equal(dam_G.get_domain_code('arcane', 3), code.expand(3, 14, 512))
@@ -280,7 +273,7 @@ def test_domain_inputs_resolve_to_codes(dam_G, plain_G):
     img = torch.rand(1, 3, 48, 48) * 2 - 1
     with torch.no_grad():
         assert torch.equal(dam_G.get_domain_code(img, 2), dam_G.encoder(img).expand(2, 14, 512))
-    assert dam_G.get_domain_code(None, 2) is None and plain_G.get_domain_code(None, 2) is None
+    assert dam_G.get_domain_code(None, 2) is None and tiny_G.get_domain_code(None, 2) is None
     with pytest.raises(ValueError, match=r"unknown domain \"cubism\"; this generator knows \['pixar', 'arcane'\]"):
         dam_G.get_domain_code('cubism', 1)
     with pytest.raises(ValueError, match=r'\(N, 14, 512\)'):
@@ -290,7 +283,7 @@ def test_domain_inputs_resolve_to_codes(dam_G, plain_G):
     with pytest.raises(ValueError, match=r'\(14, 512\)'):
         dam_G.set_domain_code('pixar', torch.zeros(512))
     with pytest.raises(ValueError, match='no domain path'):
-        plain_G.get_domain_code('pixar', 1)
+        tiny_G.get_domain_code('pixar', 1)
     with pytest.raises(ValueError, match='finite'):
         check_alpha(float('nan'))
 
@@ -310,23 +303,23 @@ def test_exemplars_need_an_encoder_and_the_source_branch_sees_the_face(tiny):
     assert not torch.equal(code[0], code[1])  # same exemplar, different faces
 
 
-def test_sample_mixed_takes_the_domain(tiny, dam_G, plain_G):
+def test_sample_mixed_takes_the_domain(tiny, dam_G, tiny_G):
     ws = tiny.io['ws_psi07'][:1]
     coords = tiny.io['sample_coordinates'][:1, :50]
     with torch.no_grad():
-        ref = plain_G.sample_mixed(coords, coords, ws, noise_mode='const')['sigma']
+        ref = tiny_G.sample_mixed(coords, coords, ws, noise_mode='const')['sigma']
         out = dam_G.sample_mixed(coords, coords, ws, noise_mode='const', domain='pixar', alpha=1.0)['sigma']
     assert torch.equal(out, ref)
 
 
-def test_a_plain_generator_gets_a_domain_path_with_its_weights(plain_G, dam_G):
-    G = with_domain_adaptation(plain_G, ['pixar'], modres_max_res=8)
+def test_a_plain_generator_gets_a_domain_path_with_its_weights(tiny_G, dam_G):
+    G = with_domain_adaptation(tiny_G, ['pixar'], modres_max_res=8)
     assert G.domain_names == ['pixar'] and G.backbone.synthesis.b16.res1 is None
     state = G.state_dict()
-    assert all(torch.equal(v, state[k]) for k, v in plain_G.state_dict().items())
-    assert G.rendering_kwargs == plain_G.rendering_kwargs
+    assert all(torch.equal(v, state[k]) for k, v in tiny_G.state_dict().items())
+    assert G.rendering_kwargs == tiny_G.rendering_kwargs
     with pytest.raises(ValueError, match='do not fit'):
-        copy_source_weights(dam_G, plain_G)
+        copy_source_weights(dam_G, tiny_G)
 
 
 def test_removing_the_domain_path_gives_the_eg3d_generator_back(tiny, dam_G, plain_render):
