@@ -21,13 +21,14 @@ python calc_metrics.py --metrics=identity1k,multiview1k,geometry1k --data=~/data
     --arcface=model_ir_se50.pth --outdir=/tmp/metrics
 
 \b
-# 8 GPUs (or torchrun --nproc_per_node=8 calc_metrics.py ... --gpus=8):
+# 8 GPUs of one machine; or 2 machines x 8 GPUs through torchrun (run on each, --node_rank=0 and 1):
 python calc_metrics.py --metrics=fid50k_full --data=~/datasets/ffhq512.zip --mirror=1 --gpus=8 \\
     --network=ffhq512-128.pkl
+torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_endpoint=host0:29500 calc_metrics.py \\
+    --metrics=fid50k_full --data=~/datasets/ffhq512.zip --mirror=1 --gpus=16 --network=ffhq512-128.pkl
 """
 
 import os
-import tempfile
 from typing import List, Optional
 
 import click
@@ -37,6 +38,7 @@ import dnnlib
 import gen_utils
 from metrics import metric_main, metric_utils
 from metrics.inception import INCEPTION_URL
+from torch_utils import distributed
 
 
 # Exceptions that mean bad input (a file, a folder, an option value), reported as one line.
@@ -70,39 +72,29 @@ def _load_networks(args: dnnlib.EasyDict, device: torch.device) -> dnnlib.EasyDi
     return out
 
 
-def subprocess_fn(rank: int, args: dnnlib.EasyDict, temp_dir: Optional[str]) -> None:
-    """One process: join the process group when there are several, then run every metric."""
-    if args.num_gpus > 1 and not torch.distributed.is_initialized():
-        backend = 'nccl' if args.device.type == 'cuda' else 'gloo'
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
-                                             world_size=args.num_gpus)
-    local_rank = int(os.environ.get('LOCAL_RANK', rank))  # torchrun numbers GPUs per machine
-    device = torch.device('cuda', local_rank) if args.device.type == 'cuda' else args.device
-    try:
-        opts = dict(G=None, G_kwargs={}, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
-                    device=device, progress=args.progress, weights=args.weights, batch_size=args.batch)
-        if args.image_folder is not None:
-            opts.update(image_folder=metric_utils.ImageFolder(args.image_folder))
-        else:
-            nets = _load_networks(args, device)
-            domain, _ = gen_utils.select_domain(nets.G, args.domain, args.exemplar, device)
-            opts.update(G=nets.G, G_kwargs=gen_utils.domain_kwargs(domain, args.alpha), G_source=nets.G_source)
-            if not opts['dataset_kwargs'].get('path') and nets.training_set_kwargs:
-                opts['dataset_kwargs'] = dict(nets.training_set_kwargs, xflip=args.dataset_kwargs['xflip'])
-        for metric in args.metrics:
-            result = metric_main.calc_metric(metric, **opts)
-            if rank == 0:
-                metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
-    finally:
-        if args.num_gpus > 1 and temp_dir is not None:
-            torch.distributed.destroy_process_group()
+def subprocess_fn(rank: int, device: torch.device, args: dnnlib.EasyDict) -> None:
+    """One process (see `torch_utils.distributed.launch`): run every metric; rank 0 alone writes."""
+    if rank == 0 and args.run_dir is not None:
+        os.makedirs(args.run_dir, exist_ok=True)
+    opts = dict(G=None, G_kwargs={}, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
+                device=device, progress=args.progress, weights=args.weights, batch_size=args.batch)
+    if args.image_folder is not None:
+        opts.update(image_folder=metric_utils.ImageFolder(args.image_folder))
+    else:
+        nets = _load_networks(args, device)
+        domain, _ = gen_utils.select_domain(nets.G, args.domain, args.exemplar, device)
+        opts.update(G=nets.G, G_kwargs=gen_utils.domain_kwargs(domain, args.alpha), G_source=nets.G_source)
+        if not opts['dataset_kwargs'].get('path') and nets.training_set_kwargs:
+            opts['dataset_kwargs'] = dict(nets.training_set_kwargs, xflip=args.dataset_kwargs['xflip'])
+    for metric in args.metrics:
+        result = metric_main.calc_metric(metric, **opts)
+        if rank == 0:
+            metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
 
 
 def _run_dir(network: Optional[str], outdir: Optional[str]) -> Optional[str]:
     """Where metric-<name>.jsonl goes: --outdir, else the folder of a local network pickle, else nowhere."""
     if outdir is not None:
-        os.makedirs(outdir, exist_ok=True)
         return outdir
     if network is not None and not dnnlib.util.is_url(network):
         return os.path.dirname(os.path.abspath(network))
@@ -159,32 +151,22 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
     except ValueError as err:
         raise click.ClickException(str(err)) from err
 
-    in_torchrun = 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
-    if in_torchrun and int(os.environ['WORLD_SIZE']) != num_gpus:
-        raise click.UsageError(f'torchrun started {os.environ["WORLD_SIZE"]} processes but --gpus={num_gpus}; '
-                               f'make them equal')
     args = dnnlib.EasyDict(network=network, metrics=metrics, image_folder=image_folder, domain=domain,
                            exemplar=exemplar, alpha=alpha, source_network=source_network, num_gpus=num_gpus,
                            batch=batch, progress=progress, run_dir=_run_dir(network if image_folder is None else None,
                                                                             outdir),
                            weights=dict(inception=inception, vgg16=vgg16, arcface=arcface),
                            dataset_kwargs=dict(path=data, xflip=mirror))
-    args.device = gen_utils.select_device(device)
-    if args.device.type == 'cuda' and num_gpus > torch.cuda.device_count():
-        raise click.UsageError(f'--gpus={num_gpus}, but PyTorch sees {torch.cuda.device_count()} GPU(s)')
-    if args.run_dir is None:
+    use_cuda = gen_utils.select_device(device).type == 'cuda'
+    try:
+        distributed.check_process_count(num_gpus, use_cuda)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--gpus'") from err
+    if args.run_dir is None and distributed.is_launching_process():
         print('No --outdir and no local network pickle: results are printed, not saved.')
 
     try:
-        if in_torchrun:
-            torch.distributed.init_process_group(backend='nccl' if args.device.type == 'cuda' else 'gloo')
-            subprocess_fn(int(os.environ['RANK']), args, temp_dir=None)
-            torch.distributed.destroy_process_group()
-        elif num_gpus == 1:
-            subprocess_fn(0, args, temp_dir=None)
-        else:
-            with tempfile.TemporaryDirectory() as temp_dir:
-                torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=num_gpus)
+        distributed.launch(subprocess_fn, num_gpus, args=(args,), use_cuda=use_cuda)
     except (ValueError, FileNotFoundError, OSError) as err:
         raise click.ClickException(str(err)) from err
     except torch.multiprocessing.ProcessRaisedException as err:

@@ -25,7 +25,6 @@ python train.py --outdir=/tmp/runs --cfg=tiny --data=/tmp/synthetic_style --doma
 import json
 import os
 import re
-import tempfile
 from typing import Optional
 
 import click
@@ -36,48 +35,50 @@ import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
 from dnnlib import cli
 from metrics import metric_main
+from torch_utils import distributed
 from training import trainable
 from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
 from training.training_loop import NonFiniteLossError
 
 
-def subprocess_fn(rank: int, c: dnnlib.EasyDict, temp_dir: str) -> dict:
-    """One training process: join the process group (NCCL on GPUs, gloo on CPUs), then train.
-    Returns this process's final networks (see `training_loop.training_loop`)."""
+def subprocess_fn(rank: int, device: torch.device, c: dnnlib.EasyDict) -> dict:
+    """One training process (see `torch_utils.distributed.launch`): learn the run folder from rank 0,
+    then train. Returns this process's final networks (see `training_loop.training_loop`)."""
     from training import training_loop
+    c = dnnlib.EasyDict(c, run_dir=distributed.broadcast_object(c.run_dir, c.num_gpus))
     log_path = os.path.join(c.run_dir, 'log.txt')
 
-    def print_fn(*args):
+    def print_fn(*args):  # the loop prints on rank 0 only
         print(*args, flush=True)
         with open(log_path, 'a', encoding='utf-8') as f:
             print(*args, file=f)
 
-    if c.num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
-                                             rank=rank, world_size=c.num_gpus)
-        if not torch.cuda.is_available():  # share the CPU cores between the processes
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // c.num_gpus))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(rank)
-    try:
-        return training_loop.training_loop(rank=rank, print_fn=print_fn, **c)
-    finally:
-        if c.num_gpus > 1:
-            torch.distributed.destroy_process_group()
+    return training_loop.training_loop(rank=rank, device=device, print_fn=print_fn, **c)
 
 
 def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, print_fn=print) -> Optional[str]:
-    """Create `<outdir>/<00000-desc>/`, write training_options.json and run the processes.
-    Returns the run folder (None for a dry run, which only prints the options)."""
-    c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}')
-    print_fn('Training options:')
-    print_fn(json.dumps(c, indent=2))
+    """Create `<outdir>/<00000-desc>/`, write training_options.json and run the processes (spawned for
+    --gpus, or this one of torchrun's). Returns the run folder (None for a dry run, which only prints the
+    options, and in torchrun processes other than rank 0, which learn the folder from rank 0)."""
+    launching = distributed.is_launching_process()
+    c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}') if launching else None
+    if launching:
+        print_fn('Training options:')
+        print_fn(json.dumps(c, indent=2))
     if dry_run:
-        print_fn('Dry run; exiting.')
+        if launching:
+            print_fn('Dry run; exiting.')
         return None
+    if launching:
+        _make_run_dir(c, outdir, desc)
+        print_fn(f'Output folder: {c.run_dir}')
+    distributed.launch(subprocess_fn, c.num_gpus, args=(c,))
+    return c.run_dir
+
+
+def _make_run_dir(c: dnnlib.EasyDict, outdir: str, desc: str) -> None:
+    """Create c.run_dir (the next free number if another train.py took it) with training_options.json."""
     os.makedirs(outdir, exist_ok=True)
     while True:  # another train.py may take the same number between listing and creating: take the next
         try:
@@ -87,13 +88,6 @@ def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, p
             c.run_dir = os.path.join(outdir, f'{_next_run_id(outdir):05d}-{desc}')
     with open(os.path.join(c.run_dir, 'training_options.json'), 'wt', encoding='utf-8') as f:
         json.dump(c, f, indent=2)
-    print_fn(f'Output folder: {c.run_dir}')
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if c.num_gpus == 1:
-            subprocess_fn(rank=0, c=c, temp_dir=temp_dir)
-        else:
-            torch.multiprocessing.spawn(fn=subprocess_fn, args=(c, temp_dir), nprocs=c.num_gpus)
-    return c.run_dir
 
 
 def _next_run_id(outdir: str) -> int:
@@ -182,8 +176,10 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
     if opts.batch % (batch_gpu * opts.gpus) != 0:
         fail('--batch-gpu', f'--batch ({opts.batch}) must be a multiple of --batch-gpu x --gpus ({batch_gpu} x {opts.gpus})')
-    if torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
-        fail('--gpus', f'{opts.gpus} requested but only {torch.cuda.device_count()} GPU(s) are visible')
+    try:
+        distributed.check_process_count(opts.gpus, use_cuda=torch.cuda.is_available())
+    except ValueError as err:
+        fail('--gpus', str(err))
     metrics = [] if opts.metrics in ('none', '') else [m.strip() for m in opts.metrics.split(',')]
     unknown = [m for m in metrics if not metric_main.is_valid_metric(m)]
     if unknown:

@@ -7,8 +7,9 @@ TensorFlow weights, `pt_inception-2015-12-05-6726825d.pth`, so its state dict lo
 `torch.load(weights_only=True)`; no code in the file runs).
 
 Input: uint8 images (N, 3, H, W) of any size, as StyleGAN3's metrics feed them. They are resized to
-299 x 299 bilinearly (half-pixel centres, no antialiasing) and mapped to [-1, 1] by (x - 128) / 128,
-the normalisation of the TensorFlow graph. Output: 2048-d pool features (FID, KID) and 1008 logits
+299 x 299 as the TensorFlow graph's ResizeBilinear does (TensorFlow 1: output pixel j samples input
+position j * H / 299, no half-pixel centres, no antialiasing; StyleGAN3's detector reproduces it with a
+shifted sampling grid) and mapped to [-1, 1] by (x - 128) / 128, the normalisation of the graph. Output: 2048-d pool features (FID, KID) and 1008 logits
 (IS; the extra 8 classes of the 2015 graph are unused by ImageNet).
 """
 
@@ -149,6 +150,25 @@ class InceptionE(torch.nn.Module):
         return torch.cat([self.branch1x1(x), three, double, self.branch_pool(pooled)], dim=1)
 
 
+def _tf1_bilinear_taps(in_size: int, out_size: int, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor,
+                                                                                torch.Tensor]:
+    """Along one axis of TensorFlow 1's bilinear resize: (lower index, upper index, upper weight), each
+    (out_size,). Output j reads input position j * in_size / out_size, the last pixel repeating past the edge."""
+    position = torch.arange(out_size, dtype=torch.float64, device=like.device) * (in_size / out_size)
+    lower = position.floor().to(torch.int64).clamp(max=in_size - 1)
+    upper = (lower + 1).clamp(max=in_size - 1)
+    return lower, upper, (position - lower).to(like.dtype)
+
+
+def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) float -> (N, C, size, size), resampled as the Inception graph's resize (see the module doc).
+    PyTorch's bilinear interpolate uses half-pixel centres instead: a shift of up to 1.2 input pixels at 1024."""
+    top, bottom, wy = _tf1_bilinear_taps(x.shape[2], size, x)
+    x = torch.lerp(x[:, :, top, :], x[:, :, bottom, :], wy[:, None])
+    left, right, wx = _tf1_bilinear_taps(x.shape[3], size, x)
+    return torch.lerp(x[..., left], x[..., right], wx)
+
+
 class InceptionV3(torch.nn.Module):
     """The FID Inception-v3. forward(uint8 (N, 3, H, W)) -> (features (N, 2048), logits (N, 1008)).
 
@@ -199,7 +219,7 @@ class InceptionV3(torch.nn.Module):
             raise ValueError(f'Inception input must be uint8 images (0..255), got {images.dtype}')
         x = images.to(torch.float32)
         if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode='bilinear', align_corners=False)
+            x = resize_bilinear_tf1(x, INPUT_SIZE)
         return (x - 128) / 128
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -57,7 +57,7 @@ def calc_metric(metric: str, **kwargs) -> dnnlib.EasyDict:
     results = _metric_dict[metric](opts)
     total_time = time.time() - start
     if opts.num_gpus > 1:  # every process reports the time of the slowest one
-        total = torch.tensor(total_time, dtype=torch.float64)
+        total = torch.tensor(total_time, dtype=torch.float64, device=opts.device)  # NCCL reduces GPU tensors only
         torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.MAX)
         total_time = float(total)
     return dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=total_time,

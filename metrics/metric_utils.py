@@ -28,6 +28,7 @@ import tqdm
 import dnnlib
 from dnnlib.image_io import read_image
 from metrics.inception import INCEPTION_URL, InceptionV3
+from torch_utils import distributed
 
 # ----------------------------------------------------------------------------
 # Options.
@@ -427,7 +428,8 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, name: str, max_items:
                               data=dataset_content_hash(opts.dataset_kwargs.path), **stats_kwargs), sort_keys=True)
         key_hash = hashlib.sha256(key.encode()).hexdigest()[:24]
         cache_file = dnnlib.util.make_cache_dir_path('gan-metrics', f'{dataset.name}-{name}-{key_hash}.npz')
-        if os.path.isfile(cache_file):
+        # Every process must take the same path: one that computes would wait for the others in the merge.
+        if distributed.all_true(os.path.isfile(cache_file), opts.num_gpus):
             return FeatureStats.load(cache_file, **stats_kwargs)
     indices = shard(range(num_items), opts.num_gpus, opts.rank)
     stats = _collect(opts, name, dataset_images(opts, dataset, indices), num_items, 'dataset features', **stats_kwargs)

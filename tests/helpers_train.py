@@ -48,10 +48,10 @@ def build_config(args: list):
     return train.validate_and_build(opts)
 
 
-def ddp_worker(rank: int, c: dict, temp_dir: str, out_dir: str) -> None:
-    """Spawned by the multi-process test: train as one rank, then save that rank's weights."""
+def ddp_worker(rank: int, device: torch.device, c: dict, out_dir: str) -> None:
+    """Run by the multi-process test in each process: train as one rank, then save that rank's weights."""
     import train
-    result = train.subprocess_fn(rank, c, temp_dir)
+    result = train.subprocess_fn(rank, device, c)
     state = {f'{name}.{key}': value.detach().clone() for name in ('G', 'D', 'G_ema')
              for key, value in result[name].state_dict().items()}
     torch.save(state, os.path.join(out_dir, f'rank{rank}.pt'))

@@ -195,7 +195,7 @@ def test_two_runs_taking_the_same_number_do_not_collide(tmp_path, data, monkeypa
     (tmp_path / f'00000-{desc}').mkdir()  # another train.py took 00000 after this one listed the folder
     numbers = iter([0, 1])
     monkeypatch.setattr(train, '_next_run_id', lambda outdir: next(numbers))
-    monkeypatch.setattr(train, 'subprocess_fn', lambda **kwargs: None)
+    monkeypatch.setattr(train, 'subprocess_fn', lambda *args: None)
     assert train.launch_training(c, desc, str(tmp_path), dry_run=False) == str(tmp_path / f'00001-{desc}')
 
 

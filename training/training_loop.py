@@ -115,13 +115,17 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
                   image_snapshot_ticks: Optional[int] = 50, network_snapshot_ticks: Optional[int] = 50,
                   resume_pkl: Optional[str] = None, resume_d_pkl: Optional[str] = None, grid_rows: int = 4,
-                  metrics: Sequence[str] = (), print_fn=print) -> dict:
+                  metrics: Sequence[str] = (), device: Optional[torch.device] = None, print_fn=print) -> dict:
     """Train one style domain; returns {'G', 'D', 'G_ema', 'G_src', 'iteration'} of this process.
+
+    Several processes (`num_gpus`) must have joined the process group (`torch_utils.distributed.launch`);
+    `device` is this process's (default: GPU `rank` when CUDA is available, else the CPU).
 
     `metrics` (names of `metrics.metric_main`) are evaluated on G_ema at every network snapshot.
     """
     start_time = time.time()
-    device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+    if device is None:
+        device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
     if method not in ('pstyle', 'finetune'):
         raise ValueError(f'method must be "pstyle" or "finetune", got "{method}"')
     if batch_size % (batch_gpu * num_gpus) != 0:

@@ -4,8 +4,9 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from metrics.inception import FEATURE_DIM, INCEPTION_FILENAME, NUM_LOGITS, InceptionV3
+from metrics.inception import FEATURE_DIM, INCEPTION_FILENAME, NUM_LOGITS, InceptionV3, resize_bilinear_tf1
 
 # Parameters of torchvision's inception_v3 with the auxiliary head (27,161,264, its published size)
 # minus that head (3,326,696: conv 768->128 1x1 + BN, conv 128->768 5x5 + BN, fc 768->1000), plus the
@@ -71,6 +72,23 @@ def test_outputs_and_input_normalisation(net):
     # A constant image stays constant through the bilinear resize.
     resized = InceptionV3.preprocess(torch.full((1, 3, 64, 64), 64, dtype=torch.uint8))
     assert resized.shape == (1, 3, 299, 299) and torch.allclose(resized, torch.tensor(-0.5))
+
+
+def test_resize_is_the_tensorflow_graphs_not_half_pixel():
+    # TensorFlow 1's bilinear resize reads input position j * in / out: shrinking 4 -> 2 picks pixels 0 and 2,
+    # enlarging 2 -> 4 reads positions 0, 0.5, 1, 1.5 (the last pixel repeats past the edge).
+    row = torch.tensor([10.0, 20.0, 30.0, 40.0]).view(1, 1, 1, 4).expand(1, 1, 4, 4)
+    assert resize_bilinear_tf1(row, 2)[0, 0].tolist() == [[10.0, 30.0], [10.0, 30.0]]
+    assert resize_bilinear_tf1(torch.tensor([[[[0.0, 8.0], [0.0, 8.0]]]]), 4)[0, 0, 0].tolist() == [0, 4, 8, 8]
+    # StyleGAN3's detector gets the same sampling from a grid shifted by 1/W - 1/299 (normalised units).
+    images = torch.rand(2, 3, 45, 60, dtype=torch.float64) * 255
+    theta = torch.tensor([[[1, 0, 1 / 60 - 1 / 299], [0, 1, 1 / 45 - 1 / 299]]], dtype=torch.float64).repeat(2, 1, 1)
+    grid = F.affine_grid(theta, [2, 3, 299, 299], align_corners=False)
+    expected = F.grid_sample(images, grid, mode='bilinear', padding_mode='border', align_corners=False)
+    torch.testing.assert_close(resize_bilinear_tf1(images, 299), expected, atol=1e-9, rtol=0)
+    # The network reads images so (a 1024 image is shifted by 1.2 pixels against PyTorch's half-pixel resize).
+    big = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    torch.testing.assert_close(InceptionV3.preprocess(big), (resize_bilinear_tf1(big.float(), 299) - 128) / 128)
 
 
 def test_refuses_float_input(net):

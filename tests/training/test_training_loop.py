@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import tempfile
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 import legacy
 from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
 from tests.helpers_train import build_config, ddp_worker
+from torch_utils import distributed
 from training import training_loop
 from training.dataset import ImageFolderDataset
 from training.loss import adain_style_loss
@@ -105,8 +105,7 @@ def test_resume_continues_exactly_and_snapshot_renders_identically(data_dir, tmp
 
 def test_two_cpu_processes_end_with_identical_weights(data_dir, tmp_path):
     c = _config(data_dir, tmp_path / 'run', '--gpus', '2', '--batch', '2', iters=4, tick=4)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        torch.multiprocessing.spawn(ddp_worker, args=(c, temp_dir, str(tmp_path)), nprocs=2)
+    distributed.launch(ddp_worker, 2, args=(c, str(tmp_path)), use_cuda=False)
     rank0 = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     rank1 = torch.load(tmp_path / 'rank1.pt', weights_only=True)
     assert rank0.keys() == rank1.keys()
