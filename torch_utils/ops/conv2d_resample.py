@@ -48,8 +48,10 @@ def _check_args(x: torch.Tensor, w: torch.Tensor, up: int, down: int, groups: in
         raise ValueError(f'conv2d_resample: groups={groups} must be an int >= 1 dividing out_channels={w.shape[0]}')
 
 
-# CPU inference computes outputs larger than this in bands of rows (see _in_row_bands).
+# CPU inference computes outputs larger than this in bands of rows (see _in_row_bands), of at least
+# this many rows each (every band re-reads a few rows of input beyond its own).
 INFERENCE_BAND_BYTES = 16 * 2 ** 20
+INFERENCE_BAND_MIN_ROWS = 64
 
 
 def _in_row_bands(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, padding: Padding,
@@ -97,10 +99,11 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
     """
     _check_args(x, w, up, down, groups)
     if down == 1 and x.device.type == 'cpu' and not misc.needs_grad(x, w):
-        _, _, py0, py1 = _parse_padding(padding)
+        px0, px1, py0, py1 = _parse_padding(padding)
         out_height = x.shape[2] * up + py0 + py1 - w.shape[2] + 1
-        out_bytes = x.shape[0] * w.shape[0] * out_height * x.shape[3] * up * x.element_size()
-        bands = min(math.ceil(out_bytes / INFERENCE_BAND_BYTES), max(out_height // 64, 1))
+        out_width = x.shape[3] * up + px0 + px1 - w.shape[3] + 1
+        out_bytes = x.shape[0] * w.shape[0] * out_height * out_width * x.element_size()
+        bands = min(math.ceil(out_bytes / INFERENCE_BAND_BYTES), max(out_height // INFERENCE_BAND_MIN_ROWS, 1))
         if bands > 1:
             return _in_row_bands(x, w, f, up, padding, groups, flip_weight, flip_filter, out_height, bands)
     return _conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter)
