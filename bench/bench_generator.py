@@ -235,10 +235,7 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
     if eg3d_dir is not None:
         if device != 'cpu':
             raise click.UsageError('--eg3d compares on the CPU only; drop --device')
-        results = compare_with_eg3d(eg3d_dir, seeds, rounds, repeats)
-        if json_out:
-            with open(json_out, 'w') as f:
-                json.dump(results, f, indent=1)
+        _write_json(json_out, compare_with_eg3d(eg3d_dir, seeds, rounds, repeats))
         return
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.UsageError('--device=cuda, but torch.cuda.is_available() is False')
@@ -255,8 +252,12 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
                 results.append(json.loads(out.strip().splitlines()[-1]))
                 _print_row(results[-1], header=len(results) == 1)
-    if json_out:
-        with open(json_out, 'w') as f:
+    _write_json(json_out, results)
+
+
+def _write_json(path: Optional[str], results: List[dict]) -> None:
+    if path:
+        with open(path, 'w') as f:
             json.dump(results, f, indent=1)
 
 
