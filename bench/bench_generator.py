@@ -6,12 +6,21 @@ size belongs to that configuration alone (it includes the ~0.25 GB of weights an
 runtime). On a GPU the peak is torch.cuda.max_memory_allocated. Besides wall-clock seconds the
 table gives CPU seconds (all threads) per image, which a busy shared machine distorts less.
 
+With `--eg3d=DIR` (DIR = the `eg3d` folder of a checkout of NVlabs/eg3d) it compares `G(z, c)` side by
+side with EG3D's own TriPlaneGenerator instead: for every `--seed`, one random-weight state dict, latent
+and camera are written to a temporary file; EG3D's code and this project's load them in alternating
+fresh processes for `--rounds` rounds, each call preceded by `torch.manual_seed(seed)` (both renderers
+draw the same random numbers in the same order), and the table gives the best and mean seconds per
+image, the peak RSS and the largest absolute difference between the two images. EG3D runs on its CPU
+path (its pure-PyTorch reference ops), neural rendering 128, `noise_mode='const'`.
+
 Examples:
 
     python bench/bench_generator.py                                   # CPU, batch 1, default ray chunk
     python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
     python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
     python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
+    python bench/bench_generator.py --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
 """
 
 import json
@@ -20,23 +29,28 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from typing import List, Optional
 
 import click
 import torch
 
+# The repository's modules are imported inside the functions that use them: an EG3D process
+# (`--eg3d`) imports EG3D's packages of the same names (dnnlib, training, torch_utils) instead.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+IMPLS = ('eg3d', 'ours')
 
-import configs  # noqa: E402  (after the path set-up above)
-import dnnlib  # noqa: E402
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler  # noqa: E402
-from torch_utils import custom_ops  # noqa: E402
+
+def _use_repo() -> None:
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
 
 
 def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
     """(batch, 25) labels of EG3D's frontal FFHQ camera."""
+    _use_repo()
+    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
     pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2], device=device),
                                     radius=2.7, batch_size=batch, device=device)
     intrinsics = FOV_to_intrinsics(18.837, device=device).reshape(1, 9).expand(batch, 9)
@@ -47,6 +61,9 @@ def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
 def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolution: int) -> dict:
     """Build the generator, render one warm-up batch, then time `repeats` batches. chunk: ray_chunk_size
     (0 = all rays at once), None = G's default, not passed at all, as a user's `G(z, c)`."""
+    _use_repo()
+    import configs
+    import dnnlib
     dev = torch.device(device)
     torch.manual_seed(0)
     G = dnnlib.util.construct_class_by_name(**configs.load_preset('ffhq512').G_kwargs)
@@ -78,6 +95,90 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
                 threads=torch.get_num_threads())
 
 
+def write_shared_inputs(path: str, seed: int) -> None:
+    """One random-weight FFHQ-512 generator (EG3D's constructor arguments) with every parameter and w_avg
+    perturbed by N(0, 0.1^2), so that biases and noise strengths matter, plus a latent and EG3D's
+    frontal camera: what both implementations load in `--eg3d` mode."""
+    _use_repo()
+    import dnnlib
+    with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'eg3d', 'ffhq512_shapes.json')) as f:
+        G_kwargs = json.load(f)['G_kwargs']
+    torch.manual_seed(seed)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs)
+    state = G.state_dict()
+    for name, tensor in state.items():
+        if name.endswith('w_avg') or any(name == n for n, _ in G.named_parameters()):
+            tensor.add_(torch.randn_like(tensor), alpha=0.1)
+    torch.save(dict(G_kwargs=json.dumps(G_kwargs), state=state, seed=seed, z=torch.randn(1, G.z_dim),
+                    c=_camera_labels(1, torch.device('cpu'))), path)
+
+
+@torch.no_grad()
+def measure_side(impl: str, eg3d_dir: str, inputs_file: str, image_file: str, repeats: int) -> dict:
+    """In this fresh process, build EG3D's or this project's TriPlaneGenerator from `inputs_file`, time
+    `repeats` calls of G(z, c) after one warm-up (each after torch.manual_seed(seed)) and save the image."""
+    if impl == 'eg3d':
+        sys.path.insert(0, eg3d_dir)
+    else:
+        _use_repo()
+    import dnnlib  # EG3D's or this project's, by the path set above
+    shared = torch.load(inputs_file, weights_only=True)
+    G = dnnlib.util.construct_class_by_name(**json.loads(shared['G_kwargs'])).eval().requires_grad_(False)
+    G.load_state_dict(shared.pop('state'))
+    z, c, seed = shared['z'], shared['c'], shared['seed']
+
+    def render() -> torch.Tensor:
+        torch.manual_seed(seed)
+        return G(z, c, neural_rendering_resolution=128, noise_mode='const')['image']
+
+    render()  # warm-up
+    times, cpu_times = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        image = render()
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    torch.save(image, image_file)
+    return dict(impl=impl, seed=seed, times=times, cpu_times=cpu_times,
+                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+
+
+def compare_with_eg3d(eg3d_dir: str, seeds: List[int], rounds: int, repeats: int) -> List[dict]:
+    """Side-by-side table of EG3D's G(z, c) and this project's, alternating fresh processes."""
+    if not os.path.isfile(os.path.join(eg3d_dir, 'training', 'triplane.py')):
+        raise click.BadParameter(f'{eg3d_dir!r} has no training/triplane.py; pass the eg3d folder of an '
+                                 f'NVlabs/eg3d checkout', param_hint='--eg3d')
+    print(f"{'seed':>4} {'impl':>5} {'s/img(best)':>11} {'s/img(mean)':>11} {'CPU s/img(best)':>15} {'peak RSS':>8}")
+    summaries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            inputs_file = os.path.join(tmp, f'inputs_{seed}.pt')
+            write_shared_inputs(inputs_file, seed)
+            runs = {impl: [] for impl in IMPLS}
+            for round_index in range(rounds):
+                for impl in (IMPLS if round_index % 2 == 0 else IMPLS[::-1]):  # neither always runs first
+                    spec = dict(impl=impl, eg3d=os.path.abspath(eg3d_dir), inputs=inputs_file,
+                                image=os.path.join(tmp, f'{impl}_{seed}.pt'))
+                    cmd = [sys.executable, os.path.abspath(__file__), f'--repeats={repeats}',
+                           f'--side-child={json.dumps(spec)}']
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    runs[impl].append(json.loads(out.strip().splitlines()[-1]))
+            best = {}
+            for impl in IMPLS:
+                times = [t for run in runs[impl] for t in run['times']]
+                best[impl] = min(times)
+                cpu = min(t for run in runs[impl] for t in run['cpu_times'])
+                rss = max(run['peak_rss_gib'] for run in runs[impl])
+                print(f'{seed:>4} {impl:>5} {best[impl]:>11.2f} {sum(times) / len(times):>11.2f} {cpu:>15.2f} '
+                      f'{rss:>7.2f}G', flush=True)
+            images = [torch.load(os.path.join(tmp, f'{impl}_{seed}.pt'), weights_only=True) for impl in IMPLS]
+            max_diff = (images[0] - images[1]).abs().max().item()
+            print(f'{seed:>4} ours/EG3D time (best) {best["ours"] / best["eg3d"]:.2f}, '
+                  f'max |image difference| {max_diff:.2e}', flush=True)
+            summaries.append(dict(seed=seed, runs=runs, max_abs_image_diff=max_diff))
+    return summaries
+
+
 def _parse_chunk(value: str) -> Optional[int]:
     """'default' -> None (G's default), 'all' -> 0 (all rays at once), else a positive number of rays."""
     if value.lower() in ('default', 'all'):
@@ -100,11 +201,19 @@ def _parse_chunk(value: str) -> Optional[int]:
               help='Timed calls after one warm-up.')
 @click.option('--resolution', type=click.IntRange(min=2), default=128, show_default=True,
               help='Neural rendering resolution.')
+@click.option('--eg3d', 'eg3d_dir', type=click.Path(exists=True, file_okay=False), default=None, metavar='DIR',
+              help='Compare G(z, c) side by side with EG3D\'s code in DIR (the eg3d folder of NVlabs/eg3d) instead.')
+@click.option('--seed', 'seeds', type=click.IntRange(min=0), multiple=True, default=[0], show_default=True,
+              help='With --eg3d: seed of the random weights, latent and renderer noise (repeatable).')
+@click.option('--rounds', type=click.IntRange(min=1), default=3, show_default=True,
+              help='With --eg3d: fresh-process rounds per implementation, alternating.')
 @click.option('--json-out', type=click.Path(dir_okay=False), default=None, metavar='FILE',
               help='Also write the results as JSON.')
 @click.option('--child', hidden=True, default=None)
+@click.option('--side-child', hidden=True, default=None)
 def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str], repeats: int, resolution: int,
-         json_out: Optional[str], child: Optional[str]):
+         eg3d_dir: Optional[str], seeds: List[int], rounds: int, json_out: Optional[str], child: Optional[str],
+         side_child: Optional[str]):
     """Print a table of seconds per image and peak memory for the FFHQ-512 generator.
 
     \b
@@ -113,13 +222,25 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
       python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
       python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
       python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
+      python bench/bench_generator.py --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
     """
     if child is not None:  # one configuration, in this fresh process
         ops_impl, batch, chunk = json.loads(child)
         print(json.dumps(dict(ops=ops_impl, **measure(device, batch, chunk, repeats, resolution))))
         return
+    if side_child is not None:  # one implementation of the EG3D comparison, in this fresh process
+        spec = json.loads(side_child)
+        print(json.dumps(measure_side(spec['impl'], spec['eg3d'], spec['inputs'], spec['image'], repeats)))
+        return
+    if eg3d_dir is not None:
+        if device != 'cpu':
+            raise click.UsageError('--eg3d compares on the CPU only; drop --device')
+        _write_json(json_out, compare_with_eg3d(eg3d_dir, seeds, rounds, repeats))
+        return
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.UsageError('--device=cuda, but torch.cuda.is_available() is False')
+    _use_repo()
+    from torch_utils import custom_ops
     parsed_chunks = [_parse_chunk(c) for c in chunks]  # all checked before anything runs
     results = []
     for ops_impl in ops_impls:
@@ -131,8 +252,12 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
                 results.append(json.loads(out.strip().splitlines()[-1]))
                 _print_row(results[-1], header=len(results) == 1)
-    if json_out:
-        with open(json_out, 'w') as f:
+    _write_json(json_out, results)
+
+
+def _write_json(path: Optional[str], results: List[dict]) -> None:
+    if path:
+        with open(path, 'w') as f:
             json.dump(results, f, indent=1)
 
 

@@ -8,9 +8,13 @@ intermediate, from the profiler's allocation events): the quantity torch.cuda.ma
 reports on a GPU, so it estimates GPU memory where no GPU is lent. A GPU adds its CUDA context (a few
 hundred MB) and the caching allocator's rounding on top.
 
-Example:
+`--batch=N` renders N portraits (N seeds) or N frames (N identities' cached tri-planes) per call; the
+table gives seconds per call and per image.
+
+Examples:
 
     python bench/bench_inference.py --device=cpu --ray-chunk=4096 --reps=2
+    python bench/bench_inference.py --device=cpu --batch=4 --reps=1
 """
 
 import json
@@ -79,7 +83,7 @@ def render(G: torch.nn.Module, z: torch.Tensor, ws: torch.Tensor, planes: Option
 
 
 @torch.no_grad()
-def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> dict:
+def measure(workload: str, device: torch.device, ray_chunk: int, reps: int, batch: int) -> dict:
     """Wall and process-CPU seconds per call (medians of `reps` after one warm-up) and the peak memory.
 
     CPU seconds (all threads) are reported too because wall time on a shared machine depends on the load.
@@ -87,8 +91,8 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
     G = build_ffhq512(device)
     loaded_mb = psutil.Process().memory_info().rss / 2 ** 20  # torch + the network, before any rendering
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk  # 0: all rays at once
-    c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device)
-    z = gen_utils.z_from_seed(0, G.z_dim, device)
+    c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device).repeat(batch, 1)
+    z = torch.cat([gen_utils.z_from_seed(seed, G.z_dim, device) for seed in range(batch)])
     ws = G.mapping(z, c, truncation_psi=0.7)
     # A frame renders precomputed tri-planes (computed without a full render, so the CPU peak RSS is the frame's own).
     planes = G.synthesize_planes(ws, noise_mode='const') if workload == 'frame' else None
@@ -104,15 +108,15 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
-    if tuple(out['image'].shape) != (1, 3, 512, 512):
-        raise RuntimeError(f'expected a (1, 3, 512, 512) image, got {tuple(out["image"].shape)}')
+    if tuple(out['image'].shape) != (batch, 3, 512, 512):
+        raise RuntimeError(f'expected a ({batch}, 3, 512, 512) image, got {tuple(out["image"].shape)}')
     peak_mb = peak_memory_mb(device)
     tensor_peak_mb = None
     if device.type == 'cpu':
         del out
         held = [*G.state_dict().values(), ws] + ([planes] if workload == 'frame' else [])
         tensor_peak_mb = tensor_mb(*held) + peak_tensor_increase_mb(lambda: render(G, z, ws, planes, c, workload))
-    return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, seconds=float(np.median(times)),
+    return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, batch=batch, seconds=float(np.median(times)),
                 cpu_seconds=float(np.median(cpu_times)), peak_mb=peak_mb, tensor_peak_mb=tensor_peak_mb,
                 loaded_mb=loaded_mb, threads=torch.get_num_threads())
 
@@ -122,22 +126,31 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int) -> d
 @click.option('--ray-chunk', type=click.IntRange(min=0), default=4096, show_default=True,
               help='Rays rendered at once; 0 = all rays at once (EG3D)')
 @click.option('--reps', type=click.IntRange(min=1), default=2, show_default=True, help='Timed calls per workload')
+@click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT',
+              help='Portraits or frames per call')
 @click.option('--workload', type=click.Choice(WORKLOADS), help='Run one workload in this process (internal)')
-def main(device_name: str, ray_chunk: int, reps: int, workload: str):
-    """Print a markdown table row per workload (each measured in its own process)."""
+def main(device_name: str, ray_chunk: int, reps: int, batch: int, workload: str):
+    """Print a markdown table row per workload (each measured in its own process).
+
+    \b
+    Examples:
+      python bench/bench_inference.py --device=cpu --ray-chunk=4096 --reps=2
+      python bench/bench_inference.py --device=cpu --batch=4 --reps=1
+    """
     if workload is not None:
-        print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps)))
+        print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps, batch)))
         return
-    print('| workload | device | ray chunk | wall s / call | CPU s / call | peak memory (MB) | peak of live tensors (MB) | '
-          'RSS before rendering (MB) | threads |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('| workload | device | batch | ray chunk | wall s / call | wall s / image | CPU s / call | peak memory (MB) | '
+          'peak of live tensors (MB) | RSS before rendering (MB) | threads |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     for name in WORKLOADS:
         cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
-               f'--reps={reps}', f'--workload={name}']
+               f'--reps={reps}', f'--batch={batch}', f'--workload={name}']
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
         tensors = 'see peak memory' if result['tensor_peak_mb'] is None else f'{result["tensor_peak_mb"]:.0f}'
-        print(f'| {name} | {device_name} | {ray_chunk or "all"} | {result["seconds"]:.2f} | {result["cpu_seconds"]:.2f} | '
+        print(f'| {name} | {device_name} | {batch} | {ray_chunk or "all"} | {result["seconds"]:.2f} | '
+              f'{result["seconds"] / batch:.2f} | {result["cpu_seconds"]:.2f} | '
               f'{result["peak_mb"]:.0f} ({kind}) | {tensors} | {result["loaded_mb"]:.0f} | {result["threads"]} |')
 
 

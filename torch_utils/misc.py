@@ -1,6 +1,7 @@
 """PyTorch plumbing shared by networks, losses and the training loop."""
 
 import contextlib
+import ctypes
 import warnings
 from typing import Optional, Sequence
 
@@ -69,3 +70,29 @@ def assert_finite(tensor: torch.Tensor, name: str = 'tensor') -> None:
 
 def _fmt(shape) -> str:
     return '(' + ', '.join('N' if s is None else str(int(s)) for s in shape) + ')'
+
+
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Would autograd record an operation on these tensors?"""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _load_malloc_trim():
+    try:
+        return getattr(ctypes.CDLL(None), 'malloc_trim', None)  # glibc only
+    except (OSError, TypeError):  # no C library handle (Windows)
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_freed_cpu_memory() -> None:
+    """Give the heap memory that freed CPU tensors left behind back to the OS (glibc's malloc_trim).
+
+    glibc keeps freed blocks below its mmap threshold (which grows to 32 MB) in the process heap; the
+    next stage's differently sized tensors rarely reuse them, so each stage of an image would add its
+    leftovers to the peak RSS (about 0.13 GB for FFHQ-512). Results are unaffected; a no-op without glibc.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

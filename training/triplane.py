@@ -3,7 +3,6 @@ MLP decodes features sampled from them into colour features and density, the vol
 produces a low-resolution feature image and depth, and a super-resolution module the final image.
 """
 
-import ctypes
 from typing import Dict, Optional
 
 import torch
@@ -23,27 +22,6 @@ PLANE_CHANNELS = 32  # features per plane; the backbone outputs 3 * 32 channels
 REQUIRED_RENDERING_KWARGS = ('superresolution_module', 'sr_antialias', 'c_gen_conditioning_zero',
                              'superresolution_noise_mode', 'ray_start', 'ray_end', 'depth_resolution',
                              'depth_resolution_importance', 'disparity_space_sampling', 'box_warp', 'clamp_mode')
-
-
-def _load_malloc_trim():
-    try:
-        return getattr(ctypes.CDLL(None), 'malloc_trim', None)  # glibc only
-    except (OSError, TypeError):  # no C library handle (Windows)
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def release_freed_cpu_memory() -> None:
-    """Give the heap memory that freed CPU tensors left behind back to the OS (glibc's malloc_trim).
-
-    glibc keeps freed blocks below its mmap threshold (which grows to 32 MB) in the process heap; the
-    next stage's differently sized tensors rarely reuse them, so each stage of an image would add its
-    leftovers to the peak RSS (about 0.13 GB for FFHQ-512). Results are unaffected; a no-op without glibc.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def split_planes(backbone_output: torch.Tensor) -> torch.Tensor:
@@ -160,12 +138,12 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
 
         on_cpu = ray_origins.device.type == 'cpu'
         if on_cpu:
-            release_freed_cpu_memory()  # the backbone's leftovers
+            misc.release_freed_cpu_memory()  # the backbone's leftovers
         feature_samples, depth_samples, _ = self.renderer(planes, self.decoder, ray_origins, ray_directions,
                                                           self.rendering_kwargs, ray_chunk_size=ray_chunk_size)
         planes = None  # super-resolution does not need them: drop this reference before its peak
         if on_cpu:
-            release_freed_cpu_memory()  # the rendering's leftovers
+            misc.release_freed_cpu_memory()  # the rendering's leftovers
         N = ray_origins.shape[0]
         H = W = neural_rendering_resolution
         feature_image = feature_samples.permute(0, 2, 1).reshape(N, feature_samples.shape[-1], H, W).contiguous()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.layers import SynthesisLayer, modulated_conv2d
+from torch_utils.ops import bias_act
+from training.layers import SynthesisLayer, bias_act_inplace_, modulated_conv2d
 
 OPS = Path(__file__).resolve().parents[1] / 'fixtures' / 'eg3d' / 'ops.npz'
 
@@ -54,3 +55,30 @@ def test_synthesis_layer_rejects_bad_input():
         layer(torch.zeros(1, 3, 8, 8), torch.zeros(1, 8))
     with pytest.raises(ValueError, match='noise_mode'):
         layer(torch.zeros(1, 4, 8, 8), torch.zeros(1, 8), noise_mode='fixed')
+
+
+@pytest.mark.parametrize('act,gain,clamp', [('lrelu', np.sqrt(2), None), ('lrelu', 0.5, 0.3), ('linear', 1, None),
+                                            ('linear', 2, 1.5)])
+def test_bias_act_inplace_matches_bias_act(act, gain, clamp):
+    torch.manual_seed(0)
+    x, b = torch.randn(2, 5, 6, 7), torch.randn(5)
+    expected = bias_act.bias_act(x, b, act=act, gain=gain, clamp=clamp, impl='ref')
+    y = x.clone()
+    assert bias_act_inplace_(y, b, act, gain, clamp) is y
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="act must be 'linear' or 'lrelu'"):
+        bias_act_inplace_(x, b, 'tanh', 1, None)
+
+
+def test_synthesis_layer_inference_equals_training_path():
+    """Without autograd the layer finishes its output in place; the numbers are those of the autograd path."""
+    torch.manual_seed(0)
+    layer = SynthesisLayer(4, 6, w_dim=8, resolution=16, up=2, conv_clamp=0.5)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x, w = torch.randn(2, 4, 8, 8), torch.randn(2, 8)
+    with_grad = layer(x, w, noise_mode='const')
+    assert with_grad.requires_grad
+    with torch.no_grad():
+        without = layer(x, w, noise_mode='const')
+    torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=1e-6)

@@ -4,10 +4,12 @@ The result equals upfirdn2d-upsample -> conv2d -> upfirdn2d-downsample; cheaper 
 (strided or transposed convolutions) are picked where the shapes allow.
 """
 
+import math
 from typing import Optional
 
 import torch
 
+from torch_utils import misc
 from torch_utils.ops import conv2d_gradfix, upfirdn2d
 from torch_utils.ops.upfirdn2d import Padding, _get_filter_size, _parse_padding
 
@@ -46,6 +48,41 @@ def _check_args(x: torch.Tensor, w: torch.Tensor, up: int, down: int, groups: in
         raise ValueError(f'conv2d_resample: groups={groups} must be an int >= 1 dividing out_channels={w.shape[0]}')
 
 
+# CPU inference computes outputs larger than this in bands of rows (see _in_row_bands), of at least
+# this many rows each (every band re-reads a few rows of input beyond its own).
+INFERENCE_BAND_BYTES = 16 * 2 ** 20
+INFERENCE_BAND_MIN_ROWS = 64
+
+
+def _in_row_bands(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, padding: Padding,
+                  groups: int, flip_weight: bool, flip_filter: bool, out_height: int, bands: int) -> torch.Tensor:
+    """conv2d_resample (down=1) in `bands` bands of output rows, written into one output tensor.
+
+    oneDNN copies the input and output of a CPU convolution into its own blocked layout; in bands,
+    those copies (and the up path's unfiltered intermediate) cover one band instead of the whole
+    image. Each band runs the same computation on the input rows it needs plus a margin (more than
+    the kernel and filter reach) and keeps only rows that saw no band edge, so every output row is
+    computed from the same numbers as in one call.
+    """
+    kh = w.shape[2]
+    _, fh = _get_filter_size(f)
+    py0 = _parse_padding(padding)[2]
+    step = math.ceil(out_height / bands)
+    out = None
+    for row0 in range(0, out_height, step):
+        row1 = min(row0 + step, out_height)
+        # Output rows [row0, row1) read upsampled rows [row0 - py0 - (fh - 1), row1 - py0 + (kh - 1) + (fh - 1)).
+        first = max((row0 - py0 - fh + 1) // up, 0)
+        last = min(-(-(row1 - py0 + kh + fh - 2) // up), x.shape[2])
+        band = _conv2d_resample(x[:, :, first:last], w, f, up, 1, padding, groups, flip_weight, flip_filter)
+        if out is None:
+            out = band.new_empty([band.shape[0], band.shape[1], out_height, band.shape[3]])
+        out[:, :, row0:row1] = band[:, :, row0 - up * first:row1 - up * first]
+        del band
+    misc.release_freed_cpu_memory()  # the bands' temporaries, which glibc would keep in the heap
+    return out
+
+
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] = None, up: int = 1,
                     down: int = 1, padding: Padding = 0, groups: int = 1, flip_weight: bool = True,
                     flip_filter: bool = False) -> torch.Tensor:
@@ -58,9 +95,23 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         flip_weight: True = correlation (torch's conv2d), False = convolution.
         flip_filter: passed to upfirdn2d.
     Returns:
-        (N, Cout, H', W').
+        (N, Cout, H', W'). CPU inference (no gradient) of a large output runs in bands of rows (same numbers).
     """
     _check_args(x, w, up, down, groups)
+    if down == 1 and x.device.type == 'cpu' and not misc.needs_grad(x, w):
+        px0, px1, py0, py1 = _parse_padding(padding)
+        out_height = x.shape[2] * up + py0 + py1 - w.shape[2] + 1
+        out_width = x.shape[3] * up + px0 + px1 - w.shape[3] + 1
+        out_bytes = x.shape[0] * w.shape[0] * out_height * out_width * x.element_size()
+        bands = min(math.ceil(out_bytes / INFERENCE_BAND_BYTES), max(out_height // INFERENCE_BAND_MIN_ROWS, 1))
+        if bands > 1:
+            return _in_row_bands(x, w, f, up, padding, groups, flip_weight, flip_filter, out_height, bands)
+    return _conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter)
+
+
+def _conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int,
+                     padding: Padding, groups: int, flip_weight: bool, flip_filter: bool) -> torch.Tensor:
+    """conv2d_resample after the argument checks, in one call."""
     out_channels, in_per_group, kh, kw = w.shape
     fw, fh = _get_filter_size(f)
     px0, px1, py0, py1 = _parse_padding(padding)

@@ -62,3 +62,26 @@ def test_bad_input():
         conv2d_resample.conv2d_resample(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 1, 1), groups=2)
     with pytest.raises(ValueError, match='up and down'):
         conv2d_resample.conv2d_resample(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 1, 1), up=0)
+
+
+@pytest.mark.parametrize('k,up,groups,padding', [(3, 1, 1, 1), (3, 2, 1, 1), (3, 2, 2, 1), (1, 1, 1, 0), (3, 1, 2, [1, 0, 2, 1])])
+def test_inference_in_bands_equals_one_call(monkeypatch, k, up, groups, padding):
+    """CPU inference of a large output runs in bands of rows; with small integers every product and sum is
+    exact in float32, so any row that saw a band edge (too small a margin) would differ."""
+    gen = torch.Generator().manual_seed(k + 10 * up + 100 * groups)
+    x = torch.randint(-3, 4, (2, 4, 23, 21), generator=gen).float()
+    w = torch.randint(-3, 4, (6, 4 // groups, k, k), generator=gen).float()
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    kwargs = dict(f=f, up=up, padding=padding, groups=groups, flip_weight=(up == 1))
+    one_call = conv2d_resample.conv2d_resample(x.requires_grad_(True), w, **kwargs).detach()  # autograd: never banded
+    x.requires_grad_(False)
+    calls = []
+    original = conv2d_resample._conv2d_resample
+    monkeypatch.setattr(conv2d_resample, '_conv2d_resample', lambda x, *a: calls.append(x.shape[2]) or original(x, *a))
+    monkeypatch.setattr(conv2d_resample, 'INFERENCE_BAND_BYTES', -(-one_call.numel() * 4 // 5))  # 5 bands
+    monkeypatch.setattr(conv2d_resample, 'INFERENCE_BAND_MIN_ROWS', 2)
+    with torch.no_grad():
+        banded = conv2d_resample.conv2d_resample(x, w, **kwargs)
+    assert len(calls) == 5 and max(calls) < x.shape[2]  # five bands, each reading part of the input
+    assert banded.shape == one_call.shape
+    assert torch.equal(banded, one_call)
