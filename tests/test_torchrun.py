@@ -76,7 +76,8 @@ def test_calc_metrics_under_torchrun_equals_one_process(heads, inception_file, t
     assert len(lines) == 1 and len([x for x in done.stdout.splitlines() if x.startswith('{')]) == 1  # rank 0 alone
     two = json.loads(lines[0])
     assert two['num_gpus'] == 2 and two['num_images'] == one['num_images'] == dict(real=4, gen=4)
-    assert two['results']['kid50k_full'] == pytest.approx(one['results']['kid50k_full'], rel=1e-9)
+    # float32 features from other batch splits and thread counts round differently (4e-8 relative seen)
+    assert two['results']['kid50k_full'] == pytest.approx(one['results']['kid50k_full'], rel=1e-6)
     assert len(os.listdir(tmp_path / 'cache2' / 'gan-metrics')) == 1  # rank 0 cached the real statistics
 
 
