@@ -50,13 +50,8 @@ PORTRAITS = os.path.join(REPO_ROOT, 'tests', 'data', 'portraits')
 
 
 def _stand_in_torchvision() -> None:
-    """Register a stand-in `torchvision` (see `_StandIn`) when the real one does not import."""
-    try:
-        import torchvision  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-        return
-    except Exception:  # pylint: disable=broad-except  (missing, or built for another torch)
-        for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
-            del sys.modules[name]
+    """Register a stand-in `torchvision` (see `_StandIn`): this project never imports torchvision (it has
+    no build for this torch), and the references import it only for helpers this script does not call."""
     for name in ('torchvision.datasets', 'torchvision.transforms.functional', 'torchvision.models.inception'):
         module = sys.modules.setdefault('torchvision', _StandIn('torchvision'))
         for part in name.split('.')[1:]:
