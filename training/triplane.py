@@ -11,6 +11,7 @@ import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, check_camera_label
 from torch_utils import misc
 from torch_utils import persistence
+from torch_utils.ops.volume_render import DecoderWeights
 from training.dam_layers import check_alpha
 from training.domain_adaptation import DomainInput, DomainInputMixin, backbone_dam_kwargs, superresolution_dam_kwargs
 from training.layers import FullyConnectedLayer
@@ -237,6 +238,14 @@ class OSGDecoder(torch.nn.Module):
             torch.nn.Softplus(),
             FullyConnectedLayer(self.hidden_dim, 1 + options['decoder_output_dim'],
                                 lr_multiplier=options['decoder_lr_mul']))
+
+    def fused_weights(self) -> DecoderWeights:
+        """Both layers' weights and biases with their gains applied, as the fused volume-rendering op reads them."""
+        layers = []
+        for fc in (self.net[0], self.net[2]):
+            bias = fc.bias if fc.bias_gain == 1 else fc.bias * fc.bias_gain  # as FullyConnectedLayer.forward scales it
+            layers += [fc.weight * fc.weight_gain, bias]
+        return DecoderWeights(*layers)
 
     def forward(self, sampled_features: torch.Tensor, ray_directions: torch.Tensor) -> Dict[str, torch.Tensor]:
         """sampled_features (N, 3, M, C); ray_directions unused (view-independent). Returns

@@ -321,22 +321,10 @@ class ImportanceRenderer(torch.nn.Module):
 
 
 def osg_decoder_weights(decoder: Callable) -> Optional[DecoderWeights]:
-    """The weights (gains applied) of an EG3D OSGDecoder, the decoder the fused op implements (mean over
-    the planes, FC -> softplus -> FC, widened sigmoid on the features); None for any other decoder."""
-    net = getattr(decoder, 'net', None)
-    if type(decoder).__name__ != 'OSGDecoder' or not isinstance(net, torch.nn.Sequential) or len(net) != 3:
-        return None
-    fc1, act, fc2 = net
-    if not (isinstance(act, torch.nn.Softplus) and act.beta == 1 and act.threshold == 20):
-        return None
-    layers = []
-    for fc in (fc1, fc2):
-        if getattr(fc, 'activation', None) != 'linear' or getattr(fc, 'bias', None) is None:
-            return None
-        # As FullyConnectedLayer.forward scales them.
-        bias = fc.bias if fc.bias_gain == 1 else fc.bias * fc.bias_gain
-        layers += [fc.weight * fc.weight_gain, bias]
-    return DecoderWeights(*layers)
+    """The weights the fused op needs, from a decoder that offers them (`fused_weights()`, as EG3D's
+    OSGDecoder does: mean over the planes, FC -> softplus -> FC, widened sigmoid); None for any other."""
+    fused_weights = getattr(decoder, 'fused_weights', None)
+    return None if fused_weights is None else fused_weights()
 
 
 def _slice(tensor: Optional[torch.Tensor], rays: slice) -> Optional[torch.Tensor]:
