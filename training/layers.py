@@ -88,22 +88,6 @@ def modulated_conv2d(
     return x
 
 
-def bias_act_inplace_(x: torch.Tensor, b: torch.Tensor, act: str, gain: float, clamp: Optional[float]) -> torch.Tensor:
-    """`bias_act(x, b, act=act, gain=gain, clamp=clamp)` for x [N, C, H, W] written into x itself, in the same
-    order of operations (for 'linear' and 'lrelu'). For inference: no autograd, and x must be the caller's to
-    overwrite. Saves an activation-sized allocation per layer, which sets the CPU's peak memory at 512x512."""
-    if act not in ('linear', 'lrelu'):
-        raise ValueError(f"bias_act_inplace_: act must be 'linear' or 'lrelu', got {act!r}")
-    x.add_(b.to(x.dtype).reshape(1, -1, 1, 1))
-    if act == 'lrelu':
-        torch.nn.functional.leaky_relu_(x, bias_act.activation_funcs['lrelu'].def_alpha)
-    if gain != 1:
-        x.mul_(gain)
-    if clamp is not None:
-        x.clamp_(-clamp, clamp)
-    return x
-
-
 @persistence.persistent_class
 class FullyConnectedLayer(torch.nn.Module):
     """Dense layer with equalised learning rate: weights stored as N(0, 1/lr_multiplier^2), scaled at run time."""
@@ -246,7 +230,7 @@ class SynthesisLayer(torch.nn.Module):
         # CPU inference: x is this layer's fresh convolution output, so finish it in place (one fewer
         # activation alive at once; the compiled op would allocate its output).
         if x.device.type == 'cpu' and self.activation in ('linear', 'lrelu') and not misc.needs_grad(x, self.bias):
-            return bias_act_inplace_(x, self.bias, self.activation, act_gain, act_clamp)
+            return bias_act.bias_act_inplace_(x, self.bias, self.activation, act_gain, act_clamp)
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self) -> str:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from torch_utils.ops import bias_act
-from training.layers import SynthesisLayer, bias_act_inplace_, modulated_conv2d
+from torch_utils.ops.bias_act import bias_act_inplace_
+from training.layers import SynthesisLayer, modulated_conv2d
 
 OPS = Path(__file__).resolve().parents[1] / 'fixtures' / 'eg3d' / 'ops.npz'
 
