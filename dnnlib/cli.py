@@ -9,6 +9,7 @@ something the command reads or the repository itself.
 import math
 import os
 import pickle
+import signal
 import sys
 from typing import Any, Callable, Iterable, Optional
 
@@ -124,11 +125,27 @@ def cache_hint(source: str) -> Optional[str]:
     return f'if the cached download is damaged, delete {util.url_cache_path(source)} and retry'
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (`kill`, a job scheduler's stop) raise KeyboardInterrupt in the main thread, as Ctrl+C does.
+
+    Python's default for SIGTERM ends the process at once, leaving the temporary files and folders
+    of unfinished outputs behind; as an exception it runs `finally` blocks and context managers
+    (dnnlib.util.atomic_output and the like remove their temporary output) before the command exits.
+    """
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(f'stopped by {signal.Signals(signum).name}')
+
+
 def run(command: Callable[..., Any]) -> None:
     """Run a click command; an OSError (disk full, permission denied, ...) becomes one `Error:` line.
 
-    Set PSTYLE3D_TRACEBACK=1 to get the traceback instead.
+    SIGTERM stops it like Ctrl+C (see `interrupt_on_sigterm`). Set PSTYLE3D_TRACEBACK=1 to get the
+    traceback instead of the one line.
     """
+    interrupt_on_sigterm()
     try:
         command()  # pylint: disable=no-value-for-parameter
     except OSError as err:

@@ -4,6 +4,10 @@ import importlib.util
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import PIL.Image
@@ -126,3 +130,29 @@ def test_outdir_checks_happen_before_any_work(crops, tmp_path, monkeypatch):
     assert_one_line_error(run(['--target', crops / 'head1.png', '--outdir=~/file', *common]), 'is a file, not a folder')
     assert_one_line_error(run(['--target', crops, '--outdir', crops / 'out', *common]), 'lies inside the input')
     assert sorted(os.listdir(crops)) == ['dataset.json', 'head1.png']
+
+
+def test_sigterm_mid_run_leaves_no_temporary_folder(crops, tmp_path):
+    """Regression: a projector.py stopped by SIGTERM (kill, a job scheduler) left `.head1.*.tmp` in --outdir."""
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, 'projector.py', '--target', str(crops / 'head1.png'), '--no-align',
+                             '--camera', str(crops / 'dataset.json'), '--outdir', str(out), '--random-perceptual',
+                             '--num-steps=100000', '--pti-steps=0', '--device=cpu'],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    try:
+        end = time.monotonic() + 120
+        while not (out.is_dir() and os.listdir(out)):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < end, 'no temporary output folder within 120 s'
+            time.sleep(0.1)
+        assert [name.startswith('.head1.') and name.endswith('.tmp') for name in os.listdir(out)] == [True]
+        time.sleep(1)  # into the projection steps
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert os.listdir(out) == [], output
+    assert proc.returncode != 0 and proc.returncode != -signal.SIGTERM, output  # stopped by the handler, not killed
