@@ -1,12 +1,16 @@
 """Interactive 3-D viewer in the browser: orbit a generated head, change style strength, domains, exemplars, latents."""
 
+import os
+import signal
 import socket
+import sys
 from typing import Optional
 
 import click
 import torch
 
 import gen_utils
+from dnnlib import cli
 from viewer.render_core import RenderCore
 from viewer.ui import ViewerApp
 
@@ -68,13 +72,19 @@ def main(network: Optional[str], host: str, port: int, ray_chunk: int, threads: 
     print(f'Viewer at {app.address} (open it in a browser; Ctrl+C stops it)', flush=True)
     try:
         app.server.sleep_forever()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl+C, or SIGTERM through cli.run
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)  # a second Ctrl+C or SIGTERM ends the process at once
+        print('Viewer stopping...', file=sys.stderr, flush=True)
     finally:
-        app.stop()
+        finished = app.stop()
+    if not finished:
+        print('Viewer stopped; the frame in flight was abandoned', file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)  # skips the interpreter teardown, which would abort the render thread inside PyTorch
 
 # ----------------------------------------------------------------------------
 
 
 if __name__ == '__main__':
-    main()  # pylint: disable=no-value-for-parameter
+    cli.run(main)

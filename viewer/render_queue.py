@@ -8,7 +8,7 @@ frame stale), keeping its place in line so that tabs take turns.
 import collections
 import threading
 import traceback
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Optional
 
 Job = Callable[[], None]
 
@@ -46,13 +46,18 @@ class RenderQueue:
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 
-    def close(self) -> None:
-        """Drop waiting jobs, let a running one finish, stop the worker."""
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Drop waiting jobs and stop the worker, waiting at most `timeout` seconds (None: no bound) for a running job.
+
+        Returns False when that job still runs: it is abandoned (the worker is a daemon thread, so it
+        does not keep the process alive), as a slow frame or mesh on a CPU must not hold up Ctrl+C.
+        """
         with self._cond:
             self._closed = True
             self._pending.clear()
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _work(self) -> None:
         while True:

@@ -25,6 +25,7 @@ EXEMPLAR_CHOICE = 'exemplar'  # style dropdown entry of an uploaded exemplar
 NO_STYLE_CHOICE = 'none (plain EG3D)'
 MESH_LEVEL = 10.0  # density iso-level of exported meshes (gen_samples.py --shape-level)
 MESH_NAME = '/head_mesh'
+FRAME_STOP_TIMEOUT = 2.0  # seconds a frame in flight may take to finish when the viewer stops
 
 
 def letterbox(image: np.ndarray, aspect: float) -> np.ndarray:
@@ -278,6 +279,13 @@ class ViewerApp:
         if session is not None:
             session.close()
 
-    def stop(self) -> None:
-        self.queue.close()
-        self.server.stop()
+    def stop(self, frame_timeout: float = FRAME_STOP_TIMEOUT) -> bool:
+        """Stop serving and rendering; a frame or mesh in flight gets `frame_timeout` seconds to finish.
+
+        Returns False when it still runs then (abandoned, never shown): the process should end with
+        os._exit, as Python's interpreter teardown aborts a thread that is still inside PyTorch.
+        """
+        for session in list(self.sessions.values()):
+            session.close()  # a frame that finishes now is not sent to a server that is going away
+        self.server.stop()  # bounded by viser (a few seconds)
+        return self.queue.close(frame_timeout)

@@ -1,6 +1,8 @@
-"""viewer.render_queue: one job at a time, the latest job per key wins, cancelled and failing jobs leave the rest."""
+"""viewer.render_queue: one job at a time, the latest job per key wins, cancelled and failing jobs leave the rest;
+closing does not wait for a slow job longer than asked."""
 
 import threading
+import time
 
 from viewer.render_queue import RenderQueue
 
@@ -58,3 +60,18 @@ def test_one_job_at_a_time():
     assert queue.wait_idle(10)
     assert peak[0] == 1
     queue.close()
+
+
+def test_close_waits_for_a_running_job_at_most_the_timeout():
+    """Regression: close() joined the worker without a bound, so Ctrl+C waited for a slow CPU frame or mesh."""
+    queue = RenderQueue()
+    release, started, ran = threading.Event(), threading.Event(), []
+    queue.submit('slow frame', lambda: (started.set(), release.wait(60)))
+    queue.submit('waiting frame', lambda: ran.append('waiting'))
+    assert started.wait(10)
+    start = time.monotonic()
+    assert queue.close(timeout=0.5) is False  # abandoned: still running
+    assert 0.5 <= time.monotonic() - start < 5
+    release.set()
+    assert queue.close(timeout=10) is True  # the worker ends after its job, without running the dropped one
+    assert ran == []
