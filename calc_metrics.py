@@ -36,6 +36,7 @@ import torch
 
 import dnnlib
 import gen_utils
+import legacy
 from metrics import metric_main, metric_utils
 from metrics.inception import INCEPTION_URL
 from torch_utils import distributed
@@ -62,7 +63,6 @@ class MetricList(click.ParamType):
 
 def _load_networks(args: dnnlib.EasyDict, device: torch.device) -> dnnlib.EasyDict:
     """G_ema (and training_set_kwargs) of --network, G_ema of --source-network."""
-    import legacy
     with dnnlib.util.open_url(args.network) as f:
         network = legacy.load_network_pkl(f)
     out = dnnlib.EasyDict(G=network['G_ema'].eval().requires_grad_(False).to(device),

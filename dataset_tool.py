@@ -21,6 +21,8 @@ import PIL.Image
 from tqdm import tqdm
 
 from camera_utils import checked_camera_labels, dataset_labels_from_json, read_dataset_labels, xflip_camera_label
+from dataset_preprocessing import face_pose
+from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli, image_io
 
 TRANSFORMS = ('none', 'center-crop', 'center-crop-wide')
@@ -192,7 +194,6 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def _face_detector():
-    from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
     try:
         return FaceMeshDetector()
     except FaceToolsMissing as err:
@@ -335,7 +336,6 @@ def _prepare(rgb: np.ndarray, transform: str, resolution: Optional[int], estimat
     """(image (R, R, 3) uint8, label (25,) float32 or None) of one source image (H, W, 3) uint8."""
     if not estimate_cameras:
         return transform_image(rgb, transform, resolution), label
-    from dataset_preprocessing import face_pose
     landmarks, pose = face_pose.estimate_pose(rgb, _face_detector(),
                                               multiple_faces='largest' if multiple_faces == 'largest' else 'error')
     return face_pose.align_face(rgb, landmarks, pose, resolution)

@@ -14,7 +14,10 @@ import PIL.Image
 import torch
 
 import dnnlib
+import legacy
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from dnnlib import cli, image_io
+from training.content import LATENT_EXTS, LatentError, read_latent
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEMO_NETWORK = os.path.join('networks', 'pstyle3d-demo-synthetic.pkl')
@@ -209,8 +212,6 @@ def check_generation_inputs(network: Optional[str], domain: Optional[str], exemp
 
 def load_generator(path: str, device: torch.device) -> torch.nn.Module:
     """G_ema of a network pickle (path or URL) through the project's safe loader, in eval mode on `device`."""
-    import legacy
-
     print(f'Loading networks from "{path}"...')
     try:
         with dnnlib.util.open_url(path) as f:
@@ -287,8 +288,6 @@ def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
 def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:
     """(file stem, ws (1, num_ws, w_dim)) of a w+ latent file (projector.py's latent.npy) or of each .npy / .pt
     file of a folder (sorted), e.g. a projector.py --target=DIR run's latents/ folder."""
-    from training.content import LATENT_EXTS, LatentError, read_latent
-
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(LATENT_EXTS))
         if not files:
@@ -317,8 +316,6 @@ def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, d
     `yaw`/`pitch` (radians) are offsets from the frontal view; the pose is built before any
     seeded rendering because the pose sampler draws (unused) random numbers.
     """
-    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-
     pivot = torch.tensor(G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0]), dtype=torch.float32, device=device)
     radius = G.rendering_kwargs.get('avg_camera_radius', 2.7)
     cam2world = LookAtPoseSampler.sample(np.pi / 2 + yaw, np.pi / 2 + pitch, pivot, radius=radius, device=device)

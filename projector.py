@@ -13,12 +13,14 @@ import dnnlib
 import gen_utils
 import legacy
 from dataset_preprocessing.face_pose import FOV_DEGREES
+from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
 from projector import alignment, outputs
 from projector.losses import ReconstructionLoss, psnr
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune
 from projector.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
 from torch_utils.safe_pickle import atomic_write_pickle
+from training.perceptual import LPIPS, IdentityEncoder
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 RENDER_SEED = 0  # the renderer's random sampling for the saved pictures and the metrics
@@ -50,8 +52,6 @@ def check_generator(G: torch.nn.Module, path: str) -> None:
 def build_lpips(vgg16: Optional[str], lpips_weights: Optional[str], random_perceptual: bool,
                 device: torch.device) -> torch.nn.Module:
     """LPIPS on VGG-16 from the given weights, or random stand-ins with --random-perceptual."""
-    from training.perceptual import LPIPS
-
     if random_perceptual and (vgg16 or lpips_weights):
         raise click.UsageError('--random-perceptual replaces --vgg16 and --lpips; give one or the other')
     if not random_perceptual and not (vgg16 and lpips_weights):
@@ -70,7 +70,6 @@ def build_lpips(vgg16: Optional[str], lpips_weights: Optional[str], random_perce
 def build_identity(arcface: Optional[str], device: torch.device) -> Optional[torch.nn.Module]:
     if arcface is None:
         return None
-    from training.perceptual import IdentityEncoder
     try:
         return IdentityEncoder(weights=arcface).to(device)
     except (FileNotFoundError, ValueError, OSError, RuntimeError) as err:
@@ -83,7 +82,6 @@ def face_detector_factory():
 
     def factory():
         if not detector:
-            from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
             try:
                 detector.append(FaceMeshDetector())
             except FaceToolsMissing as err:

@@ -32,20 +32,21 @@ import torch
 
 import configs
 import dnnlib
+import legacy
 from camera_utils import CAMERA_LABEL_DIM, DATASET_JSON_FORMAT
 from dnnlib import cli
 from metrics import metric_main
 from torch_utils import distributed
-from training import trainable
+from training import trainable, training_loop
 from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
+from training.perceptual import IdentityEncoder, VGG19Features
 from training.training_loop import NonFiniteLossError
 
 
 def subprocess_fn(rank: int, device: torch.device, c: dnnlib.EasyDict) -> dict:
     """One training process (see `torch_utils.distributed.launch`): learn the run folder from rank 0,
     then train. Returns this process's final networks (see `training_loop.training_loop`)."""
-    from training import training_loop
     c = dnnlib.EasyDict(c, run_dir=distributed.broadcast_object(c.run_dir, c.num_gpus))
     log_path = os.path.join(c.run_dir, 'log.txt')
 
@@ -99,7 +100,6 @@ def _next_run_id(outdir: str) -> int:
 
 def _load_networks(path: str, option: str) -> dict:
     """The network pickle at `path` (local or URL) through the safe loader, or a one-line error."""
-    import legacy
     try:
         with dnnlib.util.open_url(path) as f:
             return legacy.load_network_pkl(f)
@@ -139,7 +139,6 @@ def check_resume_preset(G: torch.nn.Module, opts: dnnlib.EasyDict) -> None:
 
 def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None:
     """Both weight files are given and load as the losses will load them (a corrupt file stops here)."""
-    from training.perceptual import IdentityEncoder, VGG19Features
     weights = (('--vgg', vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)', VGG19Features),
                ('--arcface', arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)', IdentityEncoder))
     for option, value, what, _ in weights:

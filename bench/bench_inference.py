@@ -29,6 +29,7 @@ import click
 import numpy as np
 import psutil
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -53,7 +54,6 @@ def peak_tensor_increase_mb(fn) -> float:
     """Peak of the bytes of tensors allocated (and not yet freed) while `fn()` runs, from the profiler's
     allocation and free events in time order (on the CPU). On a GPU the same tensors are what
     torch.cuda.max_memory_allocated counts, so this estimates it where no GPU is available."""
-    from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     live = peak = 0

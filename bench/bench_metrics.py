@@ -23,10 +23,12 @@ import torch
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from metrics import metric_utils  # noqa: E402  (after the path set-up above)
+import gen_utils  # noqa: E402  (after the path set-up above)
+from metrics import metric_utils  # noqa: E402
 from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
 from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
 from metrics.precision_recall import precision_recall  # noqa: E402
+from training.perceptual import IdentityEncoder  # noqa: E402
 
 
 def _timed(fn, reps: int = 1) -> float:
@@ -63,7 +65,6 @@ def main(device: str, num_images: int, batch: int):
                         ('vgg16', 'VGG-16 fc7 (PR), per 1,000 images')):
         rows.append((label, _timed(detector_pass(name)) / num_images * 1000))
 
-    from training.perceptual import IdentityEncoder
     arcface = IdentityEncoder(allow_random_weights=True).to(device)
     floats = images.to(torch.float32) / 127.5 - 1
     with torch.no_grad():
@@ -82,7 +83,6 @@ def main(device: str, num_images: int, batch: int):
     vgg = np.abs(rng.standard_normal((1000, 4096))).astype(np.float32)
     rows.append(('PR formula, 1,000 x 1,000 4096-d features', _timed(lambda: precision_recall(vgg, vgg))))
 
-    import gen_utils
     G = gen_utils.load_generator(os.path.join(REPO_ROOT, gen_utils.DEMO_NETWORK), device)
     z = torch.randn(batch, G.z_dim, device=device)
     c = gen_utils.camera_label(G, 0, 0, 18.837, device).repeat(batch, 1)

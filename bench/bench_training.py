@@ -34,6 +34,7 @@ sys.path.insert(0, REPO_ROOT)
 import configs  # noqa: E402  (after the path set-up above)
 import dnnlib  # noqa: E402
 import train  # noqa: E402
+from dataset_preprocessing.synthetic_heads import make_synthetic_dataset  # noqa: E402
 from training import trainable, training_loop  # noqa: E402
 from training.domain_adaptation import add_domain  # noqa: E402
 from training.loss import PStyleLoss  # noqa: E402
@@ -46,7 +47,6 @@ GEOMETRY_CONFIGS = (('pstyle', 'backbone.synthesis,superresolution,dam,encoder')
 
 
 def _style_set(folder: str, resolution: int, count: int) -> str:
-    from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
     return make_synthetic_dataset(os.path.join(folder, 'toon.zip'), 'toon', count, resolution=resolution)
 
 

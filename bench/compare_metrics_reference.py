@@ -40,7 +40,8 @@ import torch.nn.functional as F
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from metrics import inception  # noqa: E402  (after the path set-up above)
+from dataset_preprocessing.synthetic_heads import make_synthetic_pair  # noqa: E402  (after the path set-up above)
+from metrics import inception  # noqa: E402
 from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
 from metrics.inception import InceptionV3  # noqa: E402
 from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
@@ -78,7 +79,7 @@ class _StandIn(types.ModuleType):
 
 def _import_reference():
     """torch-fidelity's Inception, FID, KID and PR modules, and clean-fid's formulas when installed."""
-    _stand_in_torchvision()
+    _stand_in_torchvision()  # the reference packages import torchvision at import time
     from torch_fidelity import feature_extractor_inceptionv3, metric_fid, metric_kid, metric_prc  # pylint: disable=import-outside-toplevel
     try:
         from cleanfid import fid as cleanfid  # pylint: disable=import-outside-toplevel
@@ -103,7 +104,6 @@ def _portraits(prefix: str) -> list:
 def image_sets(count: int, workdir: str) -> list:
     """[(name, [uint8 (3, H, W)] * N, [uint8 (3, H', W')] * M)]: synthetic natural vs toon heads at 64 and
     256, real photos (1024 x 1024 and one 1536 x 1024) vs art portraits (1024), heads at 64 vs photos."""
-    from dataset_preprocessing.synthetic_heads import make_synthetic_pair  # pylint: disable=import-outside-toplevel
     sets = {}
     for size in (64, 256):
         pair = make_synthetic_pair(os.path.join(workdir, str(size)), count=count, resolution=size)

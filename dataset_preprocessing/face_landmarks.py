@@ -39,7 +39,7 @@ class FaceMeshDetector:
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
         try:
-            import mediapipe
+            import mediapipe  # the optional face tools (requirements-faces.txt): imported when used
             face_mesh = mediapipe.solutions.face_mesh
         except (ImportError, AttributeError) as err:
             raise FaceToolsMissing(f'{INSTALL_HINT} ({type(err).__name__}: {err})') from err

@@ -11,6 +11,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, Iterator, Optional
 
+from tqdm import tqdm
+
 
 class EasyDict(dict):
     """A dict whose keys can also be read and written as attributes (`cfg.lr` == `cfg['lr']`)."""
@@ -159,7 +161,6 @@ def _save_atomically(res: Any, dest: str, total: int, verbose: bool, url: str) -
 
 def _copy_stream(res: Any, f: Any, total: int, verbose: bool, url: str) -> None:
     """Copy the body of a streamed response into `f`, with a tqdm bar for big files."""
-    from tqdm import tqdm
     show = verbose and (total == 0 or total >= _PROGRESS_MIN_BYTES)
     received = 0
     with tqdm(total=total or None, unit='B', unit_scale=True, desc=f'Downloading {url}', disable=not show) as bar:

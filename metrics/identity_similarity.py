@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from metrics import metric_utils
+from training.perceptual import IdentityEncoder
 
 
 def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    from training.perceptual import IdentityEncoder
     metric_utils.check_stylised(opts)  # before loading the encoder's weights
     with metric_utils.weights_option_hint('arcface'):
         encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights)

@@ -16,13 +16,14 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import torch
 
+from dataset_preprocessing.face_landmarks import FaceMeshDetector
+from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose, select_face
 from metrics import metric_utils
 
 _OUTER_EYE_CORNERS = (33, 263)  # MediaPipe face-mesh indices
 
 
 def _detector():
-    from dataset_preprocessing.face_landmarks import FaceMeshDetector
     return FaceMeshDetector(max_faces=1)
 
 
@@ -37,7 +38,6 @@ def _to_hwc(images) -> np.ndarray:
 
 
 def _pose_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose
     detector = _detector()
     for z, c, seed in metric_utils.latent_batches(opts, num_gen):
         with torch.no_grad(), metric_utils.fixed_seed(opts, seed):
@@ -78,7 +78,6 @@ def landmark_nme(natural: np.ndarray, stylised: np.ndarray) -> float:
 
 
 def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    from dataset_preprocessing.face_pose import select_face
     metric_utils.check_stylised(opts)
     detector = _detector()
     for z, c, seed in metric_utils.latent_batches(opts, num_gen):

@@ -29,6 +29,7 @@ import dnnlib
 from dnnlib.image_io import read_image
 from metrics.inception import INCEPTION_URL, InceptionV3
 from torch_utils import distributed
+from training.dataset import ImageFolderDataset
 
 # ----------------------------------------------------------------------------
 # Options.
@@ -88,7 +89,6 @@ def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def open_dataset(opts: MetricOptions, **overrides):
     """The `--data` dataset as a `training.dataset.ImageFolderDataset`."""
-    from training.dataset import ImageFolderDataset
     kwargs = {k: v for k, v in dict(opts.dataset_kwargs, **overrides).items() if k != 'class_name'}
     if not kwargs.get('path'):
         raise ValueError('this metric needs a dataset (--data): its images, or its camera labels for sampling')
@@ -247,7 +247,7 @@ def get_detector(opts: MetricOptions, name: str) -> torch.nn.Module:
             if network == 'inception':
                 detector = InceptionV3(opts.weights.inception, allow_random_weights=opts.allow_random_weights)
             elif network == 'vgg16':
-                from metrics.precision_recall import VGG16Detector
+                from metrics.precision_recall import VGG16Detector  # here: that module imports this one
                 detector = VGG16Detector(opts.weights.vgg16, allow_random_weights=opts.allow_random_weights)
             else:
                 raise ValueError(f'unknown feature detector "{name}"; expected one of {DETECTORS}')

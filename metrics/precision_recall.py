@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import metric_utils
+from training.perceptual import VGGFeatures
 
 VGG_INPUT_SIZE = 224
 
@@ -25,7 +26,6 @@ class VGG16Detector(torch.nn.Module):
 
     def __init__(self, weights: Optional[str] = None, allow_random_weights: bool = False):
         super().__init__()
-        from training.perceptual import VGGFeatures
         self.vgg = VGGFeatures(arch='vgg16', weights=weights, allow_random_weights=allow_random_weights,
                                layers=('fc7',))
 

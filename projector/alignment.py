@@ -15,6 +15,8 @@ import numpy as np
 import PIL.Image
 
 import camera_utils
+from dataset_preprocessing import face_pose
+from dataset_preprocessing.face_landmarks import NoFaceFound
 from dnnlib.image_io import ImageReadError, read_image
 
 MIN_SIZE = 64  # smaller photos hold too little of a face to project
@@ -109,9 +111,6 @@ def resize_square(image: np.ndarray, resolution: int, path: str) -> np.ndarray:
 
 def align_photo(image: np.ndarray, resolution: int, detector: Callable) -> Target:
     """Crop and camera of the largest face in `image` (H, W, 3) uint8, as dataset_tool.py --estimate-cameras."""
-    from dataset_preprocessing import face_pose
-    from dataset_preprocessing.face_landmarks import NoFaceFound
-
     counts = []
 
     def counting_detector(picture: np.ndarray) -> list:

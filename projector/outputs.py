@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from typing import Dict, Iterator, List
 
+import imageio
 import numpy as np
 import torch
 
@@ -47,8 +48,6 @@ class VideoRecorder:
     """The optimisation as an mp4: target and current render side by side, one frame per step."""
 
     def __init__(self, path: str, target: np.ndarray, fps: int = 30):
-        import imageio  # only needed with --save-video
-
         self.target = target
         self.writer = imageio.get_writer(path, mode='I', fps=fps, codec='libx264', bitrate='16M',
                                          macro_block_size=2)

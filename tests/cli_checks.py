@@ -5,6 +5,10 @@ import os
 import re
 from typing import Dict
 
+from click.testing import CliRunner
+
+from tests.gen_network import write_tiny_snapshot
+
 
 def tree_digest(*roots) -> Dict[str, str]:
     """sha256 of every file under `roots` (files or folders), by path; folders are listed too."""
@@ -61,7 +65,6 @@ def check_bad_generation_options(run, tmp_path, network: str, args: list, patter
 
 def tiny_network(tmp_path_factory) -> str:
     """Body of a module fixture: a tiny network pickle storing the domain 'toon'; returns its path."""
-    from tests.gen_network import write_tiny_snapshot
     path = str(tmp_path_factory.mktemp('net') / 'tiny.pkl')
     write_tiny_snapshot(path, domain_names=['toon'])
     return path
@@ -69,7 +72,6 @@ def tiny_network(tmp_path_factory) -> str:
 
 def cpu_runner(command):
     """run(*args): invoke a generation CLI on the CPU with `args` (converted to str)."""
-    from click.testing import CliRunner
     return lambda *args: CliRunner().invoke(command, ['--device=cpu', *[str(a) for a in args]])
 
 

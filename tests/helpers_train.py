@@ -9,6 +9,7 @@ import PIL.Image
 import torch
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+import train
 
 
 def camera_label(yaw: float, pitch: float = 0.0) -> list:
@@ -42,7 +43,6 @@ def make_style_dataset(path: str, count: int = 6, resolution: int = 128, labels:
 
 def build_config(args: list):
     """train.py's (loop config, run description) for command-line `args`, without running."""
-    import train
     ctx = train.main.make_context('train.py', list(args))
     opts = train.apply_presets(ctx, ctx.params)
     return train.validate_and_build(opts)
@@ -50,7 +50,6 @@ def build_config(args: list):
 
 def ddp_worker(rank: int, device: torch.device, c: dict, out_dir: str) -> None:
     """Run by the multi-process test in each process: train as one rank, then save that rank's weights."""
-    import train
     result = train.subprocess_fn(rank, device, c)
     state = {f'{name}.{key}': value.detach().clone() for name in ('G', 'D', 'G_ema')
              for key, value in result[name].state_dict().items()}

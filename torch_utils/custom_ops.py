@@ -53,7 +53,7 @@ _plugins_lock = threading.Lock()  # One build per plugin and process, also with 
 def device_kind() -> str:
     """'cuda' where this torch can run CUDA and nvcc is available, else 'cpu'."""
     if torch.cuda.is_available() and torch.version.cuda is not None:
-        from torch.utils.cpp_extension import CUDA_HOME
+        from torch.utils.cpp_extension import CUDA_HOME  # here: seconds to import, needed with CUDA only
         if CUDA_HOME is not None:
             return 'cuda'
     return 'cpu'
@@ -107,6 +107,7 @@ def _build_or_warn(name: str, source_dir: str, cpp_sources: List[str], cuda_sour
 
 def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_sources: List[str],
           headers: List[str]):
+    # Imported here: cpp_extension takes seconds to import and only a build needs it.
     from filelock import FileLock
     from torch.utils import cpp_extension
 

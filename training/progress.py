@@ -85,6 +85,7 @@ class TickLogger:
             return
         self.stats_file = open(os.path.join(run_dir, 'stats.jsonl'), 'at', encoding='utf-8')
         try:
+            # Imported here: seconds to import, only rank 0 logs, and stats.jsonl is written without it.
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(run_dir)
         except ImportError:

@@ -19,7 +19,9 @@ from metrics import metric_main
 from training import trainable
 from training.adaptation_setup import prepare_networks
 from training.content import LatentFolderContent, SampledContent
+from training.domain_adaptation import mean_domain_code
 from training.loss import PStyleLoss
+from training.perceptual import IdentityEncoder, VGG19Features
 from training.progress import ExemplarSampler, StatsCollector, TickLogger, save_triples_grid
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.snapshot import (build_snapshot, capture_rng_state, kimg_tag, optimizer_state_to_cpu, restore_rng_state,
@@ -44,7 +46,6 @@ def build_perceptual(perceptual_kwargs: dict, device: torch.device, need_identit
     """(VGG-19 features, ArcFace embedding or None) for the losses: weights by path/URL, or random
     stand-ins only when `perceptual_kwargs['random']` says so explicitly. Random stand-ins are
     drawn from a fixed seed, so every process and every resumed run gets the same ones."""
-    from training.perceptual import IdentityEncoder, VGG19Features
     random_ok = bool(perceptual_kwargs.get('random', False))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(perceptual_kwargs.get('random_seed', 0))
@@ -277,7 +278,6 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
 def _store_domain_code(G, G_ema, domain: str, training_set, device: torch.device, chunk: int = 64) -> None:
     """Store the domain's mean code over all training exemplars (G_ema's encoder) in G and G_ema,
     so that `domain=<name>` renders the style without exemplars. Every process computes the same."""
-    from training.domain_adaptation import mean_domain_code
     total = 0
     for start in range(0, len(training_set), chunk):
         idx = range(start, min(start + chunk, len(training_set)))

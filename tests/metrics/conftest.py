@@ -4,9 +4,11 @@ import os
 import zipfile
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
+from dataset_preprocessing.synthetic_heads import make_synthetic_pair
 from metrics.inception import InceptionV3
 
 
@@ -23,7 +25,6 @@ def inception_file(tmp_path_factory) -> str:
 @pytest.fixture(scope='session')
 def heads(tmp_path_factory) -> dict:
     """Synthetic heads, 4 of each look at 32 x 32: {'natural': zip, 'toon': zip, 'toon_dir': folder of PNGs}."""
-    from dataset_preprocessing.synthetic_heads import make_synthetic_pair
     root = tmp_path_factory.mktemp('heads')
     pair = make_synthetic_pair(str(root), count=4, resolution=32)
     folder = root / 'toon-images'
@@ -45,7 +46,6 @@ def cache_dir(tmp_path, monkeypatch) -> str:
 
 def read_pngs(folder: str) -> np.ndarray:
     """(N, 3, H, W) uint8 of the PNGs of a folder, in sorted order (an independent reader for references)."""
-    import PIL.Image
     names = sorted(n for n in os.listdir(folder) if n.endswith('.png'))
     return np.stack([np.asarray(PIL.Image.open(os.path.join(folder, n)).convert('RGB')).transpose(2, 0, 1)
                      for n in names])

@@ -9,13 +9,15 @@ import PIL.Image
 import pytest
 
 from dataset_preprocessing import face_pose
+from dataset_preprocessing.face_landmarks import FaceMeshDetector
+from dataset_preprocessing.synthetic_heads import camera_label
 from metrics import landmark_metrics, metric_utils
+from tests.gen_network import build_tiny_generator
 
 PORTRAIT = os.path.join(os.path.dirname(__file__), '..', 'data', 'portraits', 'photos_019706.jpg')
 
 
 def test_label_yaw_pitch_of_eg3d_cameras():
-    from dataset_preprocessing.synthetic_heads import camera_label
     yaw, pitch = landmark_metrics.label_yaw_pitch(camera_label(0.3, 0.0))
     assert yaw == pytest.approx(math.degrees(0.3), abs=1e-4) and pitch == pytest.approx(0, abs=1e-4)
     # Elevation of a LookAtPoseSampler camera: arcsin(-2 pitch / pi) (EG3D's polar remapping), below for pitch > 0.
@@ -41,7 +43,6 @@ needs_face_tools = pytest.mark.skipif(importlib.util.find_spec('mediapipe') is N
 
 @needs_face_tools
 def test_landmarks_of_a_photo_and_its_shifted_copy():
-    from dataset_preprocessing.face_landmarks import FaceMeshDetector
     image = np.asarray(PIL.Image.open(PORTRAIT).convert('RGB').resize((256, 256), PIL.Image.LANCZOS))
     shifted = np.pad(image, ((0, 0), (8, 0), (0, 0)), mode='edge')[:, :256]
     detector = FaceMeshDetector(max_faces=1)
@@ -52,7 +53,6 @@ def test_landmarks_of_a_photo_and_its_shifted_copy():
 
 @needs_face_tools
 def test_pose_accuracy_without_faces_says_so(heads):
-    from tests.gen_network import build_tiny_generator
     opts = metric_utils.MetricOptions(G=build_tiny_generator(), dataset_kwargs=dict(path=heads['natural']))
     with pytest.raises(ValueError, match='found no face in any of the 1 renders'):
         landmark_metrics.compute_pose_accuracy(opts, num_gen=1)

@@ -1,6 +1,9 @@
 """Feature statistics, sharding, the dataset-statistics cache and the image-folder source."""
 
+import io
 import os
+import shutil
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -65,7 +68,6 @@ def test_dataset_stats_are_cached_by_content(heads, inception_file, cache_dir, t
     again = metric_utils.compute_feature_stats_for_dataset(opts, 'inception', capture_mean_cov=True)
     np.testing.assert_array_equal(again.get_mean_cov()[1], first.get_mean_cov()[1])
     # The key follows the content: same file name, other bytes -> another hash.
-    import shutil
     changed = tmp_path / 'heads-natural.zip'
     shutil.copy(heads['toon'], changed)
     assert metric_utils.dataset_content_hash(str(changed)) != metric_utils.dataset_content_hash(heads['natural'])
@@ -74,8 +76,6 @@ def test_dataset_stats_are_cached_by_content(heads, inception_file, cache_dir, t
 
 
 def _zip_images(path: str) -> np.ndarray:
-    import io
-    import zipfile
     with zipfile.ZipFile(path) as zf:
         names = sorted(n for n in zf.namelist() if n.endswith('.png'))
         return np.stack([np.asarray(PIL.Image.open(io.BytesIO(zf.read(n))).convert('RGB')).transpose(2, 0, 1)

@@ -1,11 +1,14 @@
 """The 3-D and stylisation metrics on the tiny test generator (cameras from the synthetic heads' labels)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from metrics import geometry_preservation, identity_similarity, metric_main, metric_utils, multiview_consistency
 from tests.gen_network import build_tiny_generator
+from training.dataset import ImageFolderDataset
 
 
 @pytest.fixture(scope='module')
@@ -63,7 +66,6 @@ def test_metric_results_and_report_lines(tmp_path):
     line = metric_main.report_metric(dict(results=dict(fid50k_full=1.5), metric='fid50k_full', total_time=2.0,
                                           total_time_str='2s', num_gpus=1, num_images=dict(real=4, gen=4)),
                                      run_dir=str(tmp_path), snapshot_pkl=None)
-    import json
     record = json.loads(line)
     assert record['results'] == dict(fid50k_full=1.5) and record['snapshot_pkl'] is None and 'timestamp' in record
     assert (tmp_path / 'metric-fid50k_full.jsonl').read_text() == line + '\n'
@@ -72,7 +74,6 @@ def test_metric_results_and_report_lines(tmp_path):
 
 
 def test_generator_samples_use_seeded_latents_and_dataset_cameras(tiny_styled, heads, inception_file):
-    from training.dataset import ImageFolderDataset
     opts = _opts(tiny_styled, heads, G_kwargs=dict(domain='toon'), weights=dict(inception=inception_file))
     labels = metric_utils.dataset_labels(opts)
     np.testing.assert_array_equal(labels, np.stack([ImageFolderDataset(heads['natural'], use_labels=True).get_label(i)

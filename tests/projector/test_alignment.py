@@ -7,8 +7,10 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from projector import alignment
+from dataset_preprocessing import face_pose
+from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from dataset_preprocessing.face_pose import camera_label_from_rotation
+from projector import alignment
 
 PORTRAITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'portraits')
 try:
@@ -93,8 +95,6 @@ def test_alignment_reports_no_face_and_the_largest_of_several():
 
 @needs_mediapipe
 def test_alignment_of_a_real_photo_matches_dataset_tool(tmp_path):
-    from dataset_preprocessing import face_pose
-    from dataset_preprocessing.face_landmarks import FaceMeshDetector
 
     path = os.path.join(PORTRAITS, 'photos_006750.jpg')
     detector = FaceMeshDetector()

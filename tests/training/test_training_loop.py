@@ -9,6 +9,7 @@ import torch
 
 import legacy
 from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
+from metrics import metric_main
 from tests.helpers_train import build_config, ddp_worker
 from torch_utils import distributed
 from training import training_loop
@@ -190,7 +191,6 @@ def test_ema_half_life_and_ramp_up():
 
 def test_metrics_run_at_each_snapshot_and_rank_0_reports(data_dir, tmp_path, monkeypatch):
     """--metrics: every snapshot's G_ema is evaluated with the trained domain on the training set."""
-    from metrics import metric_main
     seen = []
 
     def fake5(opts):  # a stand-in for fid50k_full, which would render 50k samples
