@@ -36,7 +36,8 @@ ENDLESS_FRAME_VIEWER = """
 import dataclasses
 import visualizer
 from dnnlib import cli
-from viewer.ui import ViewerApp, orbit_camera
+from viewer.render_core import orbit_camera
+from viewer.ui import ViewerApp
 
 class ViewerRenderingForever(ViewerApp):
     def __init__(self, core, **kwargs):
