@@ -276,19 +276,20 @@ CHECK_YAWS = (0.0, 0.35)
 @torch.no_grad()
 def check_renders(G: torch.nn.Module, seeds: Sequence[int] = CHECK_SEEDS, alphas: Sequence[float] = CHECK_ALPHAS,
                   yaws: Sequence[float] = CHECK_YAWS, truncation_psi: float = 0.7) -> Dict[tuple, np.ndarray]:
-    """{(alpha, yaw): (len(seeds), R, R, 3) uint8} renders as gen_samples.py draws them (mapping
-    conditioned on the frontal camera, renderer seeded by the seed), with G's first stored domain."""
+    """{(alpha, yaw): (len(seeds), R, R, 3) uint8} renders as gen_samples.py draws them (its
+    gen_utils.render_views, the mapping conditioned on the frontal camera), with G's first stored domain."""
     device = torch.device('cpu')
     fov = synthetic_heads.FOV_DEGREES
     frontal = gen_utils.camera_label(G, 0.0, 0.0, fov, device)
-    cameras = {yaw: gen_utils.camera_label(G, yaw, 0.0, fov, device) for yaw in yaws}
+    cameras = [gen_utils.camera_label(G, yaw, 0.0, fov, device) for yaw in yaws]
     rows: Dict[tuple, List[np.ndarray]] = {(a, y): [] for a in alphas for y in yaws}
     for seed in seeds:
         ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, device), frontal, truncation_psi=truncation_psi)
+        code = G.get_domain_code(G.domain_names[0], 1, source_ws=ws)
         for alpha in alphas:
-            for yaw in yaws:
-                torch.manual_seed(seed)
-                out = G.synthesis(ws, cameras[yaw], noise_mode='const', domain=G.domain_names[0], alpha=alpha)
+            kwargs = gen_utils.domain_kwargs(code, alpha)
+            planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
+            for yaw, out in zip(yaws, gen_utils.render_views(G, ws, planes, cameras, seed, kwargs)):
                 rows[(alpha, yaw)].append(gen_utils.image_to_uint8(out['image'])[0])
     return {key: np.stack(images) for key, images in rows.items()}
 

@@ -40,22 +40,6 @@ def grid_name(head: Union[int, str], style: Optional[str]) -> str:
     return head_name(head) + ('' if style is None else f'_{style}') + '_grid'
 
 
-@torch.no_grad()
-def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
-                 render_seed: int, domain_kwargs: dict) -> List[dict]:
-    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
-    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera.
-
-    The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
-    every picture is reproducible.
-    """
-    outputs = []
-    for c in cameras:
-        torch.manual_seed(render_seed)
-        outputs.append(G.synthesis(ws, c, noise_mode='const', planes=planes, **domain_kwargs))
-    return outputs
-
-
 def save_shape(volume: np.ndarray, stem: str, box_size: float, level: float) -> Tuple[int, int]:
     """Write `stem`.mrc (EG3D's layout) and `stem`.ply (world coordinates); returns (#vertices, #faces).
 
@@ -178,7 +162,7 @@ def generate_images(network: Optional[str], seeds: List[int], latent_path: Optio
         for alpha in rows:
             kwargs = gen_utils.domain_kwargs(code, alpha)
             planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
-            for (yaw, pitch), out in zip(views, render_views(G, ws, planes, cameras, render_seed, kwargs)):
+            for (yaw, pitch), out in zip(views, gen_utils.render_views(G, ws, planes, cameras, render_seed, kwargs)):
                 stem = os.path.join(outdir, sample_name(head, domain_label, alpha, yaw, pitch))
                 image = gen_utils.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')

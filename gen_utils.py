@@ -326,6 +326,22 @@ def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, d
 # Pictures.
 
 
+@torch.no_grad()
+def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
+                 render_seed: int, domain_kwargs: dict) -> List[dict]:
+    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
+    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera.
+
+    The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
+    every picture is reproducible.
+    """
+    outputs = []
+    for c in cameras:
+        torch.manual_seed(render_seed)
+        outputs.append(G.synthesis(ws, c, noise_mode='const', planes=planes, **domain_kwargs))
+    return outputs
+
+
 def image_to_uint8(image: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) generator output in [-1, 1] -> (N, H, W, C) uint8, EG3D's rounding."""
     return (image.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()

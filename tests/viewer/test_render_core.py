@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import gen_samples
 import gen_utils
 import shape_utils
 from tests.gen_network import build_tiny_generator
@@ -52,7 +51,7 @@ def test_render_equals_gen_samples_bit_for_bit(G, domain, alpha):
     code = None if domain is None else G.get_domain_code(domain, 1, source_ws=ws)
     cameras = [gen_utils.camera_label(G, yaw, pitch, 18.837, CPU) for yaw, pitch in VIEWS]
     kwargs = gen_utils.domain_kwargs(code, alpha)
-    refs = gen_samples.render_views(G, ws, G.synthesize_planes(ws, noise_mode='const', **kwargs), cameras, seed, kwargs)
+    refs = gen_utils.render_views(G, ws, G.synthesize_planes(ws, noise_mode='const', **kwargs), cameras, seed, kwargs)
     for (yaw, pitch), ref in zip(VIEWS, refs):
         camera = orbit_camera(G, yaw, pitch)
         np.testing.assert_array_equal(core.render(settings, camera), gen_utils.image_to_uint8(ref['image'])[0])
