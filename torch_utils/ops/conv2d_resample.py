@@ -68,15 +68,18 @@ def _in_row_bands(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], u
     _, fh = _get_filter_size(f)
     py0 = _parse_padding(padding)[2]
     step = math.ceil(out_height / bands)
+    memory_format = misc.memory_format_of(x)  # channels-last stays channels-last
     out = None
     for row0 in range(0, out_height, step):
         row1 = min(row0 + step, out_height)
         # Output rows [row0, row1) read upsampled rows [row0 - py0 - (fh - 1), row1 - py0 + (kh - 1) + (fh - 1)).
         first = max((row0 - py0 - fh + 1) // up, 0)
         last = min(-(-(row1 - py0 + kh + fh - 2) // up), x.shape[2])
-        band = _conv2d_resample(x[:, :, first:last], w, f, up, 1, padding, groups, flip_weight, flip_filter)
+        rows = x[:, :, first:last].contiguous(memory_format=memory_format)  # a copy only for NHWC with N > 1
+        band = _conv2d_resample(rows, w, f, up, 1, padding, groups, flip_weight, flip_filter)
         if out is None:
-            out = band.new_empty([band.shape[0], band.shape[1], out_height, band.shape[3]])
+            out = torch.empty([band.shape[0], band.shape[1], out_height, band.shape[3]], dtype=band.dtype,
+                              device=band.device, memory_format=memory_format)
         out[:, :, row0:row1] = band[:, :, row0 - up * first:row1 - up * first]
         del band
     misc.release_freed_cpu_memory()  # the bands' temporaries, which glibc would keep in the heap
