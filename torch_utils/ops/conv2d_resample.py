@@ -48,8 +48,9 @@ def _check_args(x: torch.Tensor, w: torch.Tensor, up: int, down: int, groups: in
         raise ValueError(f'conv2d_resample: groups={groups} must be an int >= 1 dividing out_channels={w.shape[0]}')
 
 
-# CPU inference computes outputs larger than this in bands of rows (see _in_row_bands), of at least
-# this many rows each (every band re-reads a few rows of input beyond its own).
+# CPU inference of NCHW activations computes outputs larger than this in bands of rows (see _in_row_bands),
+# of at least this many rows each (every band re-reads a few rows of input beyond its own). Channels-last
+# activations run in one call: oneDNN reads and writes NHWC as stored, so there are no layout copies to bound.
 INFERENCE_BAND_BYTES = 16 * 2 ** 20
 INFERENCE_BAND_MIN_ROWS = 64
 
@@ -68,18 +69,15 @@ def _in_row_bands(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], u
     _, fh = _get_filter_size(f)
     py0 = _parse_padding(padding)[2]
     step = math.ceil(out_height / bands)
-    memory_format = misc.memory_format_of(x)  # channels-last stays channels-last
     out = None
     for row0 in range(0, out_height, step):
         row1 = min(row0 + step, out_height)
         # Output rows [row0, row1) read upsampled rows [row0 - py0 - (fh - 1), row1 - py0 + (kh - 1) + (fh - 1)).
         first = max((row0 - py0 - fh + 1) // up, 0)
         last = min(-(-(row1 - py0 + kh + fh - 2) // up), x.shape[2])
-        rows = x[:, :, first:last].contiguous(memory_format=memory_format)  # a copy only for NHWC with N > 1
-        band = _conv2d_resample(rows, w, f, up, 1, padding, groups, flip_weight, flip_filter)
+        band = _conv2d_resample(x[:, :, first:last], w, f, up, 1, padding, groups, flip_weight, flip_filter)
         if out is None:
-            out = torch.empty([band.shape[0], band.shape[1], out_height, band.shape[3]], dtype=band.dtype,
-                              device=band.device, memory_format=memory_format)
+            out = band.new_empty([band.shape[0], band.shape[1], out_height, band.shape[3]])
         out[:, :, row0:row1] = band[:, :, row0 - up * first:row1 - up * first]
         del band
     misc.release_freed_cpu_memory()  # the bands' temporaries, which glibc would keep in the heap
@@ -98,10 +96,10 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         flip_weight: True = correlation (torch's conv2d), False = convolution.
         flip_filter: passed to upfirdn2d.
     Returns:
-        (N, Cout, H', W'). CPU inference (no gradient) of a large output runs in bands of rows (same numbers).
+        (N, Cout, H', W'). CPU inference (no gradient) of a large NCHW output runs in bands of rows (same numbers).
     """
     _check_args(x, w, up, down, groups)
-    if down == 1 and x.device.type == 'cpu' and not misc.needs_grad(x, w):
+    if down == 1 and x.device.type == 'cpu' and not misc.is_channels_last(x) and not misc.needs_grad(x, w):
         px0, px1, py0, py1 = _parse_padding(padding)
         out_height = x.shape[2] * up + py0 + py1 - w.shape[2] + 1
         out_width = x.shape[3] * up + px0 + px1 - w.shape[3] + 1
