@@ -77,6 +77,16 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Is the 4-D tensor x stored channels-last (NHWC), and not also plainly contiguous (C = 1 or H = W = 1)?"""
+    return x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """torch.channels_last for a channels-last 4-D tensor, else torch.contiguous_format."""
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
 def _load_malloc_trim():
     try:
         return getattr(ctypes.CDLL(None), 'malloc_trim', None)  # glibc only

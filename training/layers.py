@@ -75,17 +75,38 @@ def modulated_conv2d(
             return x.add_(noise.to(x.dtype))
         return x
 
-    # Fused: fold the batch into the channels, one group per sample.
-    with misc.suppress_tracer_warnings():
-        batch_size = int(batch_size)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=resample_filter, up=up, down=down,
-                                        padding=padding, groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
+    if misc.is_channels_last(x):
+        x = _fused_channels_last(x, w.to(x.dtype), resample_filter, up, down, padding, flip_weight)
+    else:
+        # Fused: fold the batch into the channels, one group per sample.
+        with misc.suppress_tracer_warnings():
+            batch_size = int(batch_size)
+        x = x.reshape(1, -1, *x.shape[2:])
+        w = w.reshape(-1, in_channels, kh, kw)
+        x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=resample_filter, up=up, down=down,
+                                            padding=padding, groups=batch_size, flip_weight=flip_weight)
+        x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:
         x = x.add_(noise)
     return x
+
+
+def _fused_channels_last(x: torch.Tensor, w: torch.Tensor, resample_filter: Optional[torch.Tensor], up: int,
+                         down: int, padding: int, flip_weight: bool) -> torch.Tensor:
+    """Fused modulated convolution of channels-last (NHWC) x [N, I, H, W] with per-sample weights w [N, O, I, kh, kw].
+
+    NHWC cannot fold the batch into the channels without copying x, so every sample is its own
+    convolution (channels-last out). A 1x1 kernel without resampling (toRGB) is a matrix product of the
+    (H*W, I) pixel matrix instead, whose result is NCHW, the layout of the image it is added to.
+    """
+    batch_size, out_channels, in_channels, kh, kw = w.shape
+    if kh == 1 and kw == 1 and up == 1 and down == 1 and padding == 0:
+        pixels = x.permute(0, 2, 3, 1).reshape(batch_size, -1, in_channels)  # [N, H*W, I], a view of NHWC memory
+        return torch.bmm(w.reshape(batch_size, out_channels, in_channels), pixels.transpose(1, 2)).reshape(
+            batch_size, out_channels, *x.shape[2:])
+    samples = [conv2d_resample.conv2d_resample(x=x[n:n + 1], w=w[n], f=resample_filter, up=up, down=down,
+                                               padding=padding, flip_weight=flip_weight) for n in range(batch_size)]
+    return samples[0] if batch_size == 1 else torch.cat(samples)
 
 
 @persistence.persistent_class

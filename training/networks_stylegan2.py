@@ -112,7 +112,7 @@ class SynthesisBlock(torch.nn.Module):
         if ws.device.type != 'cuda':  # EG3D runs FP16 blocks in FP32 off the GPU
             force_fp32 = True
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        memory_format = self._memory_format([x, ws, domain_ws], force_fp32)
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
@@ -120,8 +120,8 @@ class SynthesisBlock(torch.nn.Module):
 
         in_resolution = self.resolution // self.up
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)
         else:
             misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution], 'x')
             x = x.to(dtype=dtype, memory_format=memory_format)
@@ -157,6 +157,15 @@ class SynthesisBlock(torch.nn.Module):
             # Out of place: without upsampling `img` may be the caller's render (image_raw).
             img = img + y if img is not None else y
         return x, img
+
+    def _memory_format(self, inputs: Sequence[Optional[torch.Tensor]], force_fp32: bool) -> torch.memory_format:
+        """Channels-last for CPU inference (no gradient to any of `inputs` or the parameters): oneDNN convolves
+        NHWC activations as they are stored, where NCHW ones are copied into its blocked layout and back
+        around every convolution (docs/benchmarks.md)."""
+        inputs = [t for t in inputs if t is not None]
+        if inputs[0].device.type == 'cpu' and not misc.needs_grad(*inputs, *self.parameters()):
+            return torch.channels_last
+        return torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
 
     def extra_repr(self) -> str:
         return f'resolution={self.resolution:d}, architecture={self.architecture:s}, up={self.up}'

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_utils.ops import bias_act
+from torch_utils.ops import bias_act, upfirdn2d
 from torch_utils.ops.bias_act import bias_act_inplace_
 from training.layers import SynthesisLayer, modulated_conv2d
 
@@ -83,3 +83,19 @@ def test_synthesis_layer_inference_equals_training_path():
     with torch.no_grad():
         without = layer(x, w, noise_mode='const')
     torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+@pytest.mark.parametrize('kernel,up,demodulate', [(3, 1, True), (3, 2, True), (1, 1, False)])
+def test_fused_modconv_of_channels_last_activations(batch, kernel, up, demodulate):
+    """NHWC activations (CPU inference) convolve sample by sample, a 1x1 kernel as a matrix product; the
+    numbers are the NCHW grouped convolution's."""
+    torch.manual_seed(kernel + up + batch)
+    x, w, s = torch.randn(batch, 6, 8, 8), torch.randn(5, 6, kernel, kernel), torch.rand(batch, 6) + 0.5
+    noise = torch.randn(batch, 1, 8 * up, 8 * up)
+    kwargs = dict(noise=noise, up=up, padding=kernel // 2, resample_filter=upfirdn2d.setup_filter([1, 3, 3, 1]),
+                  demodulate=demodulate, flip_weight=(up == 1))
+    expected = modulated_conv2d(x, w, s, **kwargs)
+    out = modulated_conv2d(x.to(memory_format=torch.channels_last), w, s, **kwargs)
+    assert out.is_contiguous(memory_format=torch.channels_last) == (kernel > 1)  # 1x1 (toRGB): NCHW image
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)

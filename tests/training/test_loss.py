@@ -131,7 +131,9 @@ def test_density_regulariser_matches_direct_computation(tiny_nets):
     with torch.no_grad():
         sigma = n['G_src'].sample_mixed(coords, torch.randn_like(coords), n['ws'])['sigma']
     expected = (sigma[:, :50] - sigma[:, 50:]).abs().mean()
-    assert float(stats['Loss/G/density_reg']) == pytest.approx(float(expected), rel=1e-5)
+    # The loss runs G with autograd (NCHW convolutions), this direct computation without (channels-last):
+    # float rounding of the tri-planes, magnified by differencing nearby densities (1.3e-5 seen).
+    assert float(stats['Loss/G/density_reg']) == pytest.approx(float(expected), rel=1e-4)
     assert float(stats['Loss/G/geom']) < 1e-6  # fresh DAM: the source's densities (up to fused-conv rounding)
 
 

@@ -43,3 +43,22 @@ def test_synthesis_network_rejects_bad_shapes():
         synthesis(torch.zeros(1, 5, 8))
     with pytest.raises(ValueError, match='power of two'):
         nets.SynthesisNetwork(w_dim=8, img_resolution=12, img_channels=3)
+
+
+@pytest.mark.parametrize('batch,architecture', [(1, 'skip'), (2, 'skip'), (1, 'resnet')])
+def test_cpu_inference_runs_channels_last_with_the_autograd_paths_numbers(batch, architecture):
+    """Without autograd on the CPU the blocks keep their activations channels-last (NHWC); the image is
+    NCHW and within 1e-5 of the autograd (NCHW) path's."""
+    torch.manual_seed(0)
+    synthesis = nets.SynthesisNetwork(w_dim=8, img_resolution=32, img_channels=5, channel_base=256,
+                                      channel_max=16, architecture=architecture)
+    ws = torch.randn(batch, synthesis.num_ws, 8)
+    expected = synthesis(ws, noise_mode='const')
+    assert expected.requires_grad  # the parameters take gradients: NCHW throughout
+    layouts = []
+    synthesis.b16.register_forward_hook(lambda module, args, out: layouts.append(out[0].is_contiguous()))
+    with torch.no_grad():
+        image = synthesis(ws, noise_mode='const')
+    assert layouts == [False]  # the block's activations are channels-last ...
+    assert image.is_contiguous()  # ... and the image NCHW
+    torch.testing.assert_close(image, expected.detach(), rtol=0, atol=1e-5)

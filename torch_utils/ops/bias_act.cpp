@@ -21,8 +21,24 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;  // Elements per parallel task: large enough to amortise scheduling.
 
+// True for a 4-D x stored channels-last (NHWC), with the bias along its channels or no bias: the CPU kernels
+// then run on its memory as it is (channels innermost) and return channels-last results, instead of NCHW copies.
+bool channels_innermost(const at::Tensor& x, const c10::optional<at::Tensor>& b, int64_t dim) {
+    return (!b.has_value() || dim == 1) && x.dim() == 4 && !x.is_contiguous() &&
+           x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// x (and the other element-wise operands) as the kernels read them: NCHW-contiguous, or channels-last dense.
+at::Tensor dense(const at::Tensor& t, bool channels_last) {
+    return t.contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
+
+c10::optional<at::Tensor> dense(const c10::optional<at::Tensor>& t, bool channels_last) {
+    return t.has_value() ? c10::optional<at::Tensor>(dense(*t, channels_last)) : c10::nullopt;
+}
+
 Params make_params(const at::Tensor& x, const c10::optional<at::Tensor>& b, int64_t dim, int64_t act, double alpha,
-                   double gain, double clamp, int64_t order) {
+                   double gain, double clamp, int64_t order, bool channels_last = false) {
     TORCH_CHECK(act >= LINEAR && act <= SWISH, "bias_act: unknown activation index ", act);
     TORCH_CHECK(order == 1 || order == 2, "bias_act: derivative order must be 1 or 2, got ", order);
     Params p;
@@ -36,7 +52,8 @@ Params make_params(const at::Tensor& x, const c10::optional<at::Tensor>& b, int6
                     "bias_act: b must have the dtype and device of x");
         p.channels = x.size(dim);
         p.inner = 1;
-        for (int64_t i = dim + 1; i < x.dim(); i++) p.inner *= x.size(i);
+        if (!channels_last)  // channels-last memory: the channels are innermost, one bias per element
+            for (int64_t i = dim + 1; i < x.dim(); i++) p.inner *= x.size(i);
         p.inner = std::max<int64_t>(p.inner, 1);
     }
     p.act = static_cast<int>(act);
@@ -64,10 +81,25 @@ template <typename Fn> void for_each_run(const Params& p, Fn fn) {
     });
 }
 
+// Runs fn(i0) for every run [i0, i0 + channels) of elements whose channels are 0 .. channels-1 (bias along
+// the innermost dimension: channels-last images, or (N, C) rows).
+template <typename Fn> void for_each_channel_row(const Params& p, Fn fn) {
+    at::parallel_for(0, p.numel / p.channels, std::max<int64_t>(kGrain / p.channels, 1), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++) fn(r * p.channels);
+    });
+}
+
 // The activation and "clamp or not" are template arguments and the parameters plain locals, so that
 // the per-element branches fold away and the loops vectorise.
 template <typename T, int A, bool Clamp> void forward_loop(const Params& p, const T* x, const T* b, T* y) {
     const T alpha = T(p.alpha), gain = T(p.gain), clamp = Clamp ? T(p.clamp) : T(-1);
+    if (p.inner == 1 && p.channels > 1) {
+        const int64_t channels = p.channels;
+        for_each_channel_row(p, [=](int64_t i0) {
+            for (int64_t c = 0; c < channels; c++) y[i0 + c] = forward_value<T>(A, x[i0 + c] + b[c], alpha, gain, clamp);
+        });
+        return;
+    }
     for_each_run(p, [=](int64_t i0, int64_t i1, int64_t c) {
         const T bias = b ? b[c] : T(0);
         for (int64_t i = i0; i < i1; i++) y[i] = forward_value<T>(A, x[i] + bias, alpha, gain, clamp);
@@ -78,6 +110,16 @@ template <typename T, int A, bool Clamp>
 void backward_loop(const Params& p, const T* dy, const T* x, const T* b, const T* y, T* dx) {
     const T alpha = T(p.alpha), gain = T(p.gain), clamp = Clamp ? T(p.clamp) : T(-1);
     const int order = p.order;
+    if (p.inner == 1 && p.channels > 1) {
+        const int64_t channels = p.channels;
+        for_each_channel_row(p, [=](int64_t i0) {
+            for (int64_t c = 0; c < channels; c++) {
+                const int64_t i = i0 + c;
+                dx[i] = backward_value<T>(A, order, dy[i], x[i] + b[c], Clamp ? y[i] : T(0), alpha, gain, clamp);
+            }
+        });
+        return;
+    }
     for_each_run(p, [=](int64_t i0, int64_t i1, int64_t c) {
         const T bias = b ? b[c] : T(0);
         for (int64_t i = i0; i < i1; i++)
@@ -113,27 +155,44 @@ c10::optional<at::Tensor> contiguous(const c10::optional<at::Tensor>& t) {
     return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
 }
 
-at::Tensor forward_cpu(const at::Tensor& x_in, const c10::optional<at::Tensor>& b_in, int64_t dim, int64_t act,
-                       double alpha, double gain, double clamp) {
-    at::Tensor x = x_in.contiguous();
-    c10::optional<at::Tensor> b = contiguous(b_in);
-    Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1);
-    at::Tensor y = at::empty_like(x);
+// y = bias_act(x) into y, which may be x itself (the in-place operator).
+void forward_cpu_into(const at::Tensor& x, const c10::optional<at::Tensor>& b, const Params& p, at::Tensor& y) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_forward_cpu", [&] {
         dispatch_act(p.act, p.clamp >= 0, [&](auto a, auto clamp) {
             forward_loop<scalar_t, decltype(a)::value, decltype(clamp)::value>(p, x.data_ptr<scalar_t>(), data_or_null<scalar_t>(b),
                                                       y.data_ptr<scalar_t>());
         });
     });
+}
+
+at::Tensor forward_cpu(const at::Tensor& x_in, const c10::optional<at::Tensor>& b_in, int64_t dim, int64_t act,
+                       double alpha, double gain, double clamp) {
+    const bool channels_last = channels_innermost(x_in, b_in, dim);
+    at::Tensor x = dense(x_in, channels_last);
+    c10::optional<at::Tensor> b = contiguous(b_in);
+    Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1, channels_last);
+    at::Tensor y = at::empty_like(x);  // keeps x's memory format
+    forward_cpu_into(x, b, p, y);
     return y;
+}
+
+// bias_act written into x, for inference on a tensor the caller owns (NCHW- or channels-last-dense).
+void forward_inplace_cpu(at::Tensor x, const c10::optional<at::Tensor>& b_in, int64_t dim, int64_t act, double alpha,
+                         double gain, double clamp) {
+    const bool channels_last = channels_innermost(x, b_in, dim);
+    TORCH_CHECK(x.is_contiguous() || channels_last, "bias_act: the in-place operator needs a dense x");
+    c10::optional<at::Tensor> b = contiguous(b_in);
+    Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1, channels_last);
+    forward_cpu_into(x, b, p, x);
 }
 
 at::Tensor backward_cpu(const at::Tensor& dy_in, const at::Tensor& x_in, const c10::optional<at::Tensor>& b_in,
                         const c10::optional<at::Tensor>& y_in, int64_t dim, int64_t act, double alpha, double gain,
                         double clamp, int64_t order) {
-    at::Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
-    c10::optional<at::Tensor> b = contiguous(b_in), y = contiguous(y_in);
-    Params p = make_params(x, b, dim, act, alpha, gain, clamp, order);
+    const bool channels_last = channels_innermost(x_in, b_in, dim);
+    at::Tensor x = dense(x_in, channels_last), dy = dense(dy_in, channels_last);
+    c10::optional<at::Tensor> b = contiguous(b_in), y = dense(y_in, channels_last);
+    Params p = make_params(x, b, dim, act, alpha, gain, clamp, order, channels_last);
     TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act: the backward of a clamped bias_act needs its output y");
     check_same(x, dy, "dy");
     if (y.has_value()) check_same(x, *y, "y");
@@ -203,11 +262,13 @@ TORCH_LIBRARY(bias_act_plugin, m) {
     m.def("forward(Tensor x, Tensor? b, int dim, int act, float alpha, float gain, float clamp) -> Tensor");
     m.def("backward(Tensor dy, Tensor x, Tensor? b, Tensor? y, int dim, int act, float alpha, float gain, "
           "float clamp, int order) -> Tensor");
+    m.def("forward_inplace(Tensor(a!) x, Tensor? b, int dim, int act, float alpha, float gain, float clamp) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(bias_act_plugin, CPU, m) {
     m.impl("forward", &forward_cpu);
     m.impl("backward", &backward_cpu);
+    m.impl("forward_inplace", &forward_inplace_cpu);
 }
 
 #ifdef PSTYLE3D_WITH_CUDA

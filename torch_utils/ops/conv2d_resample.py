@@ -48,8 +48,9 @@ def _check_args(x: torch.Tensor, w: torch.Tensor, up: int, down: int, groups: in
         raise ValueError(f'conv2d_resample: groups={groups} must be an int >= 1 dividing out_channels={w.shape[0]}')
 
 
-# CPU inference computes outputs larger than this in bands of rows (see _in_row_bands), of at least
-# this many rows each (every band re-reads a few rows of input beyond its own).
+# CPU inference of NCHW activations computes outputs larger than this in bands of rows (see _in_row_bands),
+# of at least this many rows each (every band re-reads a few rows of input beyond its own). Channels-last
+# activations run in one call: oneDNN reads and writes NHWC as stored, so there are no layout copies to bound.
 INFERENCE_BAND_BYTES = 16 * 2 ** 20
 INFERENCE_BAND_MIN_ROWS = 64
 
@@ -95,10 +96,10 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         flip_weight: True = correlation (torch's conv2d), False = convolution.
         flip_filter: passed to upfirdn2d.
     Returns:
-        (N, Cout, H', W'). CPU inference (no gradient) of a large output runs in bands of rows (same numbers).
+        (N, Cout, H', W'). CPU inference (no gradient) of a large NCHW output runs in bands of rows (same numbers).
     """
     _check_args(x, w, up, down, groups)
-    if down == 1 and x.device.type == 'cpu' and not misc.needs_grad(x, w):
+    if down == 1 and x.device.type == 'cpu' and not misc.is_channels_last(x) and not misc.needs_grad(x, w):
         px0, px1, py0, py1 = _parse_padding(padding)
         out_height = x.shape[2] * up + py0 + py1 - w.shape[2] + 1
         out_width = x.shape[3] * up + px0 + px1 - w.shape[3] + 1

@@ -33,12 +33,40 @@ Geometry checked_geometry(const at::Tensor& x, const at::Tensor& f, int64_t upx,
                          (int)padx0, (int)padx1, (int)pady0, (int)pady1);
 }
 
+// A channels-last (NHWC) x, filtered as it is stored into a channels-last y: every output pixel is a
+// weighted sum of whole channel vectors.
+void upfirdn2d_cpu_channels_last(const Geometry& g, const at::Tensor& x, const at::Tensor& f, bool flip_filter,
+                                 double gain, at::Tensor& y) {
+    const int64_t channels = x.size(1), rows = x.size(0) * g.out_h;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cpu_channels_last", [&] {
+        const std::vector<scalar_t> k = Pass<scalar_t>(g, f.data_ptr<float>(), f.dim() == 1, flip_filter, gain).taps_2d();
+        const scalar_t* xp = x.data_ptr<scalar_t>();
+        scalar_t* yp = y.data_ptr<scalar_t>();
+        at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; r++) {
+                const int64_t n = r / g.out_h;
+                row_channels_last(g, channels, xp + n * g.in_h * g.in_w * channels, k.data(), (int)(r % g.out_h),
+                                  yp + r * g.out_w * channels);
+            }
+        });
+    });
+}
+
 at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f_in, int64_t upx, int64_t upy, int64_t downx,
                          int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip_filter,
                          double gain) {
-    at::Tensor x = x_in.contiguous(), f = f_in.contiguous();
+    // Channels-last in, channels-last out (the layout CPU inference keeps its activations in).
+    const bool channels_last = x_in.dim() == 4 && !x_in.is_contiguous() &&
+                               x_in.is_contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor x = channels_last ? x_in : x_in.contiguous(), f = f_in.contiguous();
     Geometry g = checked_geometry(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
-    at::Tensor y = at::empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.options());
+    at::Tensor y = at::empty({x.size(0), x.size(1), g.out_h, g.out_w},
+                             x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                     : at::MemoryFormat::Contiguous));
+    if (channels_last) {
+        upfirdn2d_cpu_channels_last(g, x, f, flip_filter, gain, y);
+        return y;
+    }
     const int64_t planes = x.size(0) * x.size(1);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cpu", [&] {
         const Pass<scalar_t> pass(g, f.data_ptr<float>(), f.dim() == 1, flip_filter, gain);

@@ -126,6 +126,35 @@ template <typename T> std::vector<T> prepare_taps(const float* f, int n, bool fl
     return k;
 }
 
+// The input column that output column ox meets through horizontal tap kx, or -1.
+inline int source_col(const Geometry& g, int ox, int kx) {
+    int v = ox * g.downx + kx - g.padx0;
+    if (v < 0 || v % g.upx != 0 || v / g.upx >= g.in_w) return -1;
+    return v / g.upx;
+}
+
+// One output row oy of a channels-last (NHWC) image: x is one image (g.in_h x g.in_w x channels), y its
+// output row (g.out_w x channels), k all fh*fw taps. Every output pixel sums its taps over whole channel
+// vectors (contiguous, vectorised), horizontal taps outer and vertical inner as filter_rows does.
+template <typename T>
+void row_channels_last(const Geometry& g, int64_t channels, const T* x, const T* k, int oy, T* y) {
+    for (int ox = 0; ox < g.out_w; ox++) {
+        T* out = y + (int64_t)ox * channels;
+        std::fill(out, out + channels, T(0));
+        for (int kx = 0; kx < g.fw; kx++) {
+            const int ix = source_col(g, ox, kx);
+            if (ix < 0) continue;
+            for (int ky = 0; ky < g.fh; ky++) {
+                const int iy = source_row(g, oy, ky);
+                if (iy < 0) continue;
+                const T w = k[ky * g.fw + kx];
+                const T* src = x + ((int64_t)iy * g.in_w + ix) * channels;
+                for (int64_t c = 0; c < channels; c++) out[c] += w * src[c];
+            }
+        }
+    }
+}
+
 // One upfirdn2d pass, ready to run on any number of planes of its geometry.
 template <typename T> struct Pass {
     Geometry g;
@@ -137,6 +166,15 @@ template <typename T> struct Pass {
         : g(geometry), separable(is_separable) {
         k = prepare_taps<T>(f, separable ? g.fw : g.fh * g.fw, flip_filter, separable ? 1.0 : gain);
         if (separable) ky = prepare_taps<T>(f, g.fh, flip_filter, gain);
+    }
+
+    // All fh*fw taps of the 2-D filter (a separable one expanded), with the gain: for channels-last images.
+    std::vector<T> taps_2d() const {
+        if (!separable) return k;
+        std::vector<T> k2(g.fh * g.fw);
+        for (int y = 0; y < g.fh; y++)
+            for (int x = 0; x < g.fw; x++) k2[y * g.fw + x] = ky[y] * k[x];
+        return k2;
     }
 
     // Filters one plane (g.in_h x g.in_w -> g.out_h x g.out_w); tmp and buf are per-thread scratch space.

@@ -80,3 +80,31 @@ def test_linear_output_may_be_modified_in_place(impl):
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.full([2, 3, 4], 2.0))
     np.testing.assert_allclose(b.grad.numpy(), np.full([3], 16.0))
+
+
+@pytest.mark.parametrize('with_bias', [True, False])
+@pytest.mark.parametrize('act', ['linear', 'lrelu', 'tanh', 'swish'])
+def test_channels_last_stays_channels_last(act, with_bias):
+    """The CPU kernels read NHWC-stored x as it is and return NHWC: the NCHW result's numbers, values and gradients."""
+    torch.manual_seed(0)
+    x, b = torch.randn(2, 7, 5, 6), torch.randn(7) if with_bias else None
+    kwargs = dict(act=act, gain=1.3, clamp=0.8)
+    x_nchw = x.clone().requires_grad_(True)
+    x_nhwc = x.to(memory_format=torch.channels_last).requires_grad_(True)
+    y_nchw, y_nhwc = bias_act.bias_act(x_nchw, b, **kwargs), bias_act.bias_act(x_nhwc, b, **kwargs)
+    assert y_nhwc.is_contiguous(memory_format=torch.channels_last) and not y_nhwc.is_contiguous()
+    assert torch.equal(y_nhwc, y_nchw)
+    dy = torch.randn(y_nchw.shape)
+    assert torch.equal(torch.autograd.grad(y_nhwc, x_nhwc, dy)[0], torch.autograd.grad(y_nchw, x_nchw, dy)[0])
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('act,gain,clamp', [('lrelu', np.sqrt(2), 256.0), ('linear', 0.5, None)])
+def test_inplace_kernel_equals_bias_act(memory_format, act, gain, clamp):
+    torch.manual_seed(0)
+    x, b = torch.randn(2, 5, 6, 7) * 300, torch.randn(5)
+    expected = bias_act.bias_act(x, b, act=act, gain=gain, clamp=clamp, impl='ref')
+    y = x.to(memory_format=memory_format, copy=True)
+    assert bias_act.bias_act_inplace_(y, b, act, gain, clamp) is y
+    assert y.is_contiguous(memory_format=memory_format)
+    assert torch.equal(y, expected)

@@ -85,3 +85,17 @@ def test_inference_in_bands_equals_one_call(monkeypatch, k, up, groups, padding)
     assert len(calls) == 5 and max(calls) < x.shape[2]  # five bands, each reading part of the input
     assert banded.shape == one_call.shape
     assert torch.equal(banded, one_call)
+
+
+def test_channels_last_inference_runs_in_one_call(monkeypatch):
+    """NHWC activations are convolved as stored (no oneDNN layout copies to bound): one call, NHWC result."""
+    x = torch.randn(1, 4, 23, 21).to(memory_format=torch.channels_last)
+    w = torch.randn(6, 4, 3, 3)
+    calls = []
+    original = conv2d_resample._conv2d_resample
+    monkeypatch.setattr(conv2d_resample, '_conv2d_resample', lambda x, *a: calls.append(x.shape[2]) or original(x, *a))
+    monkeypatch.setattr(conv2d_resample, 'INFERENCE_BAND_BYTES', 64)
+    monkeypatch.setattr(conv2d_resample, 'INFERENCE_BAND_MIN_ROWS', 2)
+    with torch.no_grad():
+        y = conv2d_resample.conv2d_resample(x, w, f=upfirdn2d.setup_filter([1, 3, 3, 1]), up=2, padding=1)
+    assert calls == [23] and y.is_contiguous(memory_format=torch.channels_last)

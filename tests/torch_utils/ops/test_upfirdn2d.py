@@ -78,3 +78,16 @@ def test_gradcheck(separable, impl):
         return upfirdn2d.upfirdn2d(x, f, up=[2, 3], down=[3, 2], padding=[2, -1, 1, 2], gain=1.7, impl=impl)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_channels_last_stays_channels_last(seed):
+    """An NHWC-stored x is filtered as stored into an NHWC result with the numbers of the NCHW kernel."""
+    x, f, up, down, padding, flip, gain = random_case(np.random.default_rng(seed))
+    x = torch.tensor(x, dtype=torch.float32).repeat(1, 3, 1, 1)  # 9 channels: a real channel vector
+    kwargs = dict(f=torch.tensor(f, dtype=torch.float32), up=list(up), down=list(down), padding=padding,
+                  flip_filter=flip, gain=gain)
+    expected = upfirdn2d.upfirdn2d(x, **kwargs)
+    y = upfirdn2d.upfirdn2d(x.to(memory_format=torch.channels_last), **kwargs)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
