@@ -24,8 +24,8 @@ def test_face_mesh_finds_the_synthetic_training_faces():
     assert found == {(0.0, 0.0): 8, (1.0, 0.0): 7}, found
 
 
-@pytest.mark.xfail(strict=True, reason='the bundled demo network draws faceless heads: 0/8 in every row '
-                   '(docs/demo_network.md, Limitations); make this pass and drop the mark')
+@pytest.mark.xfail(strict=True, reason='the bundled demo network draws heads without eyes: 2, 1, 0 and 0 of 8 '
+                   'per row (docs/demo_network.md, Limitations); make this pass and drop the mark')
 def test_face_mesh_finds_faces_in_every_row_of_the_demo_renders():
     G = legacy.load_network_pkl(os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK))['G_ema'].eval()
     found = demo_source.face_counts(demo_source.check_renders(G))
