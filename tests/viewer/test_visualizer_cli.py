@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from typing import Tuple
@@ -54,19 +55,36 @@ visualizer.ViewerApp = ViewerRenderingForever
 cli.run(visualizer.main)
 """
 STOP_TIMEOUT = 60  # seconds from Ctrl+C to exit; about 3 s on a loaded 2-core CPU
+START_TIMEOUT = 600  # seconds to the awaited line; 16-19 s on a loaded 2-core CPU, more while plugins build
 
 
 def start_viewer(program: list, port: int, wait_for: str) -> Tuple[subprocess.Popen, str]:
-    """The viewer on `port` and its line starting with `wait_for`, once printed."""
+    """The viewer on `port` and its output from `wait_for` to the end of that line, once printed.
+
+    `wait_for` may follow other text on its line (another thread's unfinished line, such as a plugin
+    build's "Setting up ..."); a viewer that has not printed it within START_TIMEOUT fails the test.
+    """
     # PYTHONFAULTHANDLER: a viewer that hangs prints every thread's stack when the test aborts it.
     env = dict(os.environ, OMP_NUM_THREADS='1', BROWSER='false', PYTHONFAULTHANDLER='1')
     proc = subprocess.Popen([sys.executable, *program, f'--port={port}', '--device=cpu'], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    for line in proc.stdout:
-        if line.startswith(wait_for):
-            return proc, line
-    proc.wait()
-    raise AssertionError(f'the viewer exited with {proc.returncode} before printing "{wait_for}"')
+    seen: list = []
+
+    def read_until_found() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if wait_for in line:
+                return
+
+    reader = threading.Thread(target=read_until_found, daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT)
+    if seen and wait_for in seen[-1]:
+        return proc, seen[-1][seen[-1].index(wait_for):]
+    proc.kill()
+    reader.join()
+    raise AssertionError(f'the viewer did not print "{wait_for}" within {START_TIMEOUT} s '
+                         f'(exit code {proc.wait()}):\n{"".join(seen)}')
 
 
 def interrupt(proc: subprocess.Popen) -> str:
