@@ -41,6 +41,15 @@ def _simd_flags() -> List[str]:
     except OSError:
         return []
     return ['-mavx2', '-mfma'] if {'avx2', 'fma'} <= cpu_flags else []
+
+
+def _openmp_flags() -> List[str]:
+    """-fopenmp where torch's CPU threads are OpenMP's. ATen's at::parallel_for is a header template
+    that only runs in parallel when the plugin itself is compiled with OpenMP; without the flag every
+    kernel silently runs on one thread. At load time the plugin's libgomp is the one torch has loaded."""
+    return ['-fopenmp'] if torch.backends.openmp.is_available() and sys.platform == 'linux' else []
+
+
 CUDA_FLAGS = ['-O3', '-DNDEBUG']
 
 # The kernels' dtypes: float32 (and float64, which the gradient tests use) on the CPU; float32 and float16 on CUDA.
@@ -112,7 +121,8 @@ def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_so
     from torch.utils import cpp_extension
 
     paths = [os.path.join(source_dir, f) for f in [*cpp_sources, *cuda_sources, *headers]]
-    cflags = CPU_FLAGS + _simd_flags() + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
+    openmp = _openmp_flags()
+    cflags = CPU_FLAGS + _simd_flags() + openmp + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
     digest = _digest(name, kind, paths, cflags + CUDA_FLAGS)
     build_dir = make_cache_dir_path('torch_extensions', f'{name}-{kind}-{digest}')
     library = os.path.join(build_dir, f'{name}.so')
@@ -128,7 +138,7 @@ def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_so
             sources = [os.path.join(build_dir, f) for f in [*cpp_sources, *cuda_sources]]
             print(f'Building custom op plugin "{name}" for {kind} in {build_dir} ...', flush=True)
             cpp_extension.load(name=name, sources=sources, build_directory=build_dir, extra_cflags=cflags,
-                               extra_cuda_cflags=CUDA_FLAGS, with_cuda=bool(cuda_sources),
+                               extra_ldflags=openmp, extra_cuda_cflags=CUDA_FLAGS, with_cuda=bool(cuda_sources),
                                is_python_module=False, verbose=False)
             with open(done_marker, 'w') as f:
                 f.write('ok\n')

@@ -7,6 +7,7 @@ import textwrap
 import warnings
 
 import pytest
+import torch
 
 from torch_utils import custom_ops
 
@@ -87,3 +88,36 @@ def test_concurrent_builds_share_one_cached_build(tmp_path):
     (src / 'tiny.cpp').write_text(TINY_PLUGIN + '// changed\n')
     assert custom_ops._digest('x', 'cpu', [str(src / 'tiny.cpp')], []) != before
     assert custom_ops._digest('x', 'cpu', [str(src / 'tiny.cpp')], ['-O0']) != before
+
+
+THREADS_PLUGIN = '''
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+#include <atomic>
+// How many distinct at::parallel_for workers ran the items 0..n-1 (one item per task).
+int64_t workers(int64_t n) {
+    std::atomic<uint64_t> seen{0};
+    at::parallel_for(0, n, 1, [&](int64_t, int64_t) { seen |= uint64_t(1) << (at::get_thread_num() % 64); });
+    return __builtin_popcountll(seen.load());
+}
+TORCH_LIBRARY(pstyle3d_threads_test, m) { m.def("workers(int n) -> int"); }
+TORCH_LIBRARY_IMPL(pstyle3d_threads_test, CompositeExplicitAutograd, m) { m.impl("workers", &workers); }
+'''
+
+
+def test_plugins_run_parallel_for_on_torch_threads(cache_dir):
+    # at::parallel_for is a header template: a plugin built without OpenMP runs it on one thread, with
+    # no error. The same build flags as the real plugins, two torch threads, two workers.
+    src = cache_dir / 'src'
+    src.mkdir()
+    (src / 'threads.cpp').write_text(THREADS_PLUGIN)
+    plugin = custom_ops.get_plugin('pstyle3d_threads_test', str(src), ['threads.cpp'], [], [])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert plugin.ops.workers(64) == 2
+        torch.set_num_threads(1)
+        assert plugin.ops.workers(64) == 1
+    finally:
+        torch.set_num_threads(threads)
