@@ -328,9 +328,10 @@ def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, d
 
 @torch.no_grad()
 def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
-                 render_seed: int, domain_kwargs: dict) -> List[dict]:
+                 render_seed: int, domain_kwargs: dict, neural_rendering_resolution: Optional[int] = None) -> List[dict]:
     """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
-    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera.
+    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera, at the
+    generator's neural rendering resolution unless one is given.
 
     The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
     every picture is reproducible.
@@ -338,7 +339,8 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cam
     outputs = []
     for c in cameras:
         torch.manual_seed(render_seed)
-        outputs.append(G.synthesis(ws, c, noise_mode='const', planes=planes, **domain_kwargs))
+        outputs.append(G.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution, noise_mode='const',
+                                   planes=planes, **domain_kwargs))
     return outputs
 
 

@@ -146,10 +146,10 @@ class RenderCore:
         """The picture (H, W, 3) uint8 of `settings.output` seen from `camera`."""
         with self._lock:
             prepared = self._prepare(settings)
-            c = camera_to_label(camera, self.device)
-            torch.manual_seed(settings.seed)  # the renderer's random draws, seeded as gen_samples.py does
-            out = self.G.synthesis(prepared.ws, c, neural_rendering_resolution=settings.neural_rendering_resolution,
-                                   noise_mode='const', planes=prepared.planes, **prepared.domain_kwargs)
+            # The renderer's random draws are seeded as gen_samples.py seeds them.
+            [out] = gen_utils.render_views(self.G, prepared.ws, prepared.planes, [camera_to_label(camera, self.device)],
+                                           settings.seed, prepared.domain_kwargs,
+                                           neural_rendering_resolution=settings.neural_rendering_resolution)
             return self._picture(out, settings.output)
 
     @torch.inference_mode()
