@@ -1,5 +1,7 @@
 """Seconds per image and peak memory of the full FFHQ-512 tri-plane generator (random weights):
 mapping, tri-planes, volume rendering at the neural rendering resolution, super-resolution to 512.
+The table also splits the time per image into those stages (wall seconds, and CPU seconds of all
+threads in brackets: a stage whose CPU time is close to its wall time runs on one thread).
 
 Every (ops, batch, ray chunk) configuration runs in a fresh process, so that the CPU peak resident set
 size belongs to that configuration alone (it includes the ~0.25 GB of weights and the Python/torch
@@ -57,6 +59,29 @@ def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
     return torch.cat([pose.reshape(batch, 16), intrinsics], 1)
 
 
+STAGES = (('tri-planes', 'backbone.synthesis'), ('render', 'renderer'), ('SR', 'superresolution'))
+
+
+def time_stages(G: torch.nn.Module, dev: torch.device) -> dict:
+    """Wrap the forward of each of G's STAGES so that every call adds its wall and CPU seconds (all
+    threads) to the returned {stage: [wall, cpu]}; CPU seconds near the wall time mean one busy thread."""
+    totals = {}
+    for stage, path in STAGES:
+        module = G.get_submodule(path)
+        totals[stage] = [0.0, 0.0]
+
+        def timed(*args, _forward=module.forward, _total=totals[stage], **kwargs):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            out = _forward(*args, **kwargs)
+            if dev.type == 'cuda':
+                torch.cuda.synchronize(dev)
+            _total[0] += time.perf_counter() - start
+            _total[1] += time.process_time() - cpu_start
+            return out
+        module.forward = timed
+    return totals
+
+
 @torch.no_grad()
 def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolution: int) -> dict:
     """Build the generator, render one warm-up batch, then time `repeats` batches. chunk: ray_chunk_size
@@ -81,6 +106,7 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
     render()  # warm-up: first-call allocations and kernel selection
     if dev.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(dev)
+    stage_totals = time_stages(G, dev)
     times, cpu_times = [], []
     for _ in range(repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -92,7 +118,8 @@ def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolut
                 rss_after_build_gib=rss_built,
                 peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
                 cuda_peak_gib=torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == 'cuda' else None,
-                threads=torch.get_num_threads())
+                threads=torch.get_num_threads(),
+                stages={stage: [t / (repeats * batch) for t in total] for stage, total in stage_totals.items()})
 
 
 def write_shared_inputs(path: str, seed: int) -> None:
@@ -264,12 +291,13 @@ def _write_json(path: Optional[str], results: List[dict]) -> None:
 def _print_row(r: dict, header: bool) -> None:
     if header:
         print(f"{'ops':>8} {'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
-              f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}")
+              f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}  " +
+              '  '.join(f'{stage + " s/img (CPU)":>20}' for stage, _ in STAGES))
     cuda = '-' if r['cuda_peak_gib'] is None else f"{r['cuda_peak_gib']:.2f}G"
     chunk = {None: 'default', 0: 'all'}.get(r['chunk'], str(r['chunk']))
     print(f"{r['ops']:>8} {r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
-          f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}",
-          flush=True)
+          f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}  " +
+          '  '.join(f'{f"{wall:.2f} ({cpu:.2f})":>20}' for wall, cpu in r['stages'].values()), flush=True)
 
 
 if __name__ == '__main__':
