@@ -158,6 +158,11 @@ class StepLog:
               help='Projection learning rate')
 @click.option('--pti-lr', type=cli.FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True,
               help='Pivotal tuning learning rate')
+@click.option('--symmetry-weight', type=cli.FiniteFloat(min=0), default=ProjectionSchedule.symmetry_weight,
+              show_default=True,
+              help='Face-symmetry prior of the projection: weight of the mirrored photo seen from the mirrored '
+                   'camera (constrains the side the photo does not show; one more render per step; 0 = off, e.g. '
+                   'for strongly asymmetric faces or lighting)')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True,
               help='Seed of the latent noise and the renderer\'s sampling')
 @click.option('--vgg16', help='VGG-16 weights for LPIPS (vgg16-397923af.pth)', metavar='[PATH|URL]',
@@ -180,7 +185,8 @@ class StepLog:
 @click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
               show_default=True, help='Where to run')
 def run_projection(network: Optional[str], target_path: str, outdir: str, camera_path: Optional[str], align: bool,
-                   latent_space: str, num_steps: int, pti_steps: int, lr: float, pti_lr: float, seed: int,
+                   latent_space: str, num_steps: int, pti_steps: int, lr: float, pti_lr: float,
+                   symmetry_weight: float, seed: int,
                    vgg16: Optional[str], lpips_weights: Optional[str], arcface: Optional[str],
                    random_perceptual: bool, domain: Optional[str], exemplar: Optional[str], alphas: List[float],
                    views: List[Tuple[float, float]], save_video: bool, overwrite: bool, device_name: str):
@@ -263,7 +269,8 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
             try:
                 with tqdm(total=num_steps, desc='projection', unit='step') as bar:
                     projection = project(G, target, c, loss_fn, latent_space=latent_space, seed=seed,
-                                         schedule=ProjectionSchedule(num_steps=num_steps, lr=lr),
+                                         schedule=ProjectionSchedule(num_steps=num_steps, lr=lr,
+                                                                     symmetry_weight=symmetry_weight),
                                          on_step=StepLog(bar, video))
                 proj_metrics, proj_image = stage_metrics(G, projection.ws, c, target, metric_lpips, identity)
                 tuning = None
@@ -292,7 +299,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
                 gen_utils.save_png(grid, os.path.join(stage, 'stylised_grid.png'))
             outputs.write_json({
                 'target': os.path.abspath(path), 'network': network_path, 'latent_space': latent_space,
-                'aligned': align, 'notes': prepared.notes,
+                'aligned': align, 'notes': prepared.notes, 'symmetry_weight': symmetry_weight,
                 'projection': dict(proj_metrics, steps=num_steps, seconds=round(projection.seconds, 2)),
                 'pivotal_tuning': dict(pti_metrics, steps=pti_steps,
                                        seconds=round(tuning.seconds, 2) if tuning else 0.0,

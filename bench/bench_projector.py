@@ -127,14 +127,19 @@ def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule
 @click.option('--pti-steps', type=click.IntRange(min=1), default=20, show_default=True)
 @click.option('--lr', type=float, default=0.02, show_default=True)
 @click.option('--pti-lr', type=float, default=5e-4, show_default=True)
+@click.option('--symmetry-weight', type=click.FloatRange(min=0), default=ProjectionSchedule.symmetry_weight,
+              show_default=True,
+              help='Weight of the mirrored target in the projection (projector.py --symmetry-weight)')
 @click.option('--worker', hidden=True, help='Measure one network in this process and print its row as JSON')
-def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti_steps, lr, pti_lr, worker):
+def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti_steps, lr, pti_lr, symmetry_weight,
+         worker):
     """Time projection and pivotal tuning per step, or check recovery of known heads (see the module docstring)."""
     if worker:
         print(json.dumps(measure(worker, device_name, steps)))
         return
     if run_recovery:
-        recovery(seeds, yaws, ProjectionSchedule(num_steps=num_steps, lr=lr), TuningSchedule(num_steps=pti_steps, lr=pti_lr))
+        recovery(seeds, yaws, ProjectionSchedule(num_steps=num_steps, lr=lr, symmetry_weight=symmetry_weight),
+                 TuningSchedule(num_steps=pti_steps, lr=pti_lr))
         return
     print('load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f} (the machine may be shared)'.format(*os.getloadavg()))
     print('| network | output | projection s/step | tuning s/step | set-up s | peak RSS MB | '
