@@ -46,6 +46,7 @@ class ProjectionSchedule:
     w_plus_start: float = 0.5
     w_plus_spread_weight: float = 1.0  # W+ regulariser: layers' squared distance to their mean, in w_std^2
     symmetry_weight: float = 0.5       # face-symmetry prior: the mirrored target from the mirrored camera
+    symmetry_stop: float = 1.0         # fraction of the steps after which the prior is dropped
 
     def learning_rate(self, step: int) -> float:
         t = step / self.num_steps
@@ -162,7 +163,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
         for group in optimizer.param_groups:
             group['lr'] = schedule.learning_rate(step)
         w_noisy = w_opt + torch.randn_like(w_opt) * schedule.noise_scale(step, w_std)
-        loss, image = target_loss(G, w_noisy.expand(1, num_ws, -1), c, target, loss_fn, schedule.symmetry_weight)
+        symmetry = schedule.symmetry_weight if step < schedule.symmetry_stop * schedule.num_steps else 0.0
+        loss, image = target_loss(G, w_noisy.expand(1, num_ws, -1), c, target, loss_fn, symmetry)
         if w_opt.shape[1] > 1:
             loss = loss + schedule.w_plus_spread_weight * w_plus_spread(w_opt, w_std)
         report = take_step(optimizer, loss, image, target, step, on_step)

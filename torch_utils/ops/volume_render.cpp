@@ -136,26 +136,31 @@ void forward_cpu(const Params& p, const Tensors& t, Outputs& out) {
     });
 }
 
-// One accumulator set per thread, summed at the end: no two threads ever add into the same memory.
+// The rays are split into one contiguous block per torch thread, each block with its own accumulator
+// set, summed at the end: no two blocks ever add into the same memory, and the block (not the runtime's
+// thread index, which another OpenMP runtime could number differently) picks the accumulator.
 Outputs backward_cpu(const Params& p, const Tensors& t, const at::Tensor& grad_rgb, const at::Tensor& grad_depth,
                      const at::Tensor& grad_total, bool need_planes_grad) {
-    const int64_t slots = at::get_num_threads(), planes_numel = t.planes.numel();
+    const int64_t slots = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (p.rays + kRayGrain - 1) / kRayGrain));
+    const int64_t planes_numel = t.planes.numel();
     at::Tensor slot_weight_grads = at::zeros({slots, weight_grad_size(p)}, t.planes.options());
     at::Tensor slot_planes_grads = at::zeros({need_planes_grad ? slots : 0, planes_numel}, t.planes.options());
     AT_DISPATCH_FLOATING_TYPES(t.planes.scalar_type(), "volume_render_backward_cpu", [&] {
         const Inputs<scalar_t> in = make_inputs<scalar_t>(t);
         const scalar_t *g_rgb = grad_rgb.data_ptr<scalar_t>(), *g_depth = grad_depth.data_ptr<scalar_t>();
         const scalar_t* g_total = grad_total.data_ptr<scalar_t>();
-        at::parallel_for(0, p.rays, kRayGrain, [&](int64_t begin, int64_t end) {
-            const int64_t slot = at::get_thread_num();
+        at::parallel_for(0, slots, 1, [&](int64_t first_slot, int64_t last_slot) {
             std::vector<scalar_t> scratch(scratch_size(p));
             std::vector<int> order(p.coarse + p.fine);
             Scratch<scalar_t> s(p, scratch.data(), order.data());
-            Grads<scalar_t> g(p, slot_weight_grads.data_ptr<scalar_t>() + slot * weight_grad_size(p),
-                              need_planes_grad ? slot_planes_grads.data_ptr<scalar_t>() + slot * planes_numel : nullptr);
             auto add = [](scalar_t* target, scalar_t value) { *target += value; };
-            for (int64_t ray = begin; ray < end; ray++)
-                backward_ray(p, in, ray, s, g_rgb + ray * (p.outputs - 1), g_depth[ray], g_total[ray], g, add);
+            for (int64_t slot = first_slot; slot < last_slot; slot++) {
+                Grads<scalar_t> g(p, slot_weight_grads.data_ptr<scalar_t>() + slot * weight_grad_size(p),
+                                  need_planes_grad ? slot_planes_grads.data_ptr<scalar_t>() + slot * planes_numel
+                                                   : nullptr);
+                for (int64_t ray = slot * p.rays / slots; ray < (slot + 1) * p.rays / slots; ray++)
+                    backward_ray(p, in, ray, s, g_rgb + ray * (p.outputs - 1), g_depth[ray], g_total[ray], g, add);
+            }
         });
     });
     at::Tensor planes_grad = need_planes_grad ? at::sum(slot_planes_grads, {0}).view(t.planes.sizes())
