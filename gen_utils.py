@@ -331,7 +331,8 @@ def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cam
                  render_seed: int, domain_kwargs: dict, neural_rendering_resolution: Optional[int] = None) -> List[dict]:
     """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
     (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera, at the
-    generator's neural rendering resolution unless one is given.
+    generator's neural rendering resolution unless one is given (G.synthesis then keeps that one as
+    the generator's, as in EG3D).
 
     The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
     every picture is reproducible.

@@ -45,8 +45,7 @@ class ProjectionSchedule:
     lr_rampup_length: float = 0.05
     w_plus_start: float = 0.5
     w_plus_spread_weight: float = 1.0  # W+ regulariser: layers' squared distance to their mean, in w_std^2
-    symmetry_weight: float = 0.5       # face-symmetry prior: the mirrored target from the mirrored camera
-    symmetry_stop: float = 1.0         # fraction of the steps after which the prior is dropped
+    symmetry_weight: float = 0.25      # face-symmetry prior: the mirrored target from the mirrored camera
 
     def learning_rate(self, step: int) -> float:
         t = step / self.num_steps
@@ -119,15 +118,20 @@ def render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwarg
     return G.synthesis(ws, c, noise_mode='const', **domain_kwargs)['image']
 
 
+def mirror_camera(c: torch.Tensor) -> torch.Tensor:
+    """The camera label (1, 25) that sees the left-right mirror image of what c sees (of a mirrored scene)."""
+    return torch.from_numpy(xflip_camera_label(c.cpu().numpy())).to(c)
+
+
 def target_loss(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, target: torch.Tensor, loss_fn: Callable,
-                symmetry_weight: float) -> Tuple[torch.Tensor, torch.Tensor]:
+                symmetry_weight: float, c_mirror: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(loss, render (1, 3, R, R)) of ws (1, num_ws, w_dim) seen from c (1, 25) against target (1, 3, R, R):
     loss_fn(render, target), plus symmetry_weight times the loss of the render from the mirrored camera
-    against the mirrored target (both views in one batch)."""
+    c_mirror (mirror_camera(c) unless given) against the mirrored target, both views in one batch."""
     if not symmetry_weight:
         image = render(G, ws, c)
         return loss_fn(image, target), image
-    c_mirror = torch.from_numpy(xflip_camera_label(c.cpu().numpy())).to(c)
+    c_mirror = mirror_camera(c) if c_mirror is None else c_mirror
     image, mirrored = render(G, ws.expand(2, -1, -1), torch.cat([c, c_mirror])).split(1)
     return loss_fn(image, target) + symmetry_weight * loss_fn(mirrored, target.flip(-1)), image
 
@@ -138,7 +142,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
     """Find the latent of `target` (1, 3, R, R) in [-1, 1] seen from camera c (1, 25); R = G.img_resolution.
 
     loss_fn(render, target) -> scalar (projector.losses.ReconstructionLoss). G is not changed.
-    The renderer's random sampling and the latent noise are seeded by `seed`.
+    The renderer's random sampling and the latent noise are seeded by `seed`. The reported losses
+    include the symmetry term and the W+ regulariser; the PSNR is the target view's alone.
     """
     if latent_space not in LATENT_SPACES:
         raise ValueError(f'latent_space must be one of {LATENT_SPACES}, got {latent_space!r}')
@@ -151,6 +156,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
     start = time.perf_counter()
     torch.manual_seed(seed)
     w_avg, w_std = w_statistics(G, c)
+    c_mirror = mirror_camera(c)  # once: a host round trip
     num_ws = G.backbone.num_ws
     split_step = round(schedule.w_plus_start * schedule.num_steps) if latent_space == 'w_plus' else None
     w_opt = w_avg.clone().requires_grad_(True)
@@ -163,8 +169,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
         for group in optimizer.param_groups:
             group['lr'] = schedule.learning_rate(step)
         w_noisy = w_opt + torch.randn_like(w_opt) * schedule.noise_scale(step, w_std)
-        symmetry = schedule.symmetry_weight if step < schedule.symmetry_stop * schedule.num_steps else 0.0
-        loss, image = target_loss(G, w_noisy.expand(1, num_ws, -1), c, target, loss_fn, symmetry)
+        loss, image = target_loss(G, w_noisy.expand(1, num_ws, -1), c, target, loss_fn, schedule.symmetry_weight,
+                                  c_mirror)
         if w_opt.shape[1] > 1:
             loss = loss + schedule.w_plus_spread_weight * w_plus_spread(w_opt, w_std)
         report = take_step(optimizer, loss, image, target, step, on_step)
