@@ -328,7 +328,8 @@ def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, d
 
 @torch.no_grad()
 def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
-                 render_seed: int, domain_kwargs: dict, neural_rendering_resolution: Optional[int] = None) -> List[dict]:
+                 render_seed: int, domain_kwargs: dict,
+                 neural_rendering_resolution: Optional[int] = None) -> List[dict]:
     """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
     (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera, at the
     generator's neural rendering resolution unless one is given (G.synthesis then keeps that one as

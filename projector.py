@@ -161,8 +161,8 @@ class StepLog:
 @click.option('--symmetry-weight', type=cli.FiniteFloat(min=0), default=ProjectionSchedule.symmetry_weight,
               show_default=True,
               help='Face-symmetry prior of the projection: weight of the mirrored photo seen from the mirrored '
-                   'camera (constrains the side the photo does not show; one more render per step; 0 = off, e.g. '
-                   'for strongly asymmetric faces or lighting)')
+                   'camera (constrains the side the photo does not show; a second generator pass per step; '
+                   '0 = off, e.g. for strongly asymmetric faces or lighting)')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True,
               help='Seed of the latent noise and the renderer\'s sampling')
 @click.option('--vgg16', help='VGG-16 weights for LPIPS (vgg16-397923af.pth)', metavar='[PATH|URL]',
