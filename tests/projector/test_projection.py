@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from projector.projection import ProjectionSchedule, project, target_loss, w_plus_spread, w_statistics
+from projector.projection import (ProjectionSchedule, mirror_camera, project, target_loss, w_plus_spread,
+                                  w_statistics)
 from projector.losses import ReconstructionLoss, psnr
 from projector.recovery import seeded_render
 from tests.projector.conftest import camera, true_latent
@@ -77,9 +78,9 @@ def test_symmetry_prior_adds_the_mirrored_view_of_a_mirrored_target(demo_G):
     target = torch.rand([1, 3, 128, 128]) * 2 - 1
     mse = ReconstructionLoss(None, lpips_weight=0)
     torch.manual_seed(0)
-    plain, image = target_loss(demo_G, ws, c, target, mse, 0.0)
+    plain, image = target_loss(demo_G, ws, c, mirror_camera(c), target, mse, 0.0)
     torch.manual_seed(0)
-    with_mirror, image_2 = target_loss(demo_G, ws, c, target, mse, 0.5)
+    with_mirror, image_2 = target_loss(demo_G, ws, c, mirror_camera(c), target, mse, 0.5)
     # The pseudo view is the camera turned to -0.45 rad (xflip of a yaw-only camera) against the flipped target.
     torch.manual_seed(0)
     mirrored = seeded_render(demo_G, ws, camera(demo_G, -0.45))
