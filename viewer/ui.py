@@ -65,6 +65,10 @@ class ViewerSession:
         self._mesh: Optional[viser.MeshHandle] = None  # the last exported mesh in this tab's scene
         self._lock = threading.RLock()  # guards settings between GUI callbacks (which may trigger each other)
         self._build_gui()
+        # viser connects a tab on its first camera message and runs the camera callbacks of that
+        # message before this (threaded) connect handler has registered ours, so the first frame is
+        # asked for here: the camera is known by now, and a tab may send no other until it is moved.
+        self.request_frame()
 
     # ------------------------------------------------------------------ controls
 
