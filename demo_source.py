@@ -32,13 +32,15 @@ import configs
 import dnnlib
 import gen_utils
 from camera_utils import CAMERA_LABEL_DIM
-from dataset_preprocessing import synthetic_heads
+from dataset_preprocessing import head_sdf, synthetic_heads
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from training.trainable import is_dam_parameter
 
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
 DEMO_DOMAIN = DEMO_PRESET.G_kwargs['domain_kwargs']['domain_names'][0]
 DEPTH_WEIGHT = 1.0
+# Eyes and lips: a few dozen pixels of a 128 px head, too few for the image L1 to shape them.
+DETAIL_MATERIALS = (head_sdf.EYE_WHITE, head_sdf.IRIS, head_sdf.PUPIL, head_sdf.LIPS)
 
 
 def build_demo_generator(img_resolution: int = 128, domain_name: str = DEMO_DOMAIN,
@@ -68,13 +70,15 @@ class HeadViews:
     """Paired renders of `count` heads, V views each (same cameras in both looks).
 
     z: (N, 512) latents (those of seeds 0..N-1); labels: (N, V, 25) cameras; natural / toon:
-    (N, V, 3, R, R) in [-1, 1]; depth: (N, V, R, R) ray distance, inf on the background.
+    (N, V, 3, R, R) in [-1, 1]; depth: (N, V, R, R) ray distance, inf on the background;
+    detail: (N, V, R, R) bool, the pixels of the eyes and lips (DETAIL_MATERIALS).
     """
     z: torch.Tensor
     labels: torch.Tensor
     natural: torch.Tensor
     toon: torch.Tensor
     depth: torch.Tensor
+    detail: torch.Tensor
 
 
 def seed_latent(seed: int, z_dim: int = 512) -> torch.Tensor:
@@ -89,7 +93,7 @@ def render_views(count: int, views_per_head: int, resolution: int, seed: int = 0
     if count < 1 or views_per_head < 1:
         raise ValueError(f'need count >= 1 and views_per_head >= 1, got {count}, {views_per_head}')
     rng = np.random.default_rng([seed, 12345])
-    labels, natural, toon, depth = [], [], [], []
+    labels, natural, toon, depth, detail = [], [], [], [], []
     for i in range(count):
         shape, yaw, pitch, choice = synthetic_heads.sample_head(seed, i)
         poses = [(yaw, pitch)] + [tuple(rng.uniform([-synthetic_heads.MAX_YAW, -synthetic_heads.MAX_PITCH],
@@ -97,21 +101,23 @@ def render_views(count: int, views_per_head: int, resolution: int, seed: int = 0
                                   for _ in range(views_per_head - 1)]
         for v_yaw, v_pitch in poses:
             label = synthetic_heads.camera_label(float(v_yaw), float(v_pitch))
+            traced = synthetic_heads.trace_head(shape, label, resolution)
             for style, out in (('natural', natural), ('toon', toon)):
-                image, d = synthetic_heads.render_head(shape, label, resolution, style,
-                                                       synthetic_heads.pick_colors(style, choice))
-                out.append(image)
+                out.append(synthetic_heads.shade_head(traced, style, synthetic_heads.pick_colors(style, choice)))
             labels.append(label)
-            depth.append(d)
+            depth.append(traced.depth.astype(np.float32))
+            detail.append(np.isin(traced.material, DETAIL_MATERIALS))
 
     def to_images(images: List[np.ndarray]) -> torch.Tensor:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
         return x.reshape(count, views_per_head, 3, resolution, resolution)
 
+    def to_maps(maps: List[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(maps)).reshape(count, views_per_head, resolution, resolution)
+
     return HeadViews(z=torch.stack([seed_latent(i) for i in range(count)]),
                      labels=torch.from_numpy(np.stack(labels)).reshape(count, views_per_head, CAMERA_LABEL_DIM),
-                     natural=to_images(natural), toon=to_images(toon),
-                     depth=torch.from_numpy(np.stack(depth)).reshape(count, views_per_head, resolution, resolution))
+                     natural=to_images(natural), toon=to_images(toon), depth=to_maps(depth), detail=to_maps(detail))
 
 
 def downsample_depth(depth: torch.Tensor, size: int) -> torch.Tensor:
@@ -127,13 +133,15 @@ def image_gradients(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, depth: torch.Tensor,
-                        edge_weight: float = 0.0) -> Dict[str, torch.Tensor]:
+                        edge_weight: float = 0.0, detail: Optional[torch.Tensor] = None,
+                        detail_weight: float = 0.0) -> Dict[str, torch.Tensor]:
     """L1 losses of a render `out` against target images (N, 3, R, R) and depth (N, R, R).
 
-    Returns {'image', 'image_raw', 'depth', 'edge', 'total'}; 'depth' is over foreground pixels of the
-    neural render's resolution, weighted by DEPTH_WEIGHT in 'total'; 'edge' is the L1 of the
-    neighbour differences of `image` (eyes, lips and outlines are small in area but carry most of
-    them), weighted by `edge_weight` in 'total'.
+    Returns {'image', 'image_raw', 'depth', 'edge', 'detail', 'total'}; 'depth' is over foreground
+    pixels of the neural render's resolution, weighted by DEPTH_WEIGHT in 'total'; 'edge' is the L1
+    of the neighbour differences of `image` (eyes, lips and outlines are small in area but carry most
+    of them), weighted by `edge_weight` in 'total'; 'detail' is the L1 of `image` over the pixels of
+    the mask `detail` (N, R, R) (HeadViews.detail: eyes and lips), weighted by `detail_weight`.
     """
     size = out['image_raw'].shape[-1]
     l_image = (out['image'] - target).abs().mean()
@@ -143,8 +151,12 @@ def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, dept
     pred = out['image_depth'][:, 0]
     l_depth = (pred[fg] - gt[fg]).abs().mean() if fg.any() else pred.sum() * 0
     l_edge = sum((a - b).abs().mean() for a, b in zip(image_gradients(out['image']), image_gradients(target)))
-    return dict(image=l_image, image_raw=l_raw, depth=l_depth, edge=l_edge,
-                total=l_image + l_raw + DEPTH_WEIGHT * l_depth + edge_weight * l_edge)
+    if detail is not None and detail.any():
+        l_detail = (out['image'] - target).abs().mean(dim=1)[detail].mean()
+    else:
+        l_detail = l_image * 0
+    return dict(image=l_image, image_raw=l_raw, depth=l_depth, edge=l_edge, detail=l_detail,
+                total=l_image + l_raw + DEPTH_WEIGHT * l_depth + edge_weight * l_edge + detail_weight * l_detail)
 
 
 def split_parameters(G: torch.nn.Module) -> Dict[str, List[torch.nn.Parameter]]:
@@ -167,7 +179,7 @@ def update_w_avg(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int = 4, lr: float = 2e-3,
         style_from: int = 0, seed: int = 0, log_every: int = 10, max_seconds: Optional[float] = None,
         callback: Optional[Callable[[Dict[str, float]], None]] = None,
-        truncation_psi: float = 1.0, edge_weight: float = 0.0) -> List[Dict[str, float]]:
+        truncation_psi: float = 1.0, edge_weight: float = 0.0, detail_weight: float = 0.0) -> List[Dict[str, float]]:
     """Fit G in place to `views` for `iterations` steps of `batch_size` random (head, view) pairs.
 
     Source losses train EG3D's parameters; from iteration `style_from` on, the style losses train
@@ -177,7 +189,8 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
     [-1, 1] units, depth L1; toon is nan before `style_from`). Stops early after `max_seconds`.
     With `truncation_psi` < 1 the heads are fitted at that truncation towards the mean w of all heads
     (recomputed every step), so that gen_samples.py's default truncation draws the fitted heads.
-    `edge_weight` weights the image-gradient L1 of both losses (see reconstruction_loss).
+    `edge_weight` and `detail_weight` weight the image-gradient L1 and the eyes-and-lips L1 of both
+    losses (see reconstruction_loss).
     Returns the rows.
     """
     if iterations < 1 or batch_size < 1 or log_every < 1:
@@ -202,14 +215,17 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
         c = views.labels[head, view]
         ws = head_ws(G, views.z, head, c, truncation_psi)
         opt_src.zero_grad(set_to_none=True)
-        nat = reconstruction_loss(G.synthesis(ws, c), views.natural[head, view], views.depth[head, view], edge_weight)
+        detail = views.detail[head, view]
+        nat = reconstruction_loss(G.synthesis(ws, c), views.natural[head, view], views.depth[head, view], edge_weight,
+                                  detail, detail_weight)
         nat['total'].backward()
         opt_src.step()
         toon_l1 = float('nan')
         if it >= style_from:
             # Gradients to the DAM and the code only: alpha = 0 must stay the natural fit.
             out = G.synthesis(ws.detach(), c, domain=code.unsqueeze(0).expand(batch_size, -1, -1), alpha=1)
-            toon = reconstruction_loss(out, views.toon[head, view], views.depth[head, view], edge_weight)
+            toon = reconstruction_loss(out, views.toon[head, view], views.depth[head, view], edge_weight, detail,
+                                       detail_weight)
             for p, g in zip(dam_params, torch.autograd.grad(toon['total'], dam_params)):
                 p.grad = g
             opt_dam.step()

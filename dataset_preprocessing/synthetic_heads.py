@@ -143,14 +143,20 @@ def _image_edges(depth: np.ndarray, material: np.ndarray) -> np.ndarray:
     return edges
 
 
-def render_head(shape: head_sdf.HeadShape, camera_label: np.ndarray, resolution: int, style: str,
-                colors: Dict[int, Tuple[int, int, int]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Renders one head. Returns (image (R, R, 3) uint8, depth (R, R) float32 ray distance, inf = background).
+@dataclasses.dataclass
+class TracedHead:
+    """What a camera sees of a head, before any look is applied (R = resolution).
 
-    camera_label: (25,) EG3D label; colors: albedo per material id (see `pick_colors`).
+    depth: (R, R) float64 ray distance, inf on the background; material: (R, R) int64 head_sdf
+    material ids (BACKGROUND where no ray hits); lambert: (R, R) n.l of the light, 0 on the background.
     """
-    if style not in STYLES:
-        raise ValueError(f'style must be one of {STYLES}, got "{style}"')
+    depth: np.ndarray
+    material: np.ndarray
+    lambert: np.ndarray
+
+
+def trace_head(shape: head_sdf.HeadShape, camera_label: np.ndarray, resolution: int) -> TracedHead:
+    """Ray-march one head from `camera_label` ((25,) EG3D label) at `resolution` x `resolution`."""
     camera_label = np.asarray(camera_label, dtype=np.float64)
     if camera_label.shape != (25,):
         raise ValueError(f'camera label must be (25,): 16 numbers of cam2world then 9 of the intrinsics; '
@@ -160,23 +166,41 @@ def render_head(shape: head_sdf.HeadShape, camera_label: np.ndarray, resolution:
     depth = trace_depth(sdf, origins, dirs)
     hit = np.isfinite(depth)
     points = origins[hit] + depth[hit, None] * dirs[hit]
-
     material = np.full(depth.shape, head_sdf.BACKGROUND)
     material[hit] = sdf.materials(points)
-    albedo = np.array([colors[m] for m in range(head_sdf.LIPS + 1)], dtype=np.float64)[material]
     lambert = np.zeros(depth.shape)
     lambert[hit] = np.clip(sdf.normals(points) @ _LIGHT, 0, 1)
+    square = (resolution, resolution)
+    return TracedHead(depth=depth.reshape(square), material=material.reshape(square),
+                      lambert=lambert.reshape(square))
 
+
+def shade_head(traced: TracedHead, style: str, colors: Dict[int, Tuple[int, int, int]]) -> np.ndarray:
+    """The image (R, R, 3) uint8 of a traced head in `style`; colors: albedo per material id (see `pick_colors`)."""
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got "{style}"')
+    albedo = np.array([colors[m] for m in range(head_sdf.LIPS + 1)], dtype=np.float64)[traced.material]
     if style == 'natural':
-        shade = 0.35 + 0.65 * lambert
+        shade = 0.35 + 0.65 * traced.lambert
     else:
-        shade = np.asarray(_TOON_LEVELS)[np.digitize(lambert, _TOON_BANDS)]
-    rgb = np.where(hit[:, None], albedo * shade[:, None], albedo)
-    rgb = rgb.reshape(resolution, resolution, 3)
-    depth = depth.reshape(resolution, resolution)
+        shade = np.asarray(_TOON_LEVELS)[np.digitize(traced.lambert, _TOON_BANDS)]
+    hit = np.isfinite(traced.depth)
+    rgb = np.where(hit[..., None], albedo * shade[..., None], albedo)
     if style == 'toon':
-        rgb[_image_edges(depth, material.reshape(resolution, resolution))] = _OUTLINE
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), depth.astype(np.float32)
+        rgb[_image_edges(traced.depth, traced.material)] = _OUTLINE
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def render_head(shape: head_sdf.HeadShape, camera_label: np.ndarray, resolution: int, style: str,
+                colors: Dict[int, Tuple[int, int, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Renders one head. Returns (image (R, R, 3) uint8, depth (R, R) float32 ray distance, inf = background).
+
+    camera_label: (25,) EG3D label; colors: albedo per material id (see `pick_colors`).
+    """
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got "{style}"')
+    traced = trace_head(shape, camera_label, resolution)
+    return shade_head(traced, style, colors), traced.depth.astype(np.float32)
 
 
 def pick_colors(style: str, choice: np.ndarray) -> Dict[int, Tuple[int, int, int]]:

@@ -8,7 +8,7 @@ import torch
 
 import demo_source
 import gen_utils
-from dataset_preprocessing import synthetic_heads
+from dataset_preprocessing import head_sdf, synthetic_heads
 
 
 @pytest.fixture(scope='module')
@@ -114,3 +114,36 @@ def test_reconstruction_loss_edge_term():
     # A constant offset has no edges.
     out['image'] = target + 0.3
     assert demo_source.reconstruction_loss(out, target, depth, edge_weight=2.0)['edge'].item() == pytest.approx(0)
+
+
+def test_reconstruction_loss_detail_term():
+    """'detail' is the image L1 over the masked pixels only (mean over them), whatever the mask's size."""
+    target = torch.zeros(1, 3, 4, 4)
+    image = target.clone()
+    image[0, :, 0, 0] = 0.6  # inside the mask
+    image[0, :, 3, 3] = 2.0  # outside it
+    detail = torch.zeros(1, 4, 4, dtype=torch.bool)
+    detail[0, 0, :2] = True
+    depth = torch.full((1, 4, 4), math.inf)
+    out = dict(image=image, image_raw=torch.zeros(1, 3, 2, 2), image_depth=torch.zeros(1, 1, 2, 2))
+    plain = demo_source.reconstruction_loss(out, target, depth)
+    loss = demo_source.reconstruction_loss(out, target, depth, detail=detail, detail_weight=3.0)
+    assert loss['detail'].item() == pytest.approx(0.3)
+    assert loss['total'].item() == pytest.approx(plain['total'].item() + 3.0 * 0.3)
+    assert plain['detail'].item() == 0  # no mask: no term
+    empty = demo_source.reconstruction_loss(out, target, depth, detail=torch.zeros_like(detail), detail_weight=3.0)
+    assert empty['total'].item() == pytest.approx(plain['total'].item())
+
+
+def test_detail_mask_is_the_eyes_and_lips(views):
+    # The head's own camera at 32 px: two eyes and the lips, a small part of the face.
+    traced = synthetic_heads.trace_head(synthetic_heads.sample_head(0, 0)[0], views.labels[0, 0].numpy(), 32)
+    mask = views.detail[0, 0].numpy()
+    np.testing.assert_array_equal(mask, np.isin(traced.material, demo_source.DETAIL_MATERIALS))
+    assert views.detail.shape == (1, 2, 32, 32) and views.detail.dtype == torch.bool
+    skin = traced.material == head_sdf.SKIN
+    assert 4 <= mask.sum() <= 0.1 * skin.sum()
+    assert (traced.material == head_sdf.PUPIL).any() and (traced.material == head_sdf.LIPS).any()
+    # Pupils are the darkest pixels of the natural image.
+    natural = views.natural[0, 0].mean(dim=0).numpy()
+    assert natural[traced.material == head_sdf.PUPIL].mean() < natural[skin].mean() - 0.5

@@ -129,3 +129,18 @@ def test_interrupted_overwrite_keeps_the_old_zip(tmp_path, monkeypatch):
     (tmp_path / 'dir.zip').mkdir()
     with pytest.raises(ValueError, match='is a folder'):
         synthetic_heads.make_synthetic_dataset(str(tmp_path / 'dir.zip'), 'toon', 1, 16, overwrite=True)
+
+
+def test_one_trace_shades_both_looks():
+    shape, yaw, pitch, choice = synthetic_heads.sample_head(0, 2)
+    label = synthetic_heads.camera_label(yaw, pitch)
+    traced = synthetic_heads.trace_head(shape, label, 24)
+    for style in synthetic_heads.STYLES:
+        image, depth = synthetic_heads.render_head(shape, label, 24, style, synthetic_heads.pick_colors(style, choice))
+        np.testing.assert_array_equal(image, synthetic_heads.shade_head(traced, style,
+                                                                        synthetic_heads.pick_colors(style, choice)))
+        np.testing.assert_array_equal(depth, traced.depth.astype(np.float32))
+    assert ((traced.material == head_sdf.BACKGROUND) == ~np.isfinite(traced.depth)).all()
+    assert (traced.lambert[~np.isfinite(traced.depth)] == 0).all() and traced.lambert.max() <= 1
+    with pytest.raises(ValueError, match='style must be one of'):
+        synthetic_heads.shade_head(traced, 'sketch', {})
