@@ -39,7 +39,7 @@ from training.trainable import is_dam_parameter
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
 DEMO_DOMAIN = DEMO_PRESET.G_kwargs['domain_kwargs']['domain_names'][0]
 DEPTH_WEIGHT = 1.0
-# Eyes and lips: a few dozen pixels of a 128 px head, too few for the image L1 to shape them.
+# Eyes and lips: 1-3 % of the pixels of a 128 px view, too few for the image L1 to shape them.
 DETAIL_MATERIALS = (head_sdf.EYE_WHITE, head_sdf.IRIS, head_sdf.PUPIL, head_sdf.LIPS)
 
 
