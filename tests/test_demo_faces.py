@@ -1,6 +1,6 @@
 """Faces in the demo: MediaPipe's face mesh finds them in the synthetic heads the demo source is fitted
-to, and (the goal, not reached yet) in the bundled demo network's renders. Needs the faces extra, so
-it runs in the faces test environment (.ci/run). Numbers: docs/demo_network.md."""
+to and in the bundled demo network's renders, natural and stylised, frontal and turned. Needs the faces
+extra, so it runs in the faces test environment (.ci/run). Numbers: docs/demo_network.md."""
 
 import importlib.util
 import os
@@ -24,8 +24,6 @@ def test_face_mesh_finds_the_synthetic_training_faces():
     assert found == {(0.0, 0.0): 8, (1.0, 0.0): 7}, found
 
 
-@pytest.mark.xfail(strict=True, reason='the bundled demo network draws heads without eyes: 2, 1, 0 and 0 of 8 '
-                   'per row (docs/demo_network.md, Limitations); make this pass and drop the mark')
 def test_face_mesh_finds_faces_in_every_row_of_the_demo_renders():
     G = legacy.load_network_pkl(os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK))['G_ema'].eval()
     found = demo_source.face_counts(demo_source.check_renders(G))
