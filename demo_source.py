@@ -320,6 +320,29 @@ def face_counts(rows: Dict[tuple, np.ndarray]) -> Dict[tuple, int]:
         detector.close()
 
 
+# Thresholds of toon_features, in luminance units of [0, 1].
+OUTLINE_DARKER = 0.15   # a line pixel is this much darker than the pixels 2 px away on both sides
+FLAT_RANGE = 0.01       # a flat pixel's 3x3 neighbourhood varies by less than this (uint8 steps: 0.004)
+
+
+def toon_features(images: np.ndarray) -> Dict[str, float]:
+    """Image statistics that tell the toon look from the natural one, means over images (M, R, R, 3) uint8:
+    'saturation' (HSV saturation: the pastel palette), 'outline' (fraction of pixels on thin dark
+    lines: darker by OUTLINE_DARKER than both pixels 2 px away, horizontally or vertically) and
+    'flat' (fraction of pixels in a flat patch: the cel-shading bands and plain background)."""
+    rgb = images.astype(np.float64) / 255
+    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1e-8), 0.0)
+    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    centre = lum[:, 2:-2, 2:-2]
+    line_x = (lum[:, 2:-2, :-4] - centre > OUTLINE_DARKER) & (lum[:, 2:-2, 4:] - centre > OUTLINE_DARKER)
+    line_y = (lum[:, :-4, 2:-2] - centre > OUTLINE_DARKER) & (lum[:, 4:, 2:-2] - centre > OUTLINE_DARKER)
+    windows = np.lib.stride_tricks.sliding_window_view(lum, (3, 3), axis=(1, 2))
+    flat = windows.max(axis=(-1, -2)) - windows.min(axis=(-1, -2)) < FLAT_RANGE
+    return dict(saturation=float(saturation.mean()), outline=float((line_x | line_y).mean()),
+                flat=float(flat.mean()))
+
+
 @torch.no_grad()
 def depth_table(G: torch.nn.Module, views: HeadViews, truncation_psi: float = 1.0) -> Dict[str, float]:
     """The model card's depth numbers over all views of all heads in `views`, with G's first stored domain:

@@ -1,8 +1,11 @@
-"""Face-mesh detections in the demo network's renders: seeds 0-7 x alpha {0, 1} x yaw {0, 0.35}.
+"""Face-mesh detections and toon-look statistics in the demo network's renders: seeds 0-7 x alpha {0, 1}
+x yaw {0, 0.35}.
 
 Runs MediaPipe's face mesh (the faces extra, requirements-faces.txt) on each 128 px render upscaled
-to 256 px and prints, per row (alpha, yaw), how many of the seeds show a face. With --synthetic it
-checks the detector on the synthetic heads themselves (heads 0-7 of seed 0, both looks, same cameras).
+to 256 px and prints, per row (alpha, yaw), how many of the seeds show a face, and the row's toon
+statistics (demo_source.toon_features: HSV saturation, fraction of thin dark outline pixels,
+fraction of flat pixels). With --synthetic it checks the synthetic heads themselves (heads 0-7 of
+seed 0, natural look at alpha 0 and toon look at alpha 1, same cameras): the targets of both rows.
 
 Examples:
 
@@ -39,11 +42,13 @@ def main(network: str, synthetic: bool, save: str) -> None:
         path = gen_utils.resolve_network_path(network)
         rows, label = demo_source.check_renders(legacy.load_network_pkl(path)['G_ema'].eval()), path
     counts = demo_source.face_counts(rows)
-    print(f'Face-mesh detections, {label}')
-    print('| alpha | yaw | faces found |')
-    print('|---|---|---|')
+    print(f'Face-mesh detections and toon statistics, {label}')
+    print('| alpha | yaw | faces found | saturation | outline | flat |')
+    print('|---|---|---|---|---|---|')
     for (alpha, yaw), n in counts.items():
-        print(f'| {alpha:g} | {yaw:g} | {n}/{len(rows[(alpha, yaw)])} |')
+        toon = demo_source.toon_features(rows[(alpha, yaw)])
+        print(f'| {alpha:g} | {yaw:g} | {n}/{len(rows[(alpha, yaw)])} | {toon["saturation"]:.3f} | '
+              f'{toon["outline"]:.4f} | {toon["flat"]:.3f} |')
     if save is not None:
         grid = np.concatenate([np.concatenate(list(images), axis=1) for images in rows.values()], axis=0)
         gen_utils.save_png(grid, save)

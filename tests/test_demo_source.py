@@ -147,3 +147,27 @@ def test_detail_mask_is_the_eyes_and_lips(views):
     # Pupils are the darkest pixels of the natural image.
     natural = views.natural[0, 0].mean(dim=0).numpy()
     assert natural[traced.material == head_sdf.PUPIL].mean() < natural[skin].mean() - 0.5
+
+
+def test_toon_features_on_hand_made_images():
+    size = 32
+    grey = np.full((1, size, size, 3), 128, dtype=np.uint8)
+    assert demo_source.toon_features(grey) == dict(saturation=0.0, outline=0.0, flat=1.0)
+    red = np.zeros((1, size, size, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    assert demo_source.toon_features(red)['saturation'] == 1.0
+    # A one-pixel dark line on white: every line pixel of the 2-px-inset crop is an outline pixel, and
+    # the 3x3 windows that touch it are not flat.
+    lined = np.full((1, size, size, 3), 255, dtype=np.uint8)
+    lined[:, :, 10] = 40
+    features = demo_source.toon_features(lined)
+    assert features['outline'] == pytest.approx(1 / (size - 4))
+    assert features['flat'] == pytest.approx(1 - 3 / (size - 2))
+
+
+def test_toon_features_tell_the_synthetic_looks_apart():
+    rows = demo_source.synthetic_check_rows(yaws=(0.0,))
+    natural, toon = (demo_source.toon_features(rows[(alpha, 0.0)]) for alpha in (0.0, 1.0))
+    assert toon['outline'] > 10 * natural['outline']
+    assert toon['flat'] > natural['flat'] + 0.15
+    assert toon['saturation'] > natural['saturation'] + 0.05
