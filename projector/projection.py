@@ -16,9 +16,9 @@ negated: camera_utils.xflip_camera_label): `symmetry_weight` adds that pseudo vi
 symmetry prior of 3-D GAN inversion methods such as SPI, Yin et al. 2023), rendered in one batch
 with the target's view. On the near-symmetric known heads of the previous demo network it lifts
 the novel views by 2.6-3.6 dB after tuning and costs a head with a side parting 2.9 dB
-(docs/projection.md); 0 turns it off, for faces or lighting far from symmetric. Pivotal tuning does not use it: tuning the
-generator's weights to the mirrored view forces an asymmetric head into symmetry (measured there:
-the novel views of a head with a side parting lost 4.9 dB).
+(docs/projection.md); 0 turns it off, for faces or lighting far from symmetric. Pivotal tuning
+does not use it: tuning the generator's weights to the mirrored view forces an asymmetric head
+into symmetry (measured there: the novel views of a head with a side parting lost 4.9 dB).
 """
 
 import dataclasses
