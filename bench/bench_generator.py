@@ -188,7 +188,7 @@ def compare_with_eg3d(eg3d_dir: str, seeds: List[int], rounds: int, repeats: int
                                 image=os.path.join(tmp, f'{impl}_{seed}.pt'))
                     cmd = [sys.executable, os.path.abspath(__file__), f'--repeats={repeats}',
                            f'--side-child={json.dumps(spec)}']
-                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
                     runs[impl].append(json.loads(out.strip().splitlines()[-1]))
             best = {}
             for impl in IMPLS:
@@ -276,7 +276,7 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
             for chunk in parsed_chunks:
                 cmd = [sys.executable, os.path.abspath(__file__), f'--device={device}', f'--repeats={repeats}',
                        f'--resolution={resolution}', f'--child={json.dumps([ops_impl, batch, chunk])}']
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+                out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
                 results.append(json.loads(out.strip().splitlines()[-1]))
                 _print_row(results[-1], header=len(results) == 1)
     _write_json(json_out, results)

@@ -146,7 +146,7 @@ def main(device_name: str, ray_chunk: int, reps: int, batch: int, workload: str)
     for name in WORKLOADS:
         cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
                f'--reps={reps}', f'--batch={batch}', f'--workload={name}']
-        result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        result = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
         kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
         tensors = 'see peak memory' if result['tensor_peak_mb'] is None else f'{result["tensor_peak_mb"]:.0f}'
         print(f'| {name} | {device_name} | {batch} | {ray_chunk or "all"} | {result["seconds"]:.2f} | '

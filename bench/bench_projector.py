@@ -147,7 +147,7 @@ def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for name in networks.split(','):
         out = subprocess.run([sys.executable, __file__, f'--worker={name}', f'--device={device_name}',
-                              f'--steps={steps}'], capture_output=True, text=True, check=True).stdout
+                              f'--steps={steps}'], stdout=subprocess.PIPE, text=True, check=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         memory = f"{row['peak_rss_mb']:.0f}" + (f" (CUDA {row['peak_cuda_mb']:.0f})" if 'peak_cuda_mb' in row else '')
         print(f"| {name} | {row['resolution']} | {row['projection_s_per_step']:.2f} | {row['tuning_s_per_step']:.2f} | "

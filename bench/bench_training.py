@@ -13,7 +13,7 @@ first and last step and the mean |sigma_G - sigma_src| at 2000 random points.
 Examples:
 
     python bench/bench_training.py speed --cfg=tiny --iters=12
-    python bench/bench_training.py speed --cfg=ffhq512 --iters=300          # on a GPU
+    python bench/bench_training.py speed --cfg=ffhq512 --batch=4 --iters=300   # on a GPU
     python bench/bench_training.py geometry --iters=4 --lr=1e-4
 """
 
@@ -24,6 +24,7 @@ import resource
 import statistics
 import sys
 import tempfile
+from typing import Optional
 
 import click
 import torch
@@ -58,7 +59,8 @@ def main():
 @main.command()
 @click.option('--cfg', help='Preset', default='tiny', show_default=True)
 @click.option('--iters', help='Iterations (the first is warm-up)', type=click.IntRange(min=2), default=12, show_default=True)
-def speed(cfg: str, iters: int):
+@click.option('--batch', help="Images per iteration  [default: the preset's]", type=click.IntRange(min=1), metavar='INT')
+def speed(cfg: str, iters: int, batch: Optional[int]):
     """Seconds per iteration and peak memory of the training loop."""
     preset = configs.load_preset(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +68,8 @@ def speed(cfg: str, iters: int):
         ctx = train.main.make_context('train.py', ['--outdir', tmp, '--cfg', cfg, '--data', data, '--domain', 'synthetic',
                                                    '--random-perceptual', '--kimg', str(iters / 1000),
                                                    '--tick', str(1 / 1000), '--snap', str(10 * iters),
-                                                   '--img-snap', str(10 * iters), '--workers', '0'])
+                                                   '--img-snap', str(10 * iters), '--workers', '0',
+                                                   *(['--batch', str(batch)] if batch else [])])
         c, _ = train.validate_and_build(train.apply_presets(ctx, ctx.params))
         c.run_dir = os.path.join(tmp, 'run')
         os.makedirs(c.run_dir)
@@ -76,7 +79,8 @@ def speed(cfg: str, iters: int):
     gpu = max(r['Resources/peak_gpu_mem_gb'] for r in records)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
-    print(f'{cfg}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), peak RSS {rss:.2f} GB, '
+    batch_note = f', batch {batch}' if batch else ''
+    print(f'{cfg}{batch_note}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), peak RSS {rss:.2f} GB, '
           f'peak GPU memory {gpu:.2f} GB; {device}')
 
 

@@ -34,8 +34,7 @@ sys.path.insert(0, REPO_ROOT)
 import configs  # noqa: E402  (after the path set-up above)
 import dnnlib  # noqa: E402
 import gen_utils  # noqa: E402
-from viewer.render_core import RenderCore, orbit_camera  # noqa: E402
-from viewer.ui import letterbox  # noqa: E402
+from viewer.render_core import RenderCore, letterbox, orbit_camera  # noqa: E402
 
 CANVAS_ASPECT = 1000 / 700  # the browser test's window
 

@@ -110,6 +110,23 @@ def orbit_camera(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float = 
                       fov_y=2 * math.atan(0.5 / focal))
 
 
+def letterbox(image: np.ndarray, aspect: float) -> np.ndarray:
+    """A square picture (H, H, 3) fitted to a canvas of width/height `aspect`, keeping its full height.
+
+    Wider canvases get black side bars; narrower ones lose the picture's sides (the browser's
+    camera keeps its vertical angle when the window changes shape).
+    """
+    height, width = image.shape[:2]
+    target = max(1, int(round(height * aspect)))
+    if target >= width:
+        left = (target - width) // 2
+        out = np.zeros((height, target, image.shape[2]), dtype=image.dtype)
+        out[:, left:left + width] = image
+        return out
+    left = (width - target) // 2
+    return np.ascontiguousarray(image[:, left:left + target])
+
+
 @dataclasses.dataclass
 class _Prepared:
     """What one (latent, style, alpha) renders from: ws (1, num_ws, w_dim), domain kwargs, tri-planes (1, 3, 32, H, W)."""

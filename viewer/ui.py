@@ -17,7 +17,7 @@ import PIL.Image
 import viser
 
 from shape_utils import ply_bytes
-from viewer.render_core import OUTPUT_KINDS, RenderCore, RenderSettings, ViewCamera, orbit_camera
+from viewer.render_core import OUTPUT_KINDS, RenderCore, RenderSettings, ViewCamera, letterbox, orbit_camera
 from viewer.render_queue import RenderQueue
 from viewer.uploads import UploadError, read_exemplar, read_latent, read_latent_file
 
@@ -26,23 +26,6 @@ NO_STYLE_CHOICE = 'none (plain EG3D)'
 MESH_LEVEL = 10.0  # density iso-level of exported meshes (gen_samples.py --shape-level)
 MESH_NAME = '/head_mesh'
 FRAME_STOP_TIMEOUT = 2.0  # seconds a frame in flight may take to finish when the viewer stops
-
-
-def letterbox(image: np.ndarray, aspect: float) -> np.ndarray:
-    """A square picture (H, H, 3) fitted to a canvas of width/height `aspect`, keeping its full height.
-
-    Wider canvases get black side bars; narrower ones lose the picture's sides (the browser's
-    camera keeps its vertical angle when the window changes shape).
-    """
-    height, width = image.shape[:2]
-    target = max(1, int(round(height * aspect)))
-    if target >= width:
-        left = (target - width) // 2
-        out = np.zeros((height, target, image.shape[2]), dtype=image.dtype)
-        out[:, left:left + width] = image
-        return out
-    left = (width - target) // 2
-    return np.ascontiguousarray(image[:, left:left + target])
 
 
 def png_bytes(image: np.ndarray) -> bytes:

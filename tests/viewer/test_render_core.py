@@ -10,7 +10,7 @@ import torch
 import gen_utils
 import shape_utils
 from tests.gen_network import build_tiny_generator
-from viewer.render_core import Named, RenderCore, RenderSettings, ViewCamera, camera_to_label, orbit_camera
+from viewer.render_core import Named, RenderCore, RenderSettings, ViewCamera, camera_to_label, letterbox, orbit_camera
 
 CPU = torch.device('cpu')
 VIEWS = [(0.0, 0.0), (0.4, -0.2), (-0.7, 0.3)]
@@ -104,3 +104,13 @@ def test_mesh_equals_gen_samples_shape(G):
     assert len(faces) > 0
     np.testing.assert_array_equal(verts, ref_verts)
     np.testing.assert_array_equal(faces, ref_faces)
+
+
+def test_letterbox_keeps_the_full_height():
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    wide = letterbox(image, 2.0)
+    assert wide.shape == (4, 8, 3)
+    np.testing.assert_array_equal(wide[:, 2:6], image)
+    assert not wide[:, :2].any() and not wide[:, 6:].any()
+    np.testing.assert_array_equal(letterbox(image, 0.5), image[:, 1:3])
+    np.testing.assert_array_equal(letterbox(image, 1.0), image)

@@ -7,7 +7,6 @@ import PIL.Image
 import pytest
 import torch
 
-from viewer.ui import letterbox
 from viewer.uploads import MAX_UPLOAD_BYTES, UploadError, read_exemplar, read_latent, read_latent_file
 
 CPU = torch.device('cpu')
@@ -77,13 +76,3 @@ def test_latent_upload_and_path(tmp_path):
     with pytest.raises(UploadError, match='not a NumPy .npy array') as err:  # never unpickled
         read_latent('latent.npy', pickled.getvalue(), 4, 8)
     assert '\n' not in str(err.value)
-
-
-def test_letterbox_keeps_the_full_height():
-    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
-    wide = letterbox(image, 2.0)
-    assert wide.shape == (4, 8, 3)
-    np.testing.assert_array_equal(wide[:, 2:6], image)
-    assert not wide[:, :2].any() and not wide[:, 6:].any()
-    np.testing.assert_array_equal(letterbox(image, 0.5), image[:, 1:3])
-    np.testing.assert_array_equal(letterbox(image, 1.0), image)
