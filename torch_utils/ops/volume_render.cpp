@@ -1,7 +1,7 @@
-// volume_render plugin: torch bindings and the CPU kernels (per-ray math in volume_render.h, CUDA
-// kernels in volume_render.cu). Operators: torch.ops.volume_render_plugin.forward / .backward, see
-// volume_render.py for their meaning; one binding per operator serves both devices. The CPU kernels
-// run rays in parallel, one scratch area (and, in the backward, one set of gradient accumulators) per thread.
+// volume_render plugin: torch bindings and the CPU kernels (per-ray math in volume_render.h; CPU only,
+// see volume_render.py for why). Operators: torch.ops.volume_render_plugin.forward / .backward, see
+// volume_render.py for their meaning. The kernels run rays in parallel, one scratch area (and, in the
+// backward, one set of gradient accumulators) per thread.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -13,11 +13,6 @@
 #include <algorithm>
 #include <tuple>
 #include <vector>
-
-#ifdef PSTYLE3D_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 #include "volume_render.h"
 
@@ -48,14 +43,13 @@ void check_optional(const OptionalTensor& t, const at::Tensor& planes, int64_t r
     if (t.has_value()) check_input(*t, planes, {rays, count}, name);
 }
 
-// Validates the inputs and fills Params; `fine` is the fine sample count (uniforms or saved depths).
+// Validates the inputs and fills Params; `fine` is the fine sample count (uniforms or saved depths);
+// `for_backward` sizes the scratch to keep every sample's decoder state, as backward_ray needs.
 Params make_params(const Tensors& t, int64_t fine, at::ArrayRef<double> axes, double box_warp, double noise_strength,
-                   bool white_back, bool keep_samples) {
+                   bool white_back, bool for_backward) {
     const at::Tensor& planes = t.planes;
     TORCH_CHECK(planes.dim() == 5 && planes.size(1) == 3, "volume_render: planes must be (N, 3, H, W, C)");
     TORCH_CHECK(planes.is_contiguous(), "volume_render: planes must be contiguous");
-    TORCH_CHECK(planes.device().is_cpu() || planes.scalar_type() == at::kFloat,
-                "volume_render: the CUDA kernels take float32");
     TORCH_CHECK(axes.size() == 18, "volume_render: axes must hold 3 x 3 x 2 numbers");
     Params p;
     p.channels = (int)planes.size(4);
@@ -88,7 +82,7 @@ Params make_params(const Tensors& t, int64_t fine, at::ArrayRef<double> axes, do
     p.box_scale = (float)(2 / box_warp);
     p.noise_strength = (float)noise_strength;
     p.white_back = white_back ? 1 : 0;
-    p.keep_samples = keep_samples ? 1 : 0;
+    p.keep_samples = for_backward ? 1 : 0;
     for (int q = 0; q < 3; q++)
         for (int k = 0; k < 3; k++)
             for (int a = 0; a < 2; a++) p.axes[q][k][a] = (float)axes[(q * 3 + k) * 2 + a];
@@ -112,7 +106,7 @@ template <typename T> Inputs<T> make_inputs(const Tensors& t) {
 }
 
 // Gradient outputs: the planes' (an empty tensor when not needed: an operator's Tensor result cannot be
-// None) and the decoder's four, from the per-worker (slots, weight_grad_size) accumulators.
+// None) and the decoder's four, from the per-slot (slots, weight_grad_size) accumulators.
 Outputs gradients(const Params& p, const at::Tensor& planes_grad, const at::Tensor& slot_grads) {
     at::Tensor g = at::sum(slot_grads, {0});
     const int64_t n1 = (int64_t)p.channels * p.hidden, n2 = (int64_t)p.hidden * p.outputs;
@@ -153,13 +147,12 @@ Outputs backward_cpu(const Params& p, const Tensors& t, const at::Tensor& grad_r
             std::vector<scalar_t> scratch(scratch_size(p));
             std::vector<int> order(p.coarse + p.fine);
             Scratch<scalar_t> s(p, scratch.data(), order.data());
-            auto add = [](scalar_t* target, scalar_t value) { *target += value; };
             for (int64_t slot = first_slot; slot < last_slot; slot++) {
                 Grads<scalar_t> g(p, slot_weight_grads.data_ptr<scalar_t>() + slot * weight_grad_size(p),
                                   need_planes_grad ? slot_planes_grads.data_ptr<scalar_t>() + slot * planes_numel
                                                    : nullptr);
                 for (int64_t ray = slot * p.rays / slots; ray < (slot + 1) * p.rays / slots; ray++)
-                    backward_ray(p, in, ray, s, g_rgb + ray * (p.outputs - 1), g_depth[ray], g_total[ray], g, add);
+                    backward_ray(p, in, ray, s, g_rgb + ray * (p.outputs - 1), g_depth[ray], g_total[ray], g);
             }
         });
     });
@@ -167,46 +160,6 @@ Outputs backward_cpu(const Params& p, const Tensors& t, const at::Tensor& grad_r
                                               : at::empty({0}, t.planes.options());
     return gradients(p, planes_grad, slot_weight_grads);
 }
-
-#ifdef PSTYLE3D_WITH_CUDA
-constexpr int64_t kMaxSlots = 16384;  // CUDA threads in flight: bounds the scratch memory, not the rays
-
-void check_cuda(int err, const char* what) {
-    TORCH_CHECK(err == 0, "volume_render: CUDA launch of ", what, " failed with cudaError ", err);
-}
-
-struct CudaScratch {
-    int64_t slots;
-    at::Tensor values, order;
-    CudaScratch(const Params& p, const at::Tensor& planes) {
-        slots = std::min<int64_t>(std::max<int64_t>(p.rays, 1), kMaxSlots);
-        values = at::empty({slots, scratch_size(p)}, planes.options());
-        order = at::empty({slots, p.coarse + p.fine}, planes.options().dtype(at::kInt));
-    }
-};
-
-void forward_cuda(const Params& p, const Tensors& t, Outputs& out) {
-    auto& [rgb, depth, total, coarse_weights, fine_depths] = out;
-    CudaScratch scratch(p, t.planes);
-    check_cuda(launch_forward(p, make_inputs<float>(t), scratch.values.data_ptr<float>(), scratch.order.data_ptr<int>(),
-                              scratch.slots, rgb.data_ptr<float>(), depth.data_ptr<float>(), total.data_ptr<float>(),
-                              coarse_weights.data_ptr<float>(), fine_depths.data_ptr<float>(),
-                              c10::cuda::getCurrentCUDAStream().stream()), "forward");
-}
-
-Outputs backward_cuda(const Params& p, const Tensors& t, const at::Tensor& grad_rgb, const at::Tensor& grad_depth,
-                      const at::Tensor& grad_total, bool need_planes_grad) {
-    CudaScratch scratch(p, t.planes);
-    at::Tensor slot_weight_grads = at::zeros({scratch.slots, weight_grad_size(p)}, t.planes.options());
-    at::Tensor planes_grad = at::zeros(need_planes_grad ? t.planes.sizes() : at::IntArrayRef({0}), t.planes.options());
-    check_cuda(launch_backward(p, make_inputs<float>(t), scratch.values.data_ptr<float>(), scratch.order.data_ptr<int>(),
-                               scratch.slots, grad_rgb.data_ptr<float>(), grad_depth.data_ptr<float>(),
-                               grad_total.data_ptr<float>(), slot_weight_grads.data_ptr<float>(),
-                               need_planes_grad ? planes_grad.data_ptr<float>() : nullptr,
-                               c10::cuda::getCurrentCUDAStream().stream()), "backward");
-    return gradients(p, planes_grad, slot_weight_grads);
-}
-#endif
 
 Outputs forward(const at::Tensor& planes, const at::Tensor& w1t, const at::Tensor& b1, const at::Tensor& w2t,
                 const at::Tensor& b2, const at::Tensor& origins, const at::Tensor& directions,
@@ -216,17 +169,10 @@ Outputs forward(const at::Tensor& planes, const at::Tensor& w1t, const at::Tenso
     const Tensors t{planes, w1t, b1, w2t, b2, w1t.t().contiguous(), w2t.t().contiguous(), origins, directions,
                     depths_coarse, noise_coarse, uniforms, noise_fine, c10::nullopt};
     const Params p = make_params(t, uniforms.has_value() ? uniforms->size(1) : 0, axes, box_warp, noise_strength,
-                                 white_back, false);
+                                 white_back, /*for_backward=*/false);
     auto opts = planes.options();
     Outputs out{at::empty({p.rays, p.outputs - 1}, opts), at::empty({p.rays}, opts), at::empty({p.rays}, opts),
                 at::empty({p.rays, p.coarse - 1}, opts), at::empty({p.rays, p.fine}, opts)};
-#ifdef PSTYLE3D_WITH_CUDA
-    if (planes.is_cuda()) {
-        c10::cuda::CUDAGuard guard(planes.device());
-        forward_cuda(p, t, out);
-        return out;
-    }
-#endif
     forward_cpu(p, t, out);
     return out;
 }
@@ -236,19 +182,13 @@ Outputs backward(const at::Tensor& grad_rgb, const at::Tensor& grad_depth, const
                  const at::Tensor& b2, const at::Tensor& origins, const at::Tensor& directions,
                  const at::Tensor& depths_coarse, const OptionalTensor& noise_coarse, const at::Tensor& depths_fine,
                  const OptionalTensor& noise_fine, at::ArrayRef<double> axes, double box_warp, double noise_strength,
-                 bool white_back, bool need_planes_grad, bool keep_samples) {
+                 bool white_back, bool need_planes_grad) {
     const Tensors t{planes, w1t, b1, w2t, b2, w1t.t().contiguous(), w2t.t().contiguous(), origins, directions,
                     depths_coarse, noise_coarse, c10::nullopt, noise_fine, depths_fine};
-    const Params p = make_params(t, depths_fine.size(1), axes, box_warp, noise_strength, white_back, keep_samples);
+    const Params p = make_params(t, depths_fine.size(1), axes, box_warp, noise_strength, white_back, /*for_backward=*/true);
     check_input(grad_rgb, planes, {p.rays, p.outputs - 1}, "grad_rgb");
     check_input(grad_depth, planes, {p.rays}, "grad_depth");
     check_input(grad_total, planes, {p.rays}, "grad_total");
-#ifdef PSTYLE3D_WITH_CUDA
-    if (planes.is_cuda()) {
-        c10::cuda::CUDAGuard guard(planes.device());
-        return backward_cuda(p, t, grad_rgb, grad_depth, grad_total, need_planes_grad);
-    }
-#endif
     return backward_cpu(p, t, grad_rgb, grad_depth, grad_total, need_planes_grad);
 }
 
@@ -261,17 +201,10 @@ TORCH_LIBRARY(volume_render_plugin, m) {
     m.def("backward(Tensor grad_rgb, Tensor grad_depth, Tensor grad_total, Tensor planes, Tensor w1t, Tensor b1, "
           "Tensor w2t, Tensor b2, Tensor origins, Tensor directions, Tensor depths_coarse, Tensor? noise_coarse, "
           "Tensor depths_fine, Tensor? noise_fine, float[] axes, float box_warp, float noise_strength, "
-          "bool white_back, bool need_planes_grad, bool keep_samples) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+          "bool white_back, bool need_planes_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(volume_render_plugin, CPU, m) {
     m.impl("forward", &forward);
     m.impl("backward", &backward);
 }
-
-#ifdef PSTYLE3D_WITH_CUDA
-TORCH_LIBRARY_IMPL(volume_render_plugin, CUDA, m) {
-    m.impl("forward", &forward);
-    m.impl("backward", &backward);
-}
-#endif

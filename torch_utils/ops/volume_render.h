@@ -1,21 +1,16 @@
-// Fused tri-plane volume rendering: the per-ray math shared by the CPU kernels (volume_render.cpp)
-// and the CUDA kernels (volume_render.cu). One ray at a time: bilinear tri-plane features at every
-// sample, the OSGDecoder MLP, EG3D's MipRayMarcher2 compositing, importance sampling from the coarse
-// weights, and the backward pass of all of it. Nothing per sample outlives its ray: a ray's samples
-// live in a small per-worker scratch area. Includes no torch headers, so nvcc compiles the .cu alone.
+// Fused tri-plane volume rendering: the per-ray math of the CPU kernels (volume_render.cpp). One ray
+// at a time: bilinear tri-plane features at every sample, the OSGDecoder MLP, EG3D's MipRayMarcher2
+// compositing, importance sampling from the coarse weights, and the backward pass of all of it. Nothing
+// per sample outlives its ray: a ray's samples live in a small per-thread scratch area.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define VR_HD __host__ __device__ __forceinline__
-#else
-#define VR_HD inline __attribute__((always_inline))
-#endif
+#define VR_INLINE inline __attribute__((always_inline))
 
 namespace volume_render_kernels {
 
-using std::exp;  // float and double overloads on the host; CUDA provides them in device code.
+using std::exp;  // float and double overloads
 using std::floor;
 using std::log1p;
 
@@ -36,8 +31,7 @@ struct Params {
     float box_scale;        // 2 / box_warp: the cube [-box_warp/2, box_warp/2]^3 maps onto [-1, 1]
     float noise_strength;   // rendering option density_noise (0 = none)
     int white_back;
-    int keep_samples;       // backward: keep each sample's decoder state from the first pass (CPU: memory
-                            // is cheap there) instead of decoding every sample twice (CUDA)
+    int keep_samples;       // the backward's scratch also keeps each sample's decoder state from the first pass
     float axes[3][3][2];    // columns 0 and 1 of each plane's inverse axes: point -> plane (x, y)
 };
 
@@ -56,15 +50,15 @@ template <typename T> struct Inputs {
 };
 
 // Per-sample decoder state the backward needs: features, hidden pre-activations and activations, outputs.
-VR_HD int64_t kept_stride(const Params& p) { return (int64_t)p.channels + 2 * (int64_t)p.hidden + p.outputs; }
+VR_INLINE int64_t kept_stride(const Params& p) { return (int64_t)p.channels + 2 * (int64_t)p.hidden + p.outputs; }
 
-// Scratch of one worker, in elements, for a ray of coarse + fine samples.
-VR_HD int64_t scratch_size(const Params& p) {
+// Scratch of one thread, in elements, for a ray of coarse + fine samples.
+VR_INLINE int64_t scratch_size(const Params& p) {
     const int64_t s = p.coarse + p.fine;
     return s * (p.outputs + 5) + 3 * (int64_t)p.channels + 3 * (int64_t)p.hidden + 2 * (int64_t)p.outputs +
            (p.keep_samples ? s * kept_stride(p) : 0);
 }
-VR_HD int64_t weight_grad_size(const Params& p) {
+VR_INLINE int64_t weight_grad_size(const Params& p) {
     return (int64_t)p.channels * p.hidden + p.hidden + (int64_t)p.hidden * p.outputs + p.outputs;
 }
 
@@ -72,9 +66,9 @@ template <typename T> struct Scratch {
     T *depth, *sigma, *rgb;      // per sample, in evaluation order: coarse then fine
     T *weight, *trans, *grad;    // per interval of the sorted samples
     T *feat, *dfeat, *hidden, *act, *dhidden, *out, *dout, *tap;
-    T* kept;                     // per sample: kept_stride values (null unless p.keep_samples)
+    T* kept;                     // per sample: kept_stride values (backward only; null in the forward)
     int* order;                  // sample indices sorted by depth
-    VR_HD Scratch(const Params& p, T* base, int* order_base) {
+    VR_INLINE Scratch(const Params& p, T* base, int* order_base) {
         const int s = p.coarse + p.fine;
         depth = base; sigma = depth + s; rgb = sigma + s; weight = rgb + (int64_t)s * (p.outputs - 1);
         trans = weight + s; grad = trans + s; feat = grad + s; dfeat = feat + p.channels;
@@ -85,10 +79,9 @@ template <typename T> struct Scratch {
     }
 };
 
-template <typename T> VR_HD T softplus(T x) { return x > T(20) ? x : log1p(exp(x)); }  // torch's threshold 20
-template <typename T> VR_HD T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
+template <typename T> VR_INLINE T softplus(T x) { return x > T(20) ? x : log1p(exp(x)); }  // torch's threshold 20
+template <typename T> VR_INLINE T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
 
-#ifndef __CUDACC__
 // Float exp and softplus without libm calls, so that the loops over a sample's 64 hidden units and
 // 32 features vectorise (libm's log1pf alone took half the CPU time). Both are within 2 ulp of libm.
 inline float exp_vec(float x) {
@@ -127,7 +120,6 @@ template <> inline float softplus<float>(float x) {
     return (x > 0.0f ? x : 0.0f) + log1p_unit(exp_vec(-a));
 }
 template <> inline float sigmoid<float>(float x) { return 1.0f / (1.0f + exp_vec(-x)); }
-#endif
 
 // The four bilinear taps of grid_sample(align_corners=False, padding_mode='zeros') at plane
 // coordinates (u, v) in [-1, 1]: tap k (nw, ne, sw, se) has weight w[k] and element offset o[k]
@@ -135,7 +127,7 @@ template <> inline float sigmoid<float>(float x) { return 1.0f / (1.0f + exp_vec
 template <typename T> struct Taps {
     T w[4];
     int64_t o[4];
-    VR_HD Taps(const Params& p, T u, T v) {
+    VR_INLINE Taps(const Params& p, T u, T v) {
         const T x = (u + T(1)) * (T(p.width) / T(2)) - T(0.5);
         const T y = (v + T(1)) * (T(p.height) / T(2)) - T(0.5);
         const T x0 = floor(x), y0 = floor(y);
@@ -150,23 +142,23 @@ template <typename T> struct Taps {
 };
 
 // Plane coordinates (u, v) of sample point `point` (already scaled by box_scale) in plane q.
-template <typename T> VR_HD void plane_coords(const Params& p, int q, const T* point, T& u, T& v) {
+template <typename T> VR_INLINE void plane_coords(const Params& p, int q, const T* point, T& u, T& v) {
     u = point[0] * T(p.axes[q][0][0]) + point[1] * T(p.axes[q][1][0]) + point[2] * T(p.axes[q][2][0]);
     v = point[0] * T(p.axes[q][0][1]) + point[1] * T(p.axes[q][1][1]) + point[2] * T(p.axes[q][2][1]);
 }
 
-template <typename T> VR_HD void sample_point(const Params& p, const Inputs<T>& in, int64_t ray, T depth, T* point) {
+template <typename T> VR_INLINE void sample_point(const Params& p, const Inputs<T>& in, int64_t ray, T depth, T* point) {
     for (int a = 0; a < 3; a++)
         point[a] = T(p.box_scale) * (in.origins[ray * 3 + a] + depth * in.directions[ray * 3 + a]);
 }
 
-template <typename T> VR_HD const T* item_planes(const Params& p, const Inputs<T>& in, int64_t ray) {
+template <typename T> VR_INLINE const T* item_planes(const Params& p, const Inputs<T>& in, int64_t ray) {
     return in.planes + (ray / p.rays_per_item) * 3 * (int64_t)p.height * p.width * p.channels;
 }
 
 // Decoder at one sample: s.feat (mean of the three planes' features), s.hidden (pre-activation) and
 // s.out (raw outputs) are left in the scratch for the backward.
-template <typename T> VR_HD void decode_sample(const Params& p, const Inputs<T>& in, int64_t ray, T depth, Scratch<T>& s) {
+template <typename T> VR_INLINE void decode_sample(const Params& p, const Inputs<T>& in, int64_t ray, T depth, Scratch<T>& s) {
     const int C = p.channels, H = p.hidden, O = p.outputs;
     const T* planes = item_planes(p, in, ray);
     T point[3];
@@ -203,7 +195,7 @@ template <typename T> VR_HD void decode_sample(const Params& p, const Inputs<T>&
 }
 
 // Decodes sample j of a ray (depth d, standard-normal noise value or null) into s.sigma[j], s.rgb row j.
-template <typename T> VR_HD void eval_sample(const Params& p, const Inputs<T>& in, int64_t ray, int j, T d,
+template <typename T> VR_INLINE void eval_sample(const Params& p, const Inputs<T>& in, int64_t ray, int j, T d,
                                              const T* noise, Scratch<T>& s) {
     decode_sample(p, in, ray, d, s);
     if (s.kept) {
@@ -224,7 +216,7 @@ template <typename T> VR_HD void eval_sample(const Params& p, const Inputs<T>& i
 
 // Compositing weights of the intervals between consecutive samples order[0..n-1] (MipRayMarcher2):
 // s.weight[i] = alpha_i * trans_i, s.trans[i] the transmittance before interval i. Returns their sum.
-template <typename T> VR_HD T composite_weights(int n, const int* order, Scratch<T>& s) {
+template <typename T> VR_INLINE T composite_weights(int n, const int* order, Scratch<T>& s) {
     T trans = T(1), total = T(0);
     for (int i = 0; i + 1 < n; i++) {
         const int a = order[i], b = order[i + 1];
@@ -241,7 +233,7 @@ template <typename T> VR_HD T composite_weights(int n, const int* order, Scratch
 
 // Importance samples (sample_importance + sample_pdf) from the coarse weights s.weight[0..coarse-2]
 // over the coarse depths s.depth[0..coarse-1]; writes `fine` depths to out. Uses s.grad as scratch.
-template <typename T> VR_HD void importance_depths(const Params& p, const T* uniforms, Scratch<T>& s, T* out) {
+template <typename T> VR_INLINE void importance_depths(const Params& p, const T* uniforms, Scratch<T>& s, T* out) {
     const int S = p.coarse, bins = S - 3;  // EG3D's pdf runs over the smoothed weights 1 .. S-3
     const T* w = s.weight;
     T* cdf = s.grad;
@@ -275,7 +267,7 @@ template <typename T> VR_HD void importance_depths(const Params& p, const T* uni
 }
 
 // order[0..n-1] = 0..n-1 sorted by s.depth (stable insertion sort: n is at most a few hundred).
-template <typename T> VR_HD void sort_by_depth(int n, const T* depth, int* order) {
+template <typename T> VR_INLINE void sort_by_depth(int n, const T* depth, int* order) {
     for (int i = 0; i < n; i++) {
         const int idx = i;
         int j = i;
@@ -291,7 +283,7 @@ template <typename T> VR_HD void sort_by_depth(int n, const T* depth, int* order
 // in the forward, read from in.depths_fine in the backward), sorts them and computes the compositing
 // weights. Returns the sample count; coarse_weights_out / fine_out (may be null) receive the coarse
 // pass's weights and the fine depths.
-template <typename T> VR_HD int eval_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+template <typename T> VR_INLINE int eval_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
                                          T* coarse_weights_out, T* fine_out, T& total) {
     const int S1 = p.coarse, S2 = p.fine;
     for (int j = 0; j < S1; j++)
@@ -317,7 +309,7 @@ template <typename T> VR_HD int eval_ray(const Params& p, const Inputs<T>& in, i
 
 // Forward of one ray: composite colour rgb (outputs-1), depth (NaN where the weights sum to 0, clamped
 // by the caller over the whole batch) and weight sum.
-template <typename T> VR_HD void forward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+template <typename T> VR_INLINE void forward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
                                              T* rgb_out, T* depth_out, T* weight_sum_out, T* coarse_weights_out,
                                              T* fine_out) {
     const int Cc = p.outputs - 1;
@@ -339,20 +331,21 @@ template <typename T> VR_HD void forward_ray(const Params& p, const Inputs<T>& i
     weight_sum_out[ray] = total;
 }
 
-// Gradient accumulators of one worker: the decoder's (layout of weight_grad_size) and the planes'
-// (channels-last like the input). Add is plain += on the CPU (one buffer per thread) and atomicAdd on CUDA.
+// Gradient accumulators of one thread: the decoder's (layout of weight_grad_size) and the planes'
+// (channels-last like the input).
 template <typename T> struct Grads {
     T *w1t, *b1, *w2t, *b2;
     T* planes;  // null: the planes need no gradient
-    VR_HD Grads(const Params& p, T* decoder, T* planes_grad) {
+    VR_INLINE Grads(const Params& p, T* decoder, T* planes_grad) {
         w1t = decoder; b1 = w1t + (int64_t)p.channels * p.hidden; w2t = b1 + p.hidden; b2 = w2t + (int64_t)p.hidden * p.outputs;
         planes = planes_grad;
     }
 };
 
-// Backward of one ray given the gradients of its outputs (rgb row, depth, weight sum).
-template <typename T, typename Add> VR_HD void backward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
-                                                            const T* grad_rgb, T grad_depth, T grad_total, Grads<T>& g, Add add) {
+// Backward of one ray given the gradients of its outputs (rgb row, depth, weight sum); needs a scratch
+// that keeps the samples (p.keep_samples).
+template <typename T> VR_INLINE void backward_ray(const Params& p, const Inputs<T>& in, int64_t ray, Scratch<T>& s,
+                                                  const T* grad_rgb, T grad_depth, T grad_total, Grads<T>& g) {
     const int Cc = p.outputs - 1, C = p.channels, H = p.hidden, O = p.outputs;
     T total;
     const int n = eval_ray<T>(p, in, ray, s, nullptr, nullptr, total);
@@ -391,12 +384,8 @@ template <typename T, typename Add> VR_HD void backward_ray(const Params& p, con
         const T w_prev = i > 0 ? s.weight[i - 1] : T(0), w_next = i + 1 < n ? s.weight[i] : T(0);
         const T g_prev = i > 0 ? s.grad[i - 1] : T(0), g_next = i + 1 < n ? s.grad[i] : T(0);
         const T color_weight = (w_prev + w_next) / T(2) * T(2);
-        const T *feat = s.feat, *hidden = s.hidden, *act = s.act, *out = s.out;
-        if (s.kept) {
-            feat = s.kept + j * kept_stride(p); hidden = feat + C; act = hidden + H; out = act + H;
-        } else {
-            decode_sample(p, in, ray, s.depth[j], s);
-        }
+        const T* feat = s.kept + j * kept_stride(p);
+        const T *hidden = feat + C, *act = hidden + H, *out = act + H;
         s.dout[0] = (g_prev + g_next) / T(2);
         for (int c = 1; c < O; c++) {
             const T sg = sigmoid(out[c]);
@@ -441,19 +430,10 @@ template <typename T, typename Add> VR_HD void backward_ray(const Params& p, con
                 if (taps.o[k] < 0) continue;
                 T* f = plane + taps.o[k];
                 const T wk = taps.w[k];
-                for (int c = 0; c < C; c++) add(f + c, wk * s.dfeat[c]);
+                for (int c = 0; c < C; c++) f[c] += wk * s.dfeat[c];
             }
         }
     }
 }
-
-// CUDA launchers (volume_render.cu), float32. scratch: (slots, scratch_size) floats and (slots, samples)
-// ints; weight_grads: (slots, weight_grad_size) zero-initialised; planes_grad zero-initialised or null.
-// Return cudaError_t as int.
-int launch_forward(const Params& p, const Inputs<float>& in, float* scratch, int* order, int64_t slots, float* rgb,
-                   float* depth, float* weight_sum, float* coarse_weights, float* fine, void* stream);
-int launch_backward(const Params& p, const Inputs<float>& in, float* scratch, int* order, int64_t slots,
-                    const float* grad_rgb, const float* grad_depth, const float* grad_total, float* weight_grads,
-                    float* planes_grad, void* stream);
 
 }  // namespace volume_render_kernels

@@ -1,7 +1,11 @@
 """Fused tri-plane volume rendering: for each ray, the bilinear tri-plane features of its samples,
-EG3D's OSGDecoder MLP, MipRayMarcher2 compositing and the importance (fine) pass, in one compiled
-kernel (C++ on the CPU, CUDA on GPUs) that keeps a ray's samples in a small per-thread scratch area
-instead of (N, rays * samples, C) tensors.
+EG3D's OSGDecoder MLP, MipRayMarcher2 compositing and the importance (fine) pass, in one compiled C++
+kernel that keeps a ray's samples in a small per-thread scratch area instead of (N, rays * samples, C)
+tensors.
+
+CPU only: on an NVIDIA H200 a one-thread-per-ray CUDA version took 598 ms for a forward at FFHQ-512's
+setting where the pure-PyTorch renderer took 35 ms (docs/benchmarks.md), so CUDA tensors always take
+the renderer's PyTorch path.
 
 The reference is the pure-PyTorch ImportanceRenderer in training/volumetric_rendering/renderer.py,
 which chooses this op (rendering option `impl`, like the other ops' `impl` argument) and passes it the
@@ -40,21 +44,16 @@ class RenderedRays(NamedTuple):
 
 def _plugin():
     return custom_ops.get_plugin('volume_render_plugin', os.path.dirname(__file__), cpp_sources=['volume_render.cpp'],
-                                 cuda_sources=['volume_render.cu'], headers=['volume_render.h'])
+                                 cuda_sources=[], headers=['volume_render.h'])
 
 
 def is_available(planes: torch.Tensor) -> bool:
-    """True if the plugin builds and has kernels for planes' device and dtype (float32; also float64 on the CPU)."""
-    if planes.dtype not in (torch.float32, torch.float64) or (planes.device.type != 'cpu' and planes.dtype != torch.float32):
+    """True if planes are a float32 or float64 CPU tensor and the plugin builds."""
+    # Checked here, not only by custom_ops.handles: a plugin built on a CUDA machine reports 'cuda'
+    # among its devices even without CUDA sources.
+    if planes.device.type != 'cpu' or planes.dtype not in (torch.float32, torch.float64):
         return False
     return custom_ops.handles(_plugin(), planes)
-
-
-def keeps_samples(device: torch.device) -> bool:
-    """Whether the backward keeps each sample's decoder state from its first pass over a ray (CPU: a
-    thread's scratch is small next to memory) or decodes every sample again (CUDA, where thousands of
-    threads each hold a scratch area)."""
-    return device.type == 'cpu'
 
 
 def planes_channels_last(planes: torch.Tensor) -> torch.Tensor:
@@ -126,5 +125,5 @@ class _VolumeRender(torch.autograd.Function):
                                   (grad_total, origins.shape[:1]))]
         d_planes, d_w1t, d_b1, d_w2t, d_b2 = _plugin().ops.backward(
             *grads, planes_cl, w1t, b1, w2t, b2, origins, directions, depths_coarse, noise_coarse, depths_fine,
-            noise_fine, axes, box_warp, strength, white_back, ctx.needs_input_grad[0], keeps_samples(planes_cl.device))
+            noise_fine, axes, box_warp, strength, white_back, ctx.needs_input_grad[0])
         return d_planes if ctx.needs_input_grad[0] else None, d_w1t, d_b1, d_w2t, d_b2, None, None

@@ -1,10 +1,11 @@
 """The fused volume-rendering op (torch_utils/ops/volume_render) against the pure-PyTorch
 ImportanceRenderer it replaces: same random numbers in, the same features, depths, weights, importance
-samples and gradients out (within float rounding), on the CPU and, where there is one, on the GPU."""
+samples and gradients out (within float rounding). The op is CPU-only: CUDA tensors take the reference."""
 
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,13 +18,12 @@ from training.triplane import OSGDecoder
 from training.volumetric_rendering.ray_sampler import RaySampler
 from training.volumetric_rendering.renderer import ImportanceRenderer, generate_planes, osg_decoder_weights
 
-DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 OPTIONS = dict(ray_start=2.25, ray_end=3.3, depth_resolution=8, depth_resolution_importance=6,
                disparity_space_sampling=False, box_warp=1, clamp_mode='softplus')
 FFHQ512 = json.loads((Path(__file__).parents[3] / 'configs' / 'ffhq512.json').read_text())['G_kwargs']['rendering_kwargs']
 
 
-def _scene(device='cpu', resolution=6, plane_size=16, batch=2, lr_mul=1.0, seed=0):
+def _scene(resolution=6, plane_size=16, batch=2, lr_mul=1.0, seed=0):
     """Planes (batch, 3, 32, S, S), an OSGDecoder with EG3D's sizes, rays (batch, resolution^2, 3) of
     cameras around the head like FFHQ's."""
     torch.manual_seed(seed)
@@ -35,7 +35,7 @@ def _scene(device='cpu', resolution=6, plane_size=16, batch=2, lr_mul=1.0, seed=
     with torch.no_grad():  # biases away from 0, so that a wrong bias gain shows
         for p in decoder.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    return planes.to(device), decoder.to(device), origins.to(device), dirs.to(device)
+    return planes, decoder, origins, dirs
 
 
 def _render(planes, decoder, origins, dirs, options, impl, chunk=None):
@@ -53,7 +53,16 @@ def test_plugin_builds():
     assert volume_render.is_available(torch.zeros(1, 3, 2, 2, 2))
 
 
-@pytest.mark.parametrize('device', DEVICES)
+def test_is_available_only_for_cpu_float_tensors(monkeypatch):
+    # A plugin built on a CUDA machine reports 'cuda' among its devices although it has no CUDA kernels.
+    monkeypatch.setattr(volume_render, '_plugin', lambda: SimpleNamespace(ops=None, devices={'cpu', 'cuda'}))
+    assert volume_render.is_available(torch.zeros(1, 3, 2, 2, 2))
+    assert volume_render.is_available(torch.zeros(1, 3, 2, 2, 2, dtype=torch.float64))
+    assert not volume_render.is_available(torch.zeros(1, 3, 2, 2, 2, dtype=torch.float16))
+    assert not volume_render.is_available(torch.zeros(1, 3, 2, 2, 2, device='meta'))
+    assert not volume_render.is_available(SimpleNamespace(device=torch.device('cuda', 0), dtype=torch.float32))
+
+
 @pytest.mark.parametrize('options', [
     OPTIONS,
     dict(OPTIONS, disparity_space_sampling=True),
@@ -61,8 +70,8 @@ def test_plugin_builds():
     dict(OPTIONS, ray_start='auto', ray_end='auto', box_warp=1.5),
     dict(OPTIONS, density_noise=0.5, white_back=True),
 ], ids=['default', 'disparity', 'coarse_only', 'auto_limits', 'noise_white_back'])
-def test_fused_render_equals_reference(device, options):
-    scene = _scene(device)
+def test_fused_render_equals_reference(options):
+    scene = _scene()
     with torch.no_grad():
         ref = _render(*scene, options, 'ref')
         fused = _render(*scene, options, 'cuda')
@@ -72,12 +81,11 @@ def test_fused_render_equals_reference(device, options):
     assert _max_abs(fused, fused_chunked) <= 1e-5
 
 
-@pytest.mark.parametrize('device', DEVICES)
-def test_fused_render_equals_reference_at_ffhq512_sizes(device):
+def test_fused_render_equals_reference_at_ffhq512_sizes():
     """EG3D's FFHQ-512 rendering options (48 + 48 samples, its box and depth range), decoder sizes
     32 -> 64 -> 33 and 64 x 64 planes; also the op's coarse weights and importance samples against the
     renderer's ray marcher and sample_importance given the same uniforms."""
-    planes, decoder, origins, dirs = _scene(device, resolution=12, plane_size=64, batch=1)
+    planes, decoder, origins, dirs = _scene(resolution=12, plane_size=64, batch=1)
     options = {k: FFHQ512[k] for k in ('ray_start', 'ray_end', 'depth_resolution', 'depth_resolution_importance',
                                        'disparity_space_sampling', 'box_warp', 'clamp_mode')}
     with torch.no_grad():
@@ -86,10 +94,9 @@ def test_fused_render_equals_reference_at_ffhq512_sizes(device):
         assert _max_abs(ref, fused) <= 1e-5
 
         renderer = ImportanceRenderer()
-        renderer.plane_axes = renderer.plane_axes.to(device)
         N, R, _ = origins.shape
         depths = renderer.sample_stratified(origins, options['ray_start'], options['ray_end'], 48)
-        uniforms = torch.rand(N, R, 48, device=device)
+        uniforms = torch.rand(N, R, 48)
         out = volume_render.render_rays(volume_render.planes_channels_last(planes), osg_decoder_weights(decoder),
                                         renderer.plane_axes, origins, dirs, depths, options['box_warp'],
                                         uniforms=uniforms)
@@ -102,20 +109,15 @@ def test_fused_render_equals_reference_at_ffhq512_sizes(device):
     assert (out.depths_fine - fine).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('options', [OPTIONS, dict(OPTIONS, density_noise=0.5, white_back=True)],
                          ids=['default', 'noise_white_back'])
-@pytest.mark.parametrize('keep', [True, False], ids=['kept_samples', 'decoded_again'])
-def test_fused_gradients_equal_reference(device, options, keep, monkeypatch):
+def test_fused_gradients_equal_reference(options):
     """First-order gradients of colour, depth and weight sum for the planes and every decoder parameter
-    (with a decoder_lr_mul, so that the layers' gains count); the backward's two ways to get a sample's
-    decoder state (kept from the first pass, as on the CPU, or decoded again, as on CUDA)."""
-    monkeypatch.setattr(volume_render, 'keeps_samples', lambda device: keep)
-    planes, decoder, origins, dirs = _scene(device, lr_mul=0.5)
+    (with a decoder_lr_mul, so that the layers' gains count)."""
+    planes, decoder, origins, dirs = _scene(lr_mul=0.5)
     planes.requires_grad_(True)
     torch.manual_seed(11)
-    out_grads = [torch.randn(2, 36, 32, device=device), torch.randn(2, 36, 1, device=device),
-                 torch.randn(2, 36, 1, device=device)]
+    out_grads = [torch.randn(2, 36, 32), torch.randn(2, 36, 1), torch.randn(2, 36, 1)]
     grads = {}
     for impl in ('ref', 'cuda'):
         outputs = _render(planes, decoder, origins, dirs, options, impl, chunk=20)
