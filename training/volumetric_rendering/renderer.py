@@ -6,10 +6,11 @@ chooses; 0 renders all rays at once, as EG3D) so that the per-sample tensors, th
 stay bounded whatever the resolution. All random numbers are drawn up front for the whole batch, in
 EG3D's order, so a chunked render equals an unchunked one up to float rounding (< 1e-5).
 
-With EG3D's OSGDecoder the samples of each ray are decoded and composited by the fused compiled op
-torch_utils.ops.volume_render (C++ / CUDA, no per-sample tensors) when its plugin builds; the
-pure-PyTorch path below is its reference and runs for other decoders, when the plugin is missing, and
-with the rendering option `impl='ref'` (needed for higher-order gradients through a render).
+With EG3D's OSGDecoder and planes on the CPU, the samples of each ray are decoded and composited by
+the fused compiled op torch_utils.ops.volume_render (C++, no per-sample tensors) when its plugin builds;
+the pure-PyTorch path below is its reference and runs on GPUs (the op is CPU-only), for other
+decoders, when the plugin is missing, and with the rendering option `impl='ref'` (needed for
+higher-order gradients through a render).
 """
 
 from typing import Callable, Dict, Optional, Tuple
@@ -83,8 +84,9 @@ class ImportanceRenderer(torch.nn.Module):
     (ray_start/ray_end floats or both 'auto', depth_resolution, depth_resolution_importance,
     disparity_space_sampling, box_warp, clamp_mode, optional density_noise, white_back) plus our
     optional `ray_chunk_size` (rays per chunk; 0 = all at once; absent = DEFAULT_RAY_CHUNK_SIZE) and
-    `impl` ('cuda', the default: the fused compiled op where it applies; 'ref': pure PyTorch, which
-    also supports higher-order gradients, e.g. create_graph=True through a render)."""
+    `impl` ('cuda', the default: the fused compiled op where it applies, i.e. for float32/float64 CPU
+    tensors and EG3D's OSGDecoder; 'ref': pure PyTorch, which also supports higher-order gradients,
+    e.g. create_graph=True through a render)."""
 
     def __init__(self):
         super().__init__()
