@@ -50,7 +50,8 @@ step() {  # step NAME LIMIT_S COMMAND...
 }
 
 step environment 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version | tail -n 2'
-# The four plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja).
+# The four plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja);
+# volume_render is CPU-only (no CUDA kernels to check for), built here so that ops_tests need not.
 step build_plugins 240 bash -c '
 for op in bias_act upfirdn2d filtered_lrelu volume_render; do
   PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -c "
@@ -58,8 +59,8 @@ import time, torch
 from torch_utils.ops import $op as op
 start = time.time()
 assert op._plugin() is not None
-assert \"cuda\" in op._plugin().devices, \"built without its CUDA kernels\"
-print(\"$op: built with CUDA kernels in\", round(time.time() - start, 1), \"s\")" &
+assert \"$op\" == \"volume_render\" or \"cuda\" in op._plugin().devices, \"built without its CUDA kernels\"
+print(\"$op: built in\", round(time.time() - start, 1), \"s\")" &
 done
 status=0
 for job in $(jobs -p); do wait $job || status=1; done
