@@ -66,10 +66,11 @@ def speed(cfg: str, iters: int, batch: Optional[int]):
     with tempfile.TemporaryDirectory() as tmp:
         data = _style_set(tmp, preset.G_kwargs['img_resolution'], count=8)
         ctx = train.main.make_context('train.py', ['--outdir', tmp, '--cfg', cfg, '--data', data, '--domain', 'synthetic',
-                                                   '--random-perceptual', '--kimg', str(iters / 1000),
-                                                   '--tick', str(1 / 1000), '--snap', str(10 * iters),
+                                                   '--random-perceptual', '--snap', str(10 * iters),
                                                    '--img-snap', str(10 * iters), '--workers', '0',
                                                    *(['--batch', str(batch)] if batch else [])])
+        images = ctx.params['batch']  # one tick (and one stats record) per iteration
+        ctx.params.update(kimg=iters * images / 1000, tick=images / 1000)
         c, _ = train.validate_and_build(train.apply_presets(ctx, ctx.params))
         c.run_dir = os.path.join(tmp, 'run')
         os.makedirs(c.run_dir)
@@ -79,8 +80,7 @@ def speed(cfg: str, iters: int, batch: Optional[int]):
     gpu = max(r['Resources/peak_gpu_mem_gb'] for r in records)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
-    batch_note = f', batch {batch}' if batch else ''
-    print(f'{cfg}{batch_note}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), peak RSS {rss:.2f} GB, '
+    print(f'{cfg}, batch {images}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), peak RSS {rss:.2f} GB, '
           f'peak GPU memory {gpu:.2f} GB; {device}')
 
 

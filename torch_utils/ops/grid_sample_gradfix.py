@@ -4,7 +4,9 @@ EG3D wrapped torch's sampler in a custom autograd function because old PyTorch c
 differentiate its backward. The PyTorch this project pins (2.13) differentiates
 `grid_sampler_2d_backward` with respect to both the input and the grid (checked by
 tests/torch_utils/ops/test_grid_sample_gradfix.py with gradgradcheck), so a thin wrapper with
-EG3D's fixed settings is all that is needed.
+EG3D's fixed settings is all that is needed. Older PyTorch (2.11, for one) raises "derivative for
+aten::grid_sampler_2d_backward is not implemented" on a second derivative through a render; no loss
+of this project takes one (R1 differentiates the discriminator, which samples no tri-planes).
 """
 
 import torch
