@@ -31,7 +31,7 @@ struct Params {
     float box_scale;        // 2 / box_warp: the cube [-box_warp/2, box_warp/2]^3 maps onto [-1, 1]
     float noise_strength;   // rendering option density_noise (0 = none)
     int white_back;
-    int keep_samples;       // the backward's scratch also keeps each sample's decoder state from the first pass
+    int keep_samples;       // backward: the scratch also keeps every sample's decoder state
     float axes[3][3][2];    // columns 0 and 1 of each plane's inverse axes: point -> plane (x, y)
 };
 
@@ -156,8 +156,8 @@ template <typename T> VR_INLINE const T* item_planes(const Params& p, const Inpu
     return in.planes + (ray / p.rays_per_item) * 3 * (int64_t)p.height * p.width * p.channels;
 }
 
-// Decoder at one sample: s.feat (mean of the three planes' features), s.hidden (pre-activation) and
-// s.out (raw outputs) are left in the scratch for the backward.
+// Decoder at one sample: s.feat (mean of the three planes' features), s.hidden (pre-activation),
+// s.act (activation) and s.out (raw outputs); eval_sample keeps them for the backward.
 template <typename T> VR_INLINE void decode_sample(const Params& p, const Inputs<T>& in, int64_t ray, T depth, Scratch<T>& s) {
     const int C = p.channels, H = p.hidden, O = p.outputs;
     const T* planes = item_planes(p, in, ray);
