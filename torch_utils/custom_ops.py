@@ -89,7 +89,7 @@ def get_plugin(name: str, source_dir: str, cpp_sources: List[str], cuda_sources:
         cpp_sources, cuda_sources, headers: file names in source_dir; the CUDA sources are
             compiled only where `device_kind()` is 'cuda' (with -DPSTYLE3D_WITH_CUDA).
     Returns:
-        SimpleNamespace(ops=torch.ops.<name>, devices={'cpu'} or {'cpu', 'cuda'}), or None.
+        SimpleNamespace(ops=torch.ops.<name>, devices={'cpu'} or, with CUDA sources built, {'cpu', 'cuda'}), or None.
     """
     if os.environ.get(DISABLE_ENV, '0') not in ('', '0'):
         return None
@@ -104,7 +104,8 @@ def _build_or_warn(name: str, source_dir: str, cpp_sources: List[str], cuda_sour
     kind = device_kind()
     try:
         ops = _load(name, kind, source_dir, cpp_sources, cuda_sources if kind == 'cuda' else [], headers)
-        plugin = SimpleNamespace(ops=ops, devices={'cpu', 'cuda'} if kind == 'cuda' else {'cpu'})
+        # A plugin without CUDA sources has CPU kernels only, also where CUDA is available.
+        plugin = SimpleNamespace(ops=ops, devices={'cpu', 'cuda'} if kind == 'cuda' and cuda_sources else {'cpu'})
     except Exception as err:  # Compiler errors arrive as RuntimeError, missing tools as OSError etc.
         if os.environ.get(REQUIRE_ENV, '0') not in ('', '0'):
             raise RuntimeError(f'building custom op plugin "{name}" failed and {REQUIRE_ENV} is set: {err}') from err
@@ -122,7 +123,7 @@ def _load(name: str, kind: str, source_dir: str, cpp_sources: List[str], cuda_so
 
     paths = [os.path.join(source_dir, f) for f in [*cpp_sources, *cuda_sources, *headers]]
     openmp = _openmp_flags()
-    cflags = CPU_FLAGS + _simd_flags() + openmp + (['-DPSTYLE3D_WITH_CUDA'] if kind == 'cuda' else [])
+    cflags = CPU_FLAGS + _simd_flags() + openmp + (['-DPSTYLE3D_WITH_CUDA'] if cuda_sources else [])
     digest = _digest(name, kind, paths, cflags + CUDA_FLAGS)
     build_dir = make_cache_dir_path('torch_extensions', f'{name}-{kind}-{digest}')
     library = os.path.join(build_dir, f'{name}.so')

@@ -68,6 +68,18 @@ def test_disable_switch_skips_plugins_without_building(cache_dir, monkeypatch):
     assert not (cache_dir / 'cache').exists()
 
 
+def test_plugin_without_cuda_sources_claims_no_cuda_kernels(cache_dir, monkeypatch):
+    """On a CUDA machine a CPU-only plugin (volume_render's) must not claim CUDA tensors: the ops would
+    send them to a kernel that does not exist instead of their PyTorch path."""
+    monkeypatch.setattr(custom_ops, 'device_kind', lambda: 'cuda')
+    loads = []
+    monkeypatch.setattr(custom_ops, '_load', lambda name, kind, src, cpp, cuda, headers: loads.append(cuda) or object())
+    cpu_only = custom_ops.get_plugin('pstyle3d_cpu_only', str(cache_dir), ['a.cpp'], [], [])
+    both = custom_ops.get_plugin('pstyle3d_both', str(cache_dir), ['a.cpp'], ['a.cu'], [])
+    assert cpu_only.devices == {'cpu'} and both.devices == {'cpu', 'cuda'}
+    assert loads == [[], ['a.cu']]
+
+
 def test_concurrent_builds_share_one_cached_build(tmp_path):
     src = tmp_path / 'src'
     src.mkdir()
