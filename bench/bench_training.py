@@ -24,6 +24,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import time
 from typing import Optional
 
 import click
@@ -51,6 +52,11 @@ def _style_set(folder: str, resolution: int, count: int) -> str:
     return make_synthetic_dataset(os.path.join(folder, 'toon.zip'), 'toon', count, resolution=resolution)
 
 
+def _progress(*args) -> None:
+    """The training loop's progress lines, on stderr: a run cut short by a time limit still shows how far it got."""
+    print(*args, file=sys.stderr, flush=True)
+
+
 @click.group()
 def main():
     """Training benchmarks (see the module docstring)."""
@@ -64,17 +70,21 @@ def speed(cfg: str, iters: int, batch: Optional[int]):
     """Seconds per iteration and peak memory of the training loop."""
     preset = configs.load_preset(cfg)
     with tempfile.TemporaryDirectory() as tmp:
+        start = time.time()
         data = _style_set(tmp, preset.G_kwargs['img_resolution'], count=8)
-        ctx = train.main.make_context('train.py', ['--outdir', tmp, '--cfg', cfg, '--data', data, '--domain', 'synthetic',
-                                                   '--random-perceptual', '--snap', str(10 * iters),
-                                                   '--img-snap', str(10 * iters), '--workers', '0',
-                                                   *(['--batch', str(batch)] if batch else [])])
-        images = ctx.params['batch']  # one tick (and one stats record) per iteration
-        ctx.params.update(kimg=iters * images / 1000, tick=images / 1000)
+        _progress(f'style set made in {time.time() - start:.1f} s')
+        args = ['--outdir', tmp, '--cfg', cfg, '--data', data, '--domain', 'synthetic', '--random-perceptual',
+                '--snap', str(10 * iters), '--img-snap', str(10 * iters), '--workers', '0',
+                *(['--batch', str(batch)] if batch else [])]
+        images = train.main.make_context('train.py', list(args)).params['batch']
+        # One tick (one stats record) per iteration; given on the command line, since the presets
+        # replace options left at their defaults.
+        ctx = train.main.make_context('train.py', [*args, '--kimg', str(iters * images / 1000),
+                                                   '--tick', str(images / 1000)])
         c, _ = train.validate_and_build(train.apply_presets(ctx, ctx.params))
         c.run_dir = os.path.join(tmp, 'run')
         os.makedirs(c.run_dir)
-        training_loop.training_loop(rank=0, print_fn=lambda *a: None, **c)
+        training_loop.training_loop(rank=0, print_fn=_progress, **c)
         records = [json.loads(line) for line in open(os.path.join(c.run_dir, 'stats.jsonl'))]
     sec = statistics.median(r['Timing/sec_per_iter'] for r in records[1:])
     gpu = max(r['Resources/peak_gpu_mem_gb'] for r in records)
