@@ -48,11 +48,7 @@ def _plugin():
 
 
 def is_available(planes: torch.Tensor) -> bool:
-    """True if planes are a float32 or float64 CPU tensor and the plugin builds."""
-    # Checked here, not only by custom_ops.handles: a plugin built on a CUDA machine reports 'cuda'
-    # among its devices even without CUDA sources.
-    if planes.device.type != 'cpu' or planes.dtype not in (torch.float32, torch.float64):
-        return False
+    """True if planes are a float32 or float64 CPU tensor and the plugin builds (it has CPU kernels only)."""
     return custom_ops.handles(_plugin(), planes)
 
 
