@@ -239,14 +239,16 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
                          f'({", ".join(configs.list_domains())}) or a domain stored in the network '
                          f'({", ".join(stored_domains(G)) or "none"}); add configs/domains/{opts.domain}.json for a new one')
     domain_kwargs = dict(preset.domain_kwargs)
-    if opts.modres_max_res is not None:
+    existing = getattr(G, 'domain_kwargs', None)
+    for key in ('modres_max_res', 'sr_modres'):  # the layout of a new DAM
+        if opts[key] is None:
+            continue
+        flag = '--' + key.replace('_', '-')
         if opts.method != 'pstyle':
-            fail('--modres-max-res', 'only --method=pstyle adds a DAM')
-        existing = getattr(G, 'domain_kwargs', None)
-        if existing is not None and existing['modres_max_res'] != opts.modres_max_res:
-            fail('--modres-max-res', f'--resume already has a DAM with ModRes up to {existing["modres_max_res"]}; '
-                                     f'its layout cannot change (drop the option)')
-        domain_kwargs['modres_max_res'] = opts.modres_max_res
+            fail(flag, 'only --method=pstyle adds a DAM')
+        if existing is not None and existing[key] != opts[key]:
+            fail(flag, f'--resume already has a DAM with {key}={existing[key]}; its layout cannot change (drop the option)')
+        domain_kwargs[key] = opts[key]
     if resume_state is not None:
         G = resumed['G']  # a snapshot resumes its own networks as they are
     elif opts.method == 'pstyle':
@@ -332,6 +334,7 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 # What trains, how fast.
 @click.option('--train', help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: backbone,decoder,superresolution,D]', metavar='LIST', type=str)
 @click.option('--modres-max-res', help='A new DAM gets ModRes in the backbone blocks up to this resolution (0 = none) [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=0))
+@click.option('--sr-modres', help='A new DAM gets ModRes in the super-resolution blocks too [default: the --cfg preset\'s]', metavar='BOOL', type=bool)
 @click.option('--glr', help='G learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
 @click.option('--dlr', help='D learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
 # Perceptual networks.

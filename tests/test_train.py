@@ -43,7 +43,9 @@ def _invoke(outdir, *args):
     ('finetune_dam', r'--train: --method=finetune trains no domain path'),
     ('content', r'--content: --content folder ".*nope" does not exist'),
     ('modres_finetune', r'--modres-max-res: only --method=pstyle adds a DAM'),
-    ('modres_resume', r'--modres-max-res: --resume already has a DAM with ModRes up to 0; its layout cannot change'),
+    ('sr_modres_finetune', r'--sr-modres: only --method=pstyle adds a DAM'),
+    ('sr_modres_resume', r'--sr-modres: --resume already has a DAM with sr_modres=False; its layout cannot change'),
+    ('modres_resume', r'--modres-max-res: --resume already has a DAM with modres_max_res=0; its layout cannot change'),
 ])
 def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
     outdir = tmp_path / 'runs'
@@ -61,6 +63,8 @@ def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
         'content': good + rand + ['--content', str(tmp_path / 'nope')],
         'modres_finetune': good + rand + ['--method', 'finetune', '--modres-max-res', '0'],
         'modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--modres-max-res', '16'],
+        'sr_modres_finetune': good + rand + ['--method', 'finetune', '--sr-modres', '1'],
+        'sr_modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--sr-modres', '1'],
     }[case]
     result = _invoke(outdir, *args)
     assert result.exit_code == 1, result.output
@@ -90,6 +94,9 @@ def test_modres_max_res_sets_the_new_dam(datasets, tmp_path):
     assert build_config(base)[0].domain_kwargs['modres_max_res'] == 32  # the tiny preset's
     c, _ = build_config(base + ['--modres-max-res', '0'])
     assert c.domain_kwargs == dict(configs.load_preset('tiny').domain_kwargs, modres_max_res=0)
+    assert build_config(base)[0].domain_kwargs['sr_modres'] is False  # the tiny preset's
+    c, _ = build_config(base + ['--sr-modres', '1'])
+    assert c.domain_kwargs == dict(configs.load_preset('tiny').domain_kwargs, sr_modres=True)
 
 
 def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
