@@ -276,7 +276,8 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
                          id_weight=opts.id_weight, density_reg=opts.density_reg, geom_weight=opts.geom_weight,
                          r1_gamma=opts.gamma, density_reg_points=preset.training['density_reg_points'],
                          neural_rendering_resolution=preset.neural_rendering_resolution,
-                         perceptual_resolution=preset.training['perceptual_resolution']),
+                         perceptual_resolution=(opts.perceptual_res if opts.perceptual_res is not None
+                                                else preset.training['perceptual_resolution'])),
         perceptual_kwargs=dict(vgg=opts.vgg, arcface=opts.arcface, random=opts.random_perceptual),
         content=opts.content, truncation_psi=opts.trunc, method=opts.method, domain=opts.domain,
         domain_kwargs=domain_kwargs,
@@ -340,6 +341,7 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 # Perceptual networks.
 @click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
 @click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
+@click.option('--perceptual-res', help='Resize renders and exemplars to this size for the VGG-19 content and style losses [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=16))
 @click.option('--random-perceptual', help='Random-weight perceptual networks (tests, CPU demo)', is_flag=True)
 # Misc.
 @click.option('--batch-gpu', help='Limit batch size per GPU', metavar='INT', type=click.IntRange(min=1))

@@ -99,6 +99,13 @@ def test_modres_max_res_sets_the_new_dam(datasets, tmp_path):
     assert c.domain_kwargs == dict(configs.load_preset('tiny').domain_kwargs, sr_modres=True)
 
 
+def test_perceptual_res_overrides_the_preset(datasets, tmp_path):
+    base = ['--outdir', str(tmp_path), '--cfg', 'tiny', '--data', datasets['good'], '--domain', 'synthetic',
+            '--random-perceptual']
+    assert build_config(base)[0].loss_kwargs['perceptual_resolution'] == 64  # the tiny preset's
+    assert build_config(base + ['--perceptual-res', '128'])[0].loss_kwargs['perceptual_resolution'] == 128
+
+
 def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
     outdir = tmp_path / 'runs'
     result = _invoke(outdir, '--data', datasets['good'], '--random-perceptual', '--dry-run')
