@@ -6,9 +6,11 @@ the PStyle-3D authors' checkpoints without running any code stored in the file. 
 from training.network_pickle; scripts may use this module, as EG3D's scripts do.
 """
 
+import copy
 import os
 
 import click
+import torch
 
 import dnnlib
 from torch_utils.safe_pickle import NetworkPickleError, atomic_write_pickle
@@ -28,6 +30,18 @@ def _check_dest(source: str, dest: str, overwrite: bool) -> None:
         raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it, or choose another path')
 
 
+def _half_copy(network, name: str):
+    """A copy of `network` (or None) with float16 parameters and buffers, refusing values float16 cannot hold."""
+    if network is None:
+        return None
+    network = copy.deepcopy(network).half()
+    for key, tensor in network.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise click.ClickException(f'--half-storage: {name}.{key} has values beyond float16\'s range (65504); '
+                                       f'store this network without --half-storage')
+    return network
+
+
 @click.command()
 @click.option('--source', help='Input network pickle (path or URL)', required=True, metavar='PATH')
 @click.option('--dest', help='Output network pickle (a file path)', required=True, metavar='PATH')
@@ -35,8 +49,11 @@ def _check_dest(source: str, dest: str, overwrite: bool) -> None:
               show_default=True)
 @click.option('--inference-only', help="Keep what generation needs: G_ema (also stored as G) and D, without a "
               "snapshot's G_src and resume_state (it can no longer resume training)", is_flag=True)
+@click.option('--half-storage', help='With --inference-only: store the weights as float16 (half the file); loading '
+              'turns them back into float32, so the networks run as before on weights rounded to float16', is_flag=True)
 @click.option('--overwrite', help='Replace an existing --dest file (never the --source)', is_flag=True)
-def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_only: bool, overwrite: bool) -> None:
+def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_only: bool, half_storage: bool,
+                           overwrite: bool) -> None:
     """Rewrite a network pickle in this project's classes (EG3D's layout), e.g. to bundle a trained network.
 
     The output is written under a temporary name and renamed when complete.
@@ -53,6 +70,9 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     python legacy.py --source=~/downloads/ffhq512-128.pkl --dest=~/networks/ffhq512-128-pstyle3d.pkl
     """
     source, dest = os.path.expanduser(source), os.path.expanduser(dest)
+    if half_storage and not inference_only:
+        raise click.ClickException('--half-storage needs --inference-only (a training snapshot stays float32 so that '
+                                   'it resumes exactly)')
     _check_dest(source, dest, overwrite)
     try:
         with dnnlib.util.open_url(source) as f:
@@ -60,8 +80,8 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     except (OSError, ValueError, NetworkPickleError) as err:
         raise click.ClickException(f'cannot read --source {source}: {err}')
     if inference_only:
-        data = dict(G=data['G_ema'], G_ema=data['G_ema'], D=data['D'],
-                    training_set_kwargs=data['training_set_kwargs'], augment_pipe=data['augment_pipe'])
+        G, D = (_half_copy(data['G_ema'], 'G_ema'), _half_copy(data['D'], 'D')) if half_storage else (data['G_ema'], data['D'])
+        data = dict(G=G, G_ema=G, D=D, training_set_kwargs=data['training_set_kwargs'], augment_pipe=data['augment_pipe'])
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     atomic_write_pickle(data, dest)
     click.echo(f'wrote {dest} ({os.path.getsize(dest) / 2 ** 20:.1f} MiB; keys {sorted(data)})')

@@ -100,6 +100,42 @@ def test_convert_network_pickle(tmp_path, inference_only):
         assert data['resume_state']['cur_nimg'] == 12000 and torch.equal(data['G'](x), snap['G'](x))
 
 
+def _convert(tmp_path, snap, *options):
+    source, dest = tmp_path / 'snapshot.pkl', tmp_path / f'converted{len(options)}.pkl'
+    source.write_bytes(pickle.dumps(snap))
+    return CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(source), '--dest', str(dest), *options]), dest
+
+
+def test_half_storage_halves_the_file_and_loads_float32_weights_rounded_to_float16(tmp_path):
+    torch.manual_seed(0)
+    snap = dict(G=LegacyTinyNet(128), G_ema=LegacyTinyNet(128), D=LegacyTinyNet(128), training_set_kwargs=None,
+                augment_pipe=None)
+    full, full_path = _convert(tmp_path, snap, '--inference-only')
+    half, half_path = _convert(tmp_path, snap, '--inference-only', '--half-storage')
+    assert full.exit_code == 0 and half.exit_code == 0, full.output + half.output
+    numel = sum(t.numel() for key in ('G_ema', 'D') for t in snap[key].state_dict().values())
+    assert full_path.stat().st_size - half_path.stat().st_size == pytest.approx(2 * numel, rel=0.02)  # 2 bytes each
+    data = legacy.load_network_pkl(str(half_path))
+    for key in ('G_ema', 'D'):
+        expected = snap[key].state_dict()
+        for name, tensor in data[key].state_dict().items():
+            assert tensor.dtype == torch.float32 and torch.equal(tensor, expected[name].half().float()), name
+    x = torch.randn(3, 128)
+    assert (data['G_ema'](x) - snap['G_ema'](x)).abs().max() < 1e-2 * snap['G_ema'](x).abs().max()
+    assert snap['G_ema'].out.weight.dtype == torch.float32  # the source networks are not changed
+
+
+def test_half_storage_refuses_training_snapshots_and_values_beyond_float16(tmp_path):
+    snap = _tiny_snapshot()
+    result, dest = _convert(tmp_path, snap, '--half-storage')
+    assert result.exit_code != 0 and '--half-storage needs --inference-only' in result.output and not dest.exists()
+    with torch.no_grad():
+        snap['G_ema'].w_avg[0] = 1e5
+    result, dest = _convert(tmp_path, snap, '--inference-only', '--half-storage')
+    assert result.exit_code != 0 and not dest.exists()
+    assert "--half-storage: G_ema.w_avg has values beyond float16's range" in result.output
+
+
 def _load(obj_or_bytes, **kwargs):
     data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else pickle.dumps(obj_or_bytes)
     return legacy.load_network_pkl(io.BytesIO(data), **kwargs)
