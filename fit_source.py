@@ -32,7 +32,7 @@ import dnnlib
 import legacy
 from dnnlib import cli
 from torch_utils.safe_pickle import atomic_write_pickle
-from training.domain_adaptation import without_domain_adaptation
+from training.domain_adaptation import with_domain_adaptation, without_domain_adaptation
 
 TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
                      channel_base=2048, channel_max=32, num_fp16_res=0, conv_clamp=None, disc_c_noise=0.0,
@@ -74,7 +74,8 @@ def save_network(G: torch.nn.Module, path: str) -> None:
               show_default=True)
 @click.option('--minutes', help='Stop after this many minutes of fitting', type=cli.FiniteFloat(min=0, min_open=True),
               default=None)
-@click.option('--resume', help='Continue from this network pickle (written by this script) instead of random weights',
+@click.option('--resume', help='Continue from this network pickle (written by this script) instead of random weights; '
+              'a --source-only pickle continues with --source-only',
               metavar='PKL', default=None, callback=cli.expand_path)
 @click.option('--source-only', help='Fit and write the natural source only: a plain EG3D generator without the DAM '
               'and the toon domain (the start network of train.py --method=pstyle)', is_flag=True)
@@ -103,8 +104,12 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
             raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
                                      f'is {resolution}', param_hint="'--resume'")
     if G.domain_kwargs is None:
-        raise click.BadParameter(f'{resume} has no domain path (was it written with --source-only?); resume from a '
-                                 'pickle written without it', param_hint="'--resume'")
+        if not source_only:
+            raise click.BadParameter(f'{resume} has no domain path (was it written with --source-only?); continue it '
+                                     'with --source-only, or resume from a pickle written without it',
+                                     param_hint="'--resume'")
+        # a plain source gets the demo's untrained DAM back: the fit only trains and writes the source
+        G = with_domain_adaptation(G, **demo_source.DEMO_PRESET.G_kwargs['domain_kwargs'])
     if source_only:
         style_from = iterations  # never
     t0 = time.time()

@@ -49,9 +49,22 @@ def test_source_only_export_is_the_plain_generator_at_alpha_zero(fitted, tmp_pat
     assert (_render(G_dam, domain=DEMO_DOMAIN, alpha=1) - _render(G_src)).abs().max() > 0  # the style was dropped
 
 
+def test_a_source_only_pickle_continues_with_source_only(fitted, tmp_path):
+    plain, again, more = tmp_path / 'plain.pkl', tmp_path / 'again.pkl', tmp_path / 'more.pkl'
+    assert _fit('--out', str(plain), '--resume', str(fitted), '--iterations', '0', '--source-only').exit_code == 0
+    result = _fit('--out', str(again), '--resume', str(plain), '--iterations', '0', '--source-only')
+    assert result.exit_code == 0, result.output
+    G_plain, G_again = (legacy.load_network_pkl(str(p))['G_ema'] for p in (plain, again))
+    assert G_again.domain_kwargs is None
+    torch.testing.assert_close(_render(G_again), _render(G_plain), rtol=0, atol=0)
+    result = _fit('--out', str(more), '--resume', str(plain), '--iterations', '1', '--source-only')
+    assert result.exit_code == 0, result.output
+    assert (_render(legacy.load_network_pkl(str(more))['G_ema']) - _render(G_plain)).abs().max() > 0
+
+
 @pytest.mark.parametrize('case, expected', [
     ('no_resume', r"--iterations.*0 iterations only re-export a network: pass --resume"),
-    ('plain_resume', r'has no domain path'),
+    ('plain_resume', r'has no domain path .*continue it with --source-only'),
 ])
 def test_bad_options(fitted, tmp_path, case, expected):
     out = tmp_path / 'out.pkl'
