@@ -134,11 +134,11 @@ def image_gradients(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, depth: torch.Tensor,
                         edge_weight: float = 0.0, detail: Optional[torch.Tensor] = None,
-                        detail_weight: float = 0.0) -> Dict[str, torch.Tensor]:
+                        detail_weight: float = 0.0, depth_weight: float = DEPTH_WEIGHT) -> Dict[str, torch.Tensor]:
     """L1 losses of a render `out` against target images (N, 3, R, R) and depth (N, R, R).
 
     Returns {'image', 'image_raw', 'depth', 'edge', 'detail', 'total'}; 'depth' is over foreground
-    pixels of the neural render's resolution, weighted by DEPTH_WEIGHT in 'total'; 'edge' is the L1
+    pixels of the neural render's resolution, weighted by `depth_weight` in 'total'; 'edge' is the L1
     of the neighbour differences of `image` (eyes, lips and outlines are small in area but carry most
     of them), weighted by `edge_weight` in 'total'; 'detail' is the L1 of `image` over the pixels of
     the mask `detail` (N, R, R) (HeadViews.detail: eyes and lips), weighted by `detail_weight`.
@@ -156,7 +156,7 @@ def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, dept
     else:
         l_detail = l_image * 0
     return dict(image=l_image, image_raw=l_raw, depth=l_depth, edge=l_edge, detail=l_detail,
-                total=l_image + l_raw + DEPTH_WEIGHT * l_depth + edge_weight * l_edge + detail_weight * l_detail)
+                total=l_image + l_raw + depth_weight * l_depth + edge_weight * l_edge + detail_weight * l_detail)
 
 
 def split_parameters(G: torch.nn.Module) -> Dict[str, List[torch.nn.Parameter]]:
@@ -179,7 +179,8 @@ def update_w_avg(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int = 4, lr: float = 2e-3,
         style_from: int = 0, seed: int = 0, log_every: int = 10, max_seconds: Optional[float] = None,
         callback: Optional[Callable[[Dict[str, float]], None]] = None,
-        truncation_psi: float = 1.0, edge_weight: float = 0.0, detail_weight: float = 0.0) -> List[Dict[str, float]]:
+        truncation_psi: float = 1.0, edge_weight: float = 0.0, detail_weight: float = 0.0,
+        depth_weight: float = DEPTH_WEIGHT) -> List[Dict[str, float]]:
     """Fit G in place to `views` for `iterations` steps of `batch_size` random (head, view) pairs.
 
     Source losses train EG3D's parameters; from iteration `style_from` on, the style losses train
@@ -189,8 +190,8 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
     [-1, 1] units, depth L1; toon is nan before `style_from`). Stops early after `max_seconds`.
     With `truncation_psi` < 1 the heads are fitted at that truncation towards the mean w of all heads
     (recomputed every step), so that gen_samples.py's default truncation draws the fitted heads.
-    `edge_weight` and `detail_weight` weight the image-gradient L1 and the eyes-and-lips L1 of both
-    losses (see reconstruction_loss).
+    `edge_weight`, `detail_weight` and `depth_weight` weight the image-gradient L1, the eyes-and-lips L1
+    and the depth L1 of both losses (see reconstruction_loss).
     Returns the rows.
     """
     if iterations < 1 or batch_size < 1 or log_every < 1:
@@ -217,7 +218,7 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
         opt_src.zero_grad(set_to_none=True)
         detail = views.detail[head, view]
         nat = reconstruction_loss(G.synthesis(ws, c), views.natural[head, view], views.depth[head, view], edge_weight,
-                                  detail, detail_weight)
+                                  detail, detail_weight, depth_weight)
         nat['total'].backward()
         opt_src.step()
         toon_l1 = float('nan')
@@ -225,7 +226,7 @@ def fit(G: torch.nn.Module, views: HeadViews, iterations: int, batch_size: int =
             # Gradients to the DAM and the code only: alpha = 0 must stay the natural fit.
             out = G.synthesis(ws.detach(), c, domain=code.unsqueeze(0).expand(batch_size, -1, -1), alpha=1)
             toon = reconstruction_loss(out, views.toon[head, view], views.depth[head, view], edge_weight, detail,
-                                       detail_weight)
+                                       detail_weight, depth_weight)
             for p, g in zip(dam_params, torch.autograd.grad(toon['total'], dam_params)):
                 p.grad = g
             opt_dam.step()

@@ -69,6 +69,8 @@ def save_network(G: torch.nn.Module, path: str) -> None:
               type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
 @click.option('--detail-weight', help='Weight of the L1 over the eyes\' and lips\' pixels (mean over those pixels)',
               type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
+@click.option('--depth-weight', help='Weight of the L1 of the foreground depth', type=cli.FiniteFloat(min=0),
+              default=demo_source.DEPTH_WEIGHT, show_default=True)
 @click.option('--seed', help='Data and sampling seed', type=int, default=0, show_default=True)
 @click.option('--snap', help='Write the pickle every this many steps', type=click.IntRange(min=1), default=20,
               show_default=True)
@@ -82,8 +84,8 @@ def save_network(G: torch.nn.Module, path: str) -> None:
 @click.option('--threads', help='torch CPU threads', type=click.IntRange(min=1), default=2, show_default=True)
 @click.option('--overwrite', help='Replace an existing --out (never the --resume pickle)', is_flag=True)
 def main(out: str, heads: int, views_per_head: int, resolution: int, iterations: int, batch_size: int, lr: float,
-         style_from: int, truncation_psi: float, edge_weight: float, detail_weight: float, seed: int, snap: int,
-         minutes: float, resume: str, source_only: bool, threads: int, overwrite: bool) -> None:
+         style_from: int, truncation_psi: float, edge_weight: float, detail_weight: float, depth_weight: float,
+         seed: int, snap: int, minutes: float, resume: str, source_only: bool, threads: int, overwrite: bool) -> None:
     if iterations == 0 and resume is None:
         raise click.BadParameter('0 iterations only re-export a network: pass --resume', param_hint="'--iterations'")
     if resume is not None and not os.path.isfile(resume):
@@ -127,7 +129,8 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
     if iterations > 0:
         demo_source.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
                        log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report,
-                       truncation_psi=truncation_psi, edge_weight=edge_weight, detail_weight=detail_weight)
+                       truncation_psi=truncation_psi, edge_weight=edge_weight, detail_weight=detail_weight,
+                        depth_weight=depth_weight)
     else:
         write()
     final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only,

@@ -47,6 +47,8 @@ def test_reconstruction_loss_values():
     assert loss['image_raw'].item() == pytest.approx(0.25)
     assert loss['depth'].item() == pytest.approx(0.5)  # only the lower (foreground) half counts
     assert loss['total'].item() == pytest.approx(0.5 + 0.25 + demo_source.DEPTH_WEIGHT * 0.5)
+    heavier = demo_source.reconstruction_loss(out, target, depth, depth_weight=4.0)
+    assert heavier['depth'].item() == loss['depth'].item() and heavier['total'].item() == pytest.approx(0.5 + 0.25 + 2.0)
 
 
 def test_fit_reduces_losses_and_stores_code(views):
