@@ -44,7 +44,7 @@ def _invoke(outdir, *args):
     ('content', r'--content: --content folder ".*nope" does not exist'),
     ('modres_finetune', r'--modres-max-res: only --method=pstyle adds a DAM'),
     ('sr_modres_finetune', r'--sr-modres: only --method=pstyle adds a DAM'),
-    ('sr_modres_resume', r'--sr-modres: --resume already has a DAM with sr_modres=False; its layout cannot change'),
+    ('sr_modres_resume', r'--sr-modres: --resume already has a DAM with sr_modres=True; its layout cannot change'),
     ('modres_resume', r'--modres-max-res: --resume already has a DAM with modres_max_res=0; its layout cannot change'),
 ])
 def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
@@ -64,7 +64,7 @@ def test_bad_options_stop_before_any_work(datasets, tmp_path, case, expected):
         'modres_finetune': good + rand + ['--method', 'finetune', '--modres-max-res', '0'],
         'modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--modres-max-res', '16'],
         'sr_modres_finetune': good + rand + ['--method', 'finetune', '--sr-modres', '1'],
-        'sr_modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--sr-modres', '1'],
+        'sr_modres_resume': good + rand + ['--resume', DEMO_NETWORK, '--sr-modres', '0'],
     }[case]
     result = _invoke(outdir, *args)
     assert result.exit_code == 1, result.output

