@@ -11,7 +11,7 @@ Examples:
 
 \b
 # A natural source for the demo in one run, about 30 minutes on 2 CPU cores (the bundled demo's
-# source was fitted in three stages with --resume: exact commands in docs/demo_network.md):
+# source was fitted in four stages with --resume: exact commands in docs/demo_network.md):
 python fit_source.py --out=/tmp/source.pkl --heads=4 --views=4 --iterations=400 --batch=2 --lr=4e-3 \\
     --minutes=30 --source-only
 
@@ -130,7 +130,7 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
         demo_source.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
                        log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report,
                        truncation_psi=truncation_psi, edge_weight=edge_weight, detail_weight=detail_weight,
-                        depth_weight=depth_weight)
+                       depth_weight=depth_weight)
     else:
         write()
     final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only,

@@ -80,8 +80,11 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     except (OSError, ValueError, NetworkPickleError) as err:
         raise click.ClickException(f'cannot read --source {source}: {err}')
     if inference_only:
-        G, D = (_half_copy(data['G_ema'], 'G_ema'), _half_copy(data['D'], 'D')) if half_storage else (data['G_ema'], data['D'])
-        data = dict(G=G, G_ema=G, D=D, training_set_kwargs=data['training_set_kwargs'], augment_pipe=data['augment_pipe'])
+        G, D = data['G_ema'], data['D']
+        if half_storage:
+            G, D = _half_copy(G, 'G_ema'), _half_copy(D, 'D')
+        data = dict(G=G, G_ema=G, D=D, training_set_kwargs=data['training_set_kwargs'],
+                    augment_pipe=data['augment_pipe'])
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     atomic_write_pickle(data, dest)
     click.echo(f'wrote {dest} ({os.path.getsize(dest) / 2 ** 20:.1f} MiB; keys {sorted(data)})')

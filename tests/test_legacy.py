@@ -103,7 +103,8 @@ def test_convert_network_pickle(tmp_path, inference_only):
 def _convert(tmp_path, snap, *options):
     source, dest = tmp_path / 'snapshot.pkl', tmp_path / f'converted{len(options)}.pkl'
     source.write_bytes(pickle.dumps(snap))
-    return CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(source), '--dest', str(dest), *options]), dest
+    args = ['--source', str(source), '--dest', str(dest), *options]
+    return CliRunner().invoke(legacy.convert_network_pickle, args), dest
 
 
 def test_half_storage_halves_the_file_and_loads_float32_weights_rounded_to_float16(tmp_path):
