@@ -9,9 +9,9 @@ seed 0, natural look at alpha 0 and toon look at alpha 1, same cameras): the tar
 
 Examples:
 
-    /work/venv-faces/bin/python bench/demo_face_check.py
-    /work/venv-faces/bin/python bench/demo_face_check.py --network=/tmp/demo_fit/stage1.pkl --save=/tmp/check.png
-    /work/venv-faces/bin/python bench/demo_face_check.py --synthetic
+    python bench/demo_face_check.py
+    python bench/demo_face_check.py --network=/tmp/demo_fit/stage1.pkl --save=/tmp/check.png
+    python bench/demo_face_check.py --synthetic
 """
 
 import os
