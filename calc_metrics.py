@@ -40,6 +40,7 @@ import legacy
 from metrics import metric_main, metric_utils
 from metrics.inception import INCEPTION_URL
 from torch_utils import distributed
+from training import inference
 
 
 # Exceptions that mean bad input (a file, a folder, an option value), reported as one line.
@@ -63,12 +64,11 @@ class MetricList(click.ParamType):
 
 def _load_networks(args: dnnlib.EasyDict, device: torch.device) -> dnnlib.EasyDict:
     """G_ema (and training_set_kwargs) of --network, G_ema of --source-network."""
-    with dnnlib.util.open_url(args.network) as f:
-        network = legacy.load_network_pkl(f)
+    network = legacy.load_network(args.network)
     out = dnnlib.EasyDict(G=network['G_ema'].eval().requires_grad_(False).to(device),
                           training_set_kwargs=network.get('training_set_kwargs'), G_source=None)
     if args.source_network is not None:
-        out.G_source = gen_utils.load_generator(args.source_network, device)
+        out.G_source = legacy.load_generator(args.source_network, device, '--source-network')
     return out
 
 
@@ -83,7 +83,7 @@ def subprocess_fn(rank: int, device: torch.device, args: dnnlib.EasyDict) -> Non
     else:
         nets = _load_networks(args, device)
         domain, _ = gen_utils.select_domain(nets.G, args.domain, args.exemplar, device)
-        opts.update(G=nets.G, G_kwargs=gen_utils.domain_kwargs(domain, args.alpha), G_source=nets.G_source)
+        opts.update(G=nets.G, G_kwargs=inference.domain_kwargs(domain, args.alpha), G_source=nets.G_source)
         if not opts['dataset_kwargs'].get('path') and nets.training_set_kwargs:
             opts['dataset_kwargs'] = dict(nets.training_set_kwargs, xflip=args.dataset_kwargs['xflip'])
     for metric in args.metrics:

@@ -22,15 +22,20 @@ import numpy as np
 import torch
 
 from torch_utils import misc
-from training.volumetric_rendering import math_utils
 
-__all__ = ['CAMERA_LABEL_DIM', 'GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler',
-           'check_camera_label', 'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics',
+__all__ = ['CAMERA_LABEL_DIM', 'FOV_DEG', 'CAMERA_RADIUS', 'CAMERA_PIVOT', 'GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler',
+           'camera_label', 'check_camera_label', 'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics',
            'dataset_labels_from_json', 'find_degenerate_camera_label', 'read_dataset_labels', 'xflip_camera_label']
 
 CAMERA_LABEL_DIM = 25  # 16 numbers of the cam2world matrix, then 9 of the normalised intrinsics
 LABEL_LAYOUT = '16 numbers of the cam2world matrix then 9 of the intrinsics'
 DATASET_JSON_FORMAT = '{"labels": [["<image path>", [25 numbers]], ...]}'
+
+# EG3D's FFHQ cameras: every view of its face networks is taken from this distance, looking at this
+# pivot, with this field of view (degrees).
+FOV_DEG = 18.837
+CAMERA_RADIUS = 2.7
+CAMERA_PIVOT = (0.0, 0.0, 0.2)
 
 # Labels written by any real pipeline are orthonormal to ~1e-6 in float32; 1e-3 leaves room for
 # rounding in hand-made files while refusing anything that is not a rotation.
@@ -57,6 +62,11 @@ def _camera_origins(h: torch.Tensor, v: torch.Tensor, radius: float) -> torch.Te
                       radius * torch.sin(phi) * torch.sin(math.pi - theta)], dim=1)
 
 
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    """Vectors (..., 3) scaled to unit length along the last dimension."""
+    return vectors / torch.norm(vectors, dim=-1, keepdim=True)
+
+
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
@@ -79,7 +89,7 @@ class GaussianCameraPoseSampler:
         h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
         v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
         origins = _camera_origins(h, v, radius)
-        return create_cam2world_matrix(math_utils.normalize_vecs(-origins), origins)
+        return create_cam2world_matrix(_unit(-origins), origins)
 
 
 class LookAtPoseSampler:
@@ -104,7 +114,7 @@ class LookAtPoseSampler:
         h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
         v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
         origins = _camera_origins(h, v, radius)
-        return create_cam2world_matrix(math_utils.normalize_vecs(lookat - origins), origins)
+        return create_cam2world_matrix(_unit(lookat - origins), origins)
 
 
 class UniformCameraPoseSampler:
@@ -119,7 +129,7 @@ class UniformCameraPoseSampler:
         h = (torch.rand((batch_size, 1), device=device) * 2 - 1) * horizontal_stddev + horizontal_mean
         v = (torch.rand((batch_size, 1), device=device) * 2 - 1) * vertical_stddev + vertical_mean
         origins = _camera_origins(h, v, radius)
-        return create_cam2world_matrix(math_utils.normalize_vecs(-origins), origins)
+        return create_cam2world_matrix(_unit(-origins), origins)
 
 
 def create_cam2world_matrix(forward_vector: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -131,10 +141,10 @@ def create_cam2world_matrix(forward_vector: torch.Tensor, origin: torch.Tensor) 
     if forward_vector.ndim != 2 or forward_vector.shape[-1] != 3 or origin.shape != forward_vector.shape:
         raise ValueError(f'forward_vector and origin must both be (N, 3), got {tuple(forward_vector.shape)} '
                          f'and {tuple(origin.shape)}')
-    forward = math_utils.normalize_vecs(forward_vector)
+    forward = _unit(forward_vector)
     world_up = torch.tensor([0, 1, 0], dtype=torch.float, device=origin.device).expand_as(forward)
-    right = -math_utils.normalize_vecs(torch.cross(world_up, forward, dim=-1))
-    down = math_utils.normalize_vecs(torch.cross(forward, right, dim=-1))
+    right = -_unit(torch.cross(world_up, forward, dim=-1))
+    down = _unit(torch.cross(forward, right, dim=-1))
 
     cam2world = torch.eye(4, device=origin.device).unsqueeze(0).repeat(forward.shape[0], 1, 1)
     cam2world[:, :3, :3] = torch.stack((right, down, forward), dim=-1)
@@ -151,6 +161,20 @@ def FOV_to_intrinsics(fov_degrees: float, device: Union[str, torch.device] = 'cp
         raise ValueError(f'fov_degrees must be in (0, 180), got {fov_degrees}')
     focal_length = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
     return torch.tensor([[focal_length, 0, 0.5], [0, focal_length, 0.5], [0, 0, 1]], device=device)
+
+
+def camera_label(yaw: float = 0.0, pitch: float = 0.0, fov_deg: float = FOV_DEG, radius: float = CAMERA_RADIUS,
+                 pivot: Sequence[float] = CAMERA_PIVOT, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
+    """The (1, 25) label of a camera `radius` from the world origin, looking at `pivot`, turned by `yaw`
+    and `pitch` (radians) from the frontal view (camera on the +z axis); positive yaw moves the camera
+    towards +x, positive pitch moves it down.
+
+    Poses are built by `LookAtPoseSampler`, which draws (unused) random numbers: build labels before
+    any seeded rendering.
+    """
+    pivot = torch.as_tensor(pivot, dtype=torch.float32, device=device)
+    cam2world = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius=radius, device=device)
+    return torch.cat([cam2world.reshape(1, 16), FOV_to_intrinsics(fov_deg, device=device).reshape(1, 9)], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,18 +34,14 @@ def open_image_source(source: str) -> Tuple[List[str], Callable[[str], np.ndarra
     Images are read by `dnnlib.image_io.read_image` (16-bit and float scaled, EXIF orientation applied,
     transparent pixels composited over white); an unreadable one raises ImageReadError (a ValueError).
     """
-    PIL.Image.init()
-    is_image = lambda name: os.path.splitext(name)[1].lower() in PIL.Image.EXTENSION
     if os.path.isdir(source):
-        names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
-                       for root, _dirs, files in os.walk(source) for f in files if is_image(f))
-        return names, lambda name: image_io.read_image(os.path.join(source, name), name=name)
+        return image_io.list_images(source), lambda name: image_io.read_image(os.path.join(source, name), name=name)
     if os.path.isfile(source) and source.lower().endswith('.zip'):
         try:
             archive = zipfile.ZipFile(source)
         except zipfile.BadZipFile as err:
             raise click.ClickException(f'--source {source} is not a valid zip file ({err})')
-        names = sorted(n for n in archive.namelist() if is_image(n))
+        names = sorted(n for n in archive.namelist() if image_io.is_image_file(n))
         return names, lambda name: image_io.read_image(archive.read(name), name=name)
     raise click.ClickException(f'--source must be a folder or a .zip file: {source}')
 

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 import configs
+import camera_utils
 import dnnlib
-import gen_utils
 from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing import head_sdf, synthetic_heads
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
+from training import inference
 from training.trainable import is_dam_parameter
 
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
@@ -100,7 +101,7 @@ def render_views(count: int, views_per_head: int, resolution: int, seed: int = 0
                                                     [synthetic_heads.MAX_YAW, synthetic_heads.MAX_PITCH]))
                                   for _ in range(views_per_head - 1)]
         for v_yaw, v_pitch in poses:
-            label = synthetic_heads.camera_label(float(v_yaw), float(v_pitch))
+            label = camera_utils.camera_label(float(v_yaw), float(v_pitch))[0].numpy()
             traced = synthetic_heads.trace_head(shape, label, resolution)
             for style, out in (('natural', natural), ('toon', toon)):
                 out.append(synthetic_heads.shade_head(traced, style, synthetic_heads.pick_colors(style, choice)))
@@ -294,20 +295,20 @@ CHECK_YAWS = (0.0, 0.35)
 def check_renders(G: torch.nn.Module, seeds: Sequence[int] = CHECK_SEEDS, alphas: Sequence[float] = CHECK_ALPHAS,
                   yaws: Sequence[float] = CHECK_YAWS, truncation_psi: float = 0.7) -> Dict[tuple, np.ndarray]:
     """{(alpha, yaw): (len(seeds), R, R, 3) uint8} renders as gen_samples.py draws them (its
-    gen_utils.render_views, the mapping conditioned on the frontal camera), with G's first stored domain."""
+    inference.render_views, the mapping conditioned on the frontal camera), with G's first stored domain."""
     device = torch.device('cpu')
-    fov = synthetic_heads.FOV_DEGREES
-    frontal = gen_utils.camera_label(G, 0.0, 0.0, fov, device)
-    cameras = [gen_utils.camera_label(G, yaw, 0.0, fov, device) for yaw in yaws]
+    fov = camera_utils.FOV_DEG
+    frontal = inference.generator_camera_label(G, 0.0, 0.0, fov, device)
+    cameras = [inference.generator_camera_label(G, yaw, 0.0, fov, device) for yaw in yaws]
     rows: Dict[tuple, List[np.ndarray]] = {(a, y): [] for a in alphas for y in yaws}
     for seed in seeds:
-        ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, device), frontal, truncation_psi=truncation_psi)
+        ws = G.mapping(inference.z_from_seed(seed, G.z_dim, device), frontal, truncation_psi=truncation_psi)
         code = G.get_domain_code(G.domain_names[0], 1, source_ws=ws)
         for alpha in alphas:
-            kwargs = gen_utils.domain_kwargs(code, alpha)
+            kwargs = inference.domain_kwargs(code, alpha)
             planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
-            for yaw, out in zip(yaws, gen_utils.render_views(G, ws, planes, cameras, seed, kwargs)):
-                rows[(alpha, yaw)].append(gen_utils.image_to_uint8(out['image'])[0])
+            for yaw, out in zip(yaws, inference.render_views(G, ws, planes, cameras, seed, kwargs)):
+                rows[(alpha, yaw)].append(inference.image_to_uint8(out['image'])[0])
     return {key: np.stack(images) for key, images in rows.items()}
 
 
@@ -376,7 +377,7 @@ def synthetic_check_rows(yaws: Sequence[float] = CHECK_YAWS) -> Dict[tuple, np.n
             images = []
             for i in CHECK_SEEDS:
                 shape, _, _, choice = synthetic_heads.sample_head(0, i)
-                image, _ = synthetic_heads.render_head(shape, synthetic_heads.camera_label(yaw, 0.0), 128, style,
+                image, _ = synthetic_heads.render_head(shape, camera_utils.camera_label(yaw, 0.0)[0].numpy(), 128, style,
                                                        synthetic_heads.pick_colors(style, choice))
                 images.append(image)
             rows[(alpha, yaw)] = np.stack(images)

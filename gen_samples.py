@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 import gen_utils
+import legacy
 import shape_utils
 from dnnlib import cli
+from training import inference
 
 # ----------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ def generate_images(network: Optional[str], seeds: List[int], latent_path: Optio
     if shapes:
         shape_utils.require_mcubes('--shapes')
     device = gen_utils.select_device(device_name)
-    G = gen_utils.load_generator(network_path, device)
+    G = legacy.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
     domain_arg, domain_label = gen_utils.select_domain(G, domain, exemplar, device)
     rows: List[Any]
@@ -144,13 +146,13 @@ def generate_images(network: Optional[str], seeds: List[int], latent_path: Optio
     cli.prepare_outdir(outdir)
 
     # EG3D conditions the mapping on the frontal camera and renders from the requested ones.
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
-    cameras = [gen_utils.camera_label(G, yaw, pitch, fov_deg, device) for yaw, pitch in views]
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, fov_deg, device)
+    cameras = [inference.generator_camera_label(G, yaw, pitch, fov_deg, device) for yaw, pitch in views]
 
     for head_idx, head in enumerate(heads):
         print(f'Generating {head_name(head)} ({head_idx + 1}/{len(heads)})...')
         if isinstance(head, int):
-            z = gen_utils.z_from_seed(head, G.z_dim, device)
+            z = inference.z_from_seed(head, G.z_dim, device)
             ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         else:
             ws = latents[head]
@@ -160,15 +162,15 @@ def generate_images(network: Optional[str], seeds: List[int], latent_path: Optio
         code = None if domain_arg is None else G.get_domain_code(domain_arg, 1, source_ws=ws)
         tiles = []
         for alpha in rows:
-            kwargs = gen_utils.domain_kwargs(code, alpha)
+            kwargs = inference.domain_kwargs(code, alpha)
             planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
-            for (yaw, pitch), out in zip(views, gen_utils.render_views(G, ws, planes, cameras, render_seed, kwargs)):
+            for (yaw, pitch), out in zip(views, inference.render_views(G, ws, planes, cameras, render_seed, kwargs)):
                 stem = os.path.join(outdir, sample_name(head, domain_label, alpha, yaw, pitch))
-                image = gen_utils.image_to_uint8(out['image'])[0]
+                image = inference.image_to_uint8(out['image'])[0]
                 gen_utils.save_png(image, stem + '.png')
                 tiles.append(image)
                 if depth:
-                    unit = gen_utils.depth_to_unit(out['image_depth'], G.rendering_kwargs)
+                    unit = inference.depth_to_unit(out['image_depth'], G.rendering_kwargs)
                     depth16 = (unit[0, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
                     gen_utils.save_png(depth16[..., None], stem + '_depth.png')
             if shapes:

@@ -15,8 +15,9 @@ import torch
 
 import dnnlib
 import legacy
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+import camera_utils
 from dnnlib import cli, image_io
+from training import inference
 from training.content import LATENT_EXTS, LatentError, read_latent
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -143,7 +144,7 @@ def generation_options(seeds_default: str, seeds_help: str, alpha_help: str, out
                      callback=cli.expand_path),
         click.option('--alpha', 'alphas', type=FloatList(), metavar='LIST', help=alpha_help),
         click.option('--fov-deg', help='Field of view of the camera in degrees', type=cli.FiniteFloat(min=1, max=179),
-                     default=18.837, show_default=True),
+                     default=camera_utils.FOV_DEG, show_default=True),
         click.option('--ray-chunk', type=click.IntRange(min=1), default=4096, show_default=True,
                      help='Rays rendered at once (bounds memory)'),
         click.option('--device', 'device_name', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
@@ -210,16 +211,6 @@ def check_generation_inputs(network: Optional[str], domain: Optional[str], exemp
     return resolve_network_path(network)
 
 
-def load_generator(path: str, device: torch.device) -> torch.nn.Module:
-    """G_ema of a network pickle (path or URL) through the project's safe loader, in eval mode on `device`."""
-    print(f'Loading networks from "{path}"...')
-    try:
-        with dnnlib.util.open_url(path) as f:
-            G = legacy.load_network_pkl(f)['G_ema']
-    except cli.INPUT_ERRORS as err:
-        raise cli.network_error('--network', path, err) from err
-    return G.eval().requires_grad_(False).to(device)
-
 # ----------------------------------------------------------------------------
 # Domain selection.
 
@@ -234,13 +225,7 @@ def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
         image = image_io.read_image(path)
     except image_io.ImageReadError as err:
         raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
-    return exemplar_tensor(image, device)
-
-
-def exemplar_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> the (1, 3, H, W) float tensor in [-1, 1] that G's exemplar encoder takes."""
-    array = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1
-    return torch.from_numpy(array).unsqueeze(0).to(device)
+    return inference.exemplar_tensor(image, device)
 
 
 def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[str],
@@ -272,17 +257,8 @@ def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[
     return domain, domain
 
 
-def domain_kwargs(domain: Any, alpha: float) -> Dict[str, Any]:
-    """Keyword arguments that select a domain in G / G.synthesis; none at all for plain EG3D output."""
-    return {} if domain is None else dict(domain=domain, alpha=alpha)
-
 # ----------------------------------------------------------------------------
 # Latents and cameras.
-
-
-def z_from_seed(seed: int, z_dim: int, device: torch.device) -> torch.Tensor:
-    """The latent (1, z_dim) that EG3D's scripts draw for `seed`."""
-    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float().to(device)
 
 
 def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:
@@ -310,57 +286,8 @@ def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tu
     return latents
 
 
-def camera_label(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float, device: torch.device) -> torch.Tensor:
-    """Camera label (1, 25) looking at G's average camera pivot from its average radius.
-
-    `yaw`/`pitch` (radians) are offsets from the frontal view; the pose is built before any
-    seeded rendering because the pose sampler draws (unused) random numbers.
-    """
-    pivot = torch.tensor(G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0]), dtype=torch.float32, device=device)
-    radius = G.rendering_kwargs.get('avg_camera_radius', 2.7)
-    cam2world = LookAtPoseSampler.sample(np.pi / 2 + yaw, np.pi / 2 + pitch, pivot, radius=radius, device=device)
-    intrinsics = FOV_to_intrinsics(fov_deg, device=device)
-    return torch.cat([cam2world.reshape(-1, 16), intrinsics.reshape(-1, 9)], dim=1)
-
 # ----------------------------------------------------------------------------
 # Pictures.
-
-
-@torch.no_grad()
-def render_views(G: torch.nn.Module, ws: torch.Tensor, planes: torch.Tensor, cameras: List[torch.Tensor],
-                 render_seed: int, domain_kwargs: dict,
-                 neural_rendering_resolution: Optional[int] = None) -> List[dict]:
-    """G.synthesis outputs for one latent `ws` (1, num_ws, w_dim) and its tri-planes (1, 3, 32, H, W)
-    (`G.synthesize_planes` with the same `domain_kwargs`) seen from each (1, 25) camera, at the
-    generator's neural rendering resolution unless one is given (G.synthesis then keeps that one as
-    the generator's, as in EG3D).
-
-    The renderer's random draws (stratified jitter, importance sampling) are seeded per view, so
-    every picture is reproducible.
-    """
-    outputs = []
-    for c in cameras:
-        torch.manual_seed(render_seed)
-        outputs.append(G.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution, noise_mode='const',
-                                   planes=planes, **domain_kwargs))
-    return outputs
-
-
-def image_to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) generator output in [-1, 1] -> (N, H, W, C) uint8, EG3D's rounding."""
-    return (image.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def depth_to_unit(depth: torch.Tensor, rendering_kwargs: Dict[str, Any]) -> torch.Tensor:
-    """(N, 1, H, W) ray depths -> [0, 1], 1 = nearest: a fixed map from [ray_start, ray_end].
-
-    A fixed range (not per image min/max) keeps depth comparable across views and video frames.
-    The rendered depth is a weighted mean of sample depths, so it lies inside the range.
-    """
-    near, far = rendering_kwargs['ray_start'], rendering_kwargs['ray_end']
-    if not all(isinstance(v, (int, float)) for v in (near, far)):
-        raise ValueError(f'depth maps need numeric ray_start/ray_end, got {near!r}/{far!r}')
-    return ((far - depth) / (far - near)).clamp(0, 1)
 
 
 def layout_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -13,7 +13,9 @@ from tqdm import tqdm
 
 import dnnlib
 import gen_utils
+import legacy
 from dnnlib import cli
+from training import inference
 
 CAMERA_PATHS = ('orbit', 'yaw', 'zoom', 'static')
 
@@ -72,7 +74,7 @@ def grid_seeds(seeds: List[int], grid: Tuple[int, int], num_keyframes: Optional[
 def _to_picture(out: dict, image_mode: str, rendering_kwargs: dict) -> torch.Tensor:
     """The requested output of G.synthesis as (N, 3, H, W) in [-1, 1]."""
     if image_mode == 'image_depth':
-        return (gen_utils.depth_to_unit(out['image_depth'], rendering_kwargs) * 2 - 1).repeat(1, 3, 1, 1)
+        return (inference.depth_to_unit(out['image_depth'], rendering_kwargs) * 2 - 1).repeat(1, 3, 1, 1)
     return out[image_mode]
 
 
@@ -100,7 +102,7 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
         # A stored name or an exemplar becomes a code here, so the encoder runs once per keyframe.
         code = None if domain is None else G.get_domain_code(domain, num_cells, source_ws=ws_keys[k])
         codes_keys.append(code)
-        planes_keys.append(G.synthesize_planes(ws_keys[k], noise_mode='const', **gen_utils.domain_kwargs(code, alpha)))
+        planes_keys.append(G.synthesize_planes(ws_keys[k], noise_mode='const', **inference.domain_kwargs(code, alpha)))
     planes_keys = torch.stack(planes_keys)
     codes_keys = None if domain is None else torch.stack(codes_keys)
 
@@ -113,8 +115,8 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
         torch.manual_seed(render_seed)
         out = G.synthesis(blend(frame_weights, ws_keys), c.repeat(num_cells, 1), noise_mode='const',
                           planes=blend(frame_weights, planes_keys),
-                          **gen_utils.domain_kwargs(blend(frame_weights, codes_keys), alpha))
-        pictures = gen_utils.image_to_uint8(_to_picture(out, image_mode, G.rendering_kwargs))
+                          **inference.domain_kwargs(blend(frame_weights, codes_keys), alpha))
+        pictures = inference.image_to_uint8(_to_picture(out, image_mode, G.rendering_kwargs))
         yield gen_utils.layout_grid(pictures, rows=grid[1], cols=grid[0])
 
 # ----------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def generate_videos(network: Optional[str], seeds: List[int], latent_path: Optio
         grid_seeds(seeds, grid, num_keyframes)  # checked before the network loads
     network_path = gen_utils.check_generation_inputs(network, domain, exemplar, outdir, latent_path)
     device = gen_utils.select_device(device_name)
-    G = gen_utils.load_generator(network_path, device)
+    G = legacy.load_generator(network_path, device)
     # A head is a seed (mapped below) or a projected latent (its ws as they are).
     loaded = [] if latent_path is None else gen_utils.load_latents(latent_path, G, device)
     heads: List[Union[int, str]] = [name for name, _ in loaded] if loaded else seeds
@@ -230,13 +232,13 @@ def generate_videos(network: Optional[str], seeds: List[int], latent_path: Optio
     cli.check_outputs(videos, overwrite, sources=[network_path, exemplar, latent_path])
     cli.prepare_outdir(outdir)
 
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, fov_deg, device)
-    cameras = [gen_utils.camera_label(G, yaw, pitch, fov, device)
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, fov_deg, device)
+    cameras = [inference.generator_camera_label(G, yaw, pitch, fov, device)
                for yaw, pitch, fov in camera_path(camera_preset, keyframes.shape[0] * w_frames, fov_deg)]
     if loaded:
         ws = torch.cat([loaded[int(i)][1] for i in keyframes.ravel()])
     else:
-        z = torch.cat([gen_utils.z_from_seed(seeds[int(i)], G.z_dim, device) for i in keyframes.ravel()])
+        z = torch.cat([inference.z_from_seed(seeds[int(i)], G.z_dim, device) for i in keyframes.ravel()])
         ws = G.mapping(z, conditioning.repeat(len(z), 1), truncation_psi=truncation_psi,
                        truncation_cutoff=truncation_cutoff)
     ws_keys = ws.reshape(*keyframes.shape, *ws.shape[1:])

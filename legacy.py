@@ -3,7 +3,8 @@
 `load_network_pkl` (implemented in training/network_pickle.py, on top of the restricted unpickler
 of torch_utils/safe_pickle.py) reads EG3D's official pickles, this project's training snapshots and
 the PStyle-3D authors' checkpoints without running any code stored in the file. Packages import it
-from training.network_pickle; scripts may use this module, as EG3D's scripts do.
+from training.network_pickle; scripts may use this module, as EG3D's scripts do. `load_network` and
+`load_generator` are the one way every command line opens a network pickle (path or URL).
 """
 
 import copy
@@ -13,10 +14,27 @@ import click
 import torch
 
 import dnnlib
+from dnnlib import cli
 from torch_utils.safe_pickle import NetworkPickleError, atomic_write_pickle
 from training.network_pickle import load_network_pkl
 
-__all__ = ['NetworkPickleError', 'convert_network_pickle', 'load_network_pkl']
+__all__ = ['NetworkPickleError', 'convert_network_pickle', 'load_generator', 'load_network', 'load_network_pkl']
+
+
+def load_network(path: str, option: str = '--network') -> dict:
+    """The networks of a pickle (local path or URL, downloads cached) through the safe loader; a file
+    that cannot be read stops the command with one line naming `option`."""
+    try:
+        with dnnlib.util.open_url(path) as f:
+            return load_network_pkl(f)
+    except cli.INPUT_ERRORS as err:
+        raise cli.network_error(option, path, err) from err
+
+
+def load_generator(path: str, device: torch.device, option: str = '--network') -> torch.nn.Module:
+    """G_ema of a network pickle (see `load_network`), in eval mode, without gradients, on `device`."""
+    print(f'Loading networks from "{path}"...')
+    return load_network(path, option)['G_ema'].eval().requires_grad_(False).to(device)
 
 
 def _check_dest(source: str, dest: str, overwrite: bool) -> None:

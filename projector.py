@@ -12,9 +12,10 @@ from tqdm import tqdm
 import dnnlib
 import gen_utils
 import legacy
-from dataset_preprocessing.face_pose import FOV_DEGREES
+from camera_utils import FOV_DEG
 from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
+from training import inference
 from projector import alignment, outputs
 from projector.losses import ReconstructionLoss, psnr
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune
@@ -294,7 +295,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
                                      augment_pipe=data['augment_pipe']), os.path.join(stage, 'network-pti.pkl'))
             del G_out
             if domain_arg is not None:
-                grid_cams = [c] + [gen_utils.camera_label(G, yaw, pitch, FOV_DEGREES, device) for yaw, pitch in views]
+                grid_cams = [c] + [inference.generator_camera_label(G, yaw, pitch, FOV_DEG, device) for yaw, pitch in views]
                 grid = stylised_grid(G, projection.ws, grid_cams, domain_arg, alphas)
                 gen_utils.save_png(grid, os.path.join(stage, 'stylised_grid.png'))
             outputs.write_json({

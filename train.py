@@ -98,15 +98,6 @@ def _next_run_id(outdir: str) -> int:
     return max(prev, default=-1) + 1
 
 
-def _load_networks(path: str, option: str) -> dict:
-    """The network pickle at `path` (local or URL) through the safe loader, or a one-line error."""
-    try:
-        with dnnlib.util.open_url(path) as f:
-            return legacy.load_network_pkl(f)
-    except cli.INPUT_ERRORS as err:
-        raise cli.network_error(option, path, err) from err
-
-
 def check_resume_snapshot(state: dict, G: torch.nn.Module, opts: dnnlib.EasyDict, parts: tuple) -> None:
     """A training snapshot resumes exactly: the same method, domain and trained parts as its run."""
     hint = ('--resume continues a run exactly; to start a new run from its weights, strip the training state '
@@ -214,7 +205,7 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     for option, path in (('--resume', opts.resume), ('--resume-d', opts.resume_d)):
         if path is not None and not dnnlib.util.is_url(path) and not os.path.isfile(path):
             fail(option, f'network pickle "{path}" does not exist')
-    resumed = _load_networks(opts.resume, '--resume') if opts.resume is not None else None
+    resumed = legacy.load_network(opts.resume, '--resume') if opts.resume is not None else None
     G = dnnlib.util.construct_class_by_name(**preset.G_kwargs) if resumed is None else resumed['G_ema']
     resume_state = None if resumed is None else resumed.get('resume_state')
     if resumed is not None:
@@ -225,7 +216,7 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     if opts.resume_d is not None:
         if resumed is None or resumed['D'] is not None:
             fail('--resume-d', 'only a --resume without a discriminator takes one from --resume-d; drop the option')
-        D = _load_networks(opts.resume_d, '--resume-d')['D']
+        D = legacy.load_network(opts.resume_d, '--resume-d')['D']
         if D is None or D.img_resolution != G.img_resolution or D.c_dim != CAMERA_LABEL_DIM:
             fail('--resume-d', f'{opts.resume_d} needs a discriminator of {G.img_resolution}x{G.img_resolution} images '
                                f'with {CAMERA_LABEL_DIM}-number camera labels (EG3D\'s pickle of the --resume resolution)')

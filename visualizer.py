@@ -10,6 +10,7 @@ import click
 import torch
 
 import gen_utils
+import legacy
 from dnnlib import cli
 from viewer.render_core import RenderCore
 from viewer.ui import ViewerApp
@@ -65,7 +66,7 @@ def main(network: Optional[str], host: str, port: int, ray_chunk: int, threads: 
     torch.set_num_threads(threads)
     network_path = gen_utils.resolve_network_path(network)
     device = gen_utils.select_device(device_name)
-    G = gen_utils.load_generator(network_path, device)
+    G = legacy.load_generator(network_path, device)
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk
 
     app = ViewerApp(RenderCore(G, device), host=host, port=port)

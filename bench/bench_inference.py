@@ -91,8 +91,8 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int, batc
     G = build_ffhq512(device)
     loaded_mb = psutil.Process().memory_info().rss / 2 ** 20  # torch + the network, before any rendering
     G.rendering_kwargs['ray_chunk_size'] = ray_chunk  # 0: all rays at once
-    c = gen_utils.camera_label(G, 0.3, -0.1, 18.837, device).repeat(batch, 1)
-    z = torch.cat([gen_utils.z_from_seed(seed, G.z_dim, device) for seed in range(batch)])
+    c = inference.generator_camera_label(G, 0.3, -0.1, device=device).repeat(batch, 1)
+    z = torch.cat([inference.z_from_seed(seed, G.z_dim, device) for seed in range(batch)])
     ws = G.mapping(z, c, truncation_psi=0.7)
     # A frame renders precomputed tri-planes (computed without a full render, so the CPU peak RSS is the frame's own).
     planes = G.synthesize_planes(ws, noise_mode='const') if workload == 'frame' else None

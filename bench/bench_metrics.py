@@ -83,12 +83,12 @@ def main(device: str, num_images: int, batch: int):
     vgg = np.abs(rng.standard_normal((1000, 4096))).astype(np.float32)
     rows.append(('PR formula, 1,000 x 1,000 4096-d features', _timed(lambda: precision_recall(vgg, vgg))))
 
-    G = gen_utils.load_generator(os.path.join(REPO_ROOT, gen_utils.DEMO_NETWORK), device)
+    G = legacy.load_generator(os.path.join(REPO_ROOT, gen_utils.DEMO_NETWORK), device)
     z = torch.randn(batch, G.z_dim, device=device)
-    c = gen_utils.camera_label(G, 0, 0, 18.837, device).repeat(batch, 1)
+    c = inference.generator_camera_label(G, 0, 0, device=device).repeat(batch, 1)
     domain = G.domain_names[0] if getattr(G, 'domain_names', None) else None
     with torch.no_grad():
-        seconds = _timed(lambda: G(z, c, **gen_utils.domain_kwargs(domain, 1.0)))
+        seconds = _timed(lambda: G(z, c, **inference.domain_kwargs(domain, 1.0)))
     rows.append((f'demo network render ({G.img_resolution} px; 2 per sample in the 3-D metrics), per 1,000',
                  seconds / batch * 1000))
 

@@ -33,6 +33,7 @@ sys.path.insert(0, REPO_ROOT)
 import dnnlib  # noqa: E402  (after the path set-up above)
 import gen_utils  # noqa: E402
 import legacy  # noqa: E402
+from training import inference
 from projector.losses import ReconstructionLoss  # noqa: E402
 from projector.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
 from projector.projection import ProjectionSchedule, project  # noqa: E402
@@ -63,7 +64,7 @@ def measure(name: str, device_name: str, steps: int) -> dict:
     G = build_network(name, device)
     torch.manual_seed(0)
     lpips = LPIPS(allow_random_weights=True).to(device)
-    c = gen_utils.camera_label(G, 0.2, -0.1, FOV, device)
+    c = inference.generator_camera_label(G, 0.2, -0.1, FOV, device)
     target = seeded_render(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
     row = {'network': name, 'resolution': G.img_resolution}
     for stage in ('projection', 'tuning'):
@@ -107,8 +108,8 @@ def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule
             G = build_network('demo', torch.device('cpu'))
             torch.manual_seed(0)
             lpips = LPIPS(allow_random_weights=True)
-            camera = functools.partial(gen_utils.camera_label, G, pitch=-0.1, fov_deg=FOV, device='cpu')
-            ws_true = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, 'cpu'), gen_utils.camera_label(G, 0, 0, FOV, 'cpu'),
+            camera = functools.partial(inference.generator_camera_label, G, pitch=-0.1, fov_deg=FOV, device='cpu')
+            ws_true = G.mapping(inference.z_from_seed(seed, G.z_dim, 'cpu'), inference.generator_camera_label(G, 0, 0, FOV, 'cpu'),
                                 truncation_psi=0.7)
             result = recover_known_head(G, ws_true, camera(yaw), [camera(yaw + d) for d in NOVEL], lpips, 'synthetic',
                                         projection=projection, tuning=tuning)

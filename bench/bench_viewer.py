@@ -44,7 +44,7 @@ def _generator(network: Optional[str], preset: Optional[str], device: torch.devi
         torch.manual_seed(0)
         G = dnnlib.util.construct_class_by_name(**configs.load_preset(preset).G_kwargs)
         return G.eval().requires_grad_(False).to(device)
-    return gen_utils.load_generator(gen_utils.resolve_network_path(network), device)
+    return legacy.load_generator(gen_utils.resolve_network_path(network), device)
 
 
 def _frame(core: RenderCore, settings, yaw: float) -> None:

@@ -29,9 +29,7 @@ import torch
 import camera_utils
 from dataset_preprocessing.face_landmarks import MultipleFacesFound, NoFaceFound
 
-POSE_PIVOT = np.array([0.0, 0.0, 0.2])
-POSE_RADIUS = 2.7
-FOV_DEGREES = 18.837
+POSE_PIVOT = np.array(camera_utils.CAMERA_PIVOT)
 CROP_SCALE = 1.0
 
 # MediaPipe face-mesh indices of (image-left, image-right) pairs of a frontal face. Eye corners and lids, brows, mouth corners: on the 10 shared portraits these gave the most mirror-
@@ -85,9 +83,9 @@ def camera_label_from_rotation(rotation: np.ndarray) -> np.ndarray:
     forward = cam2world[:3, 2]
     # Camera at o = pivot - s * forward with |o| = radius: the optical axis passes through the pivot.
     b = POSE_PIVOT @ forward
-    s = b + np.sqrt(b * b - POSE_PIVOT @ POSE_PIVOT + POSE_RADIUS ** 2)
+    s = b + np.sqrt(b * b - POSE_PIVOT @ POSE_PIVOT + camera_utils.CAMERA_RADIUS ** 2)
     cam2world[:3, 3] = POSE_PIVOT - s * forward
-    intrinsics = camera_utils.FOV_to_intrinsics(FOV_DEGREES).numpy()
+    intrinsics = camera_utils.FOV_to_intrinsics(camera_utils.FOV_DEG).numpy()
     return np.concatenate([cam2world.reshape(16), intrinsics.reshape(9)]).astype(np.float32)
 
 
@@ -106,7 +104,7 @@ def _pose_from_rotation(rotation: np.ndarray) -> FacePose:
     roll = np.arctan2(right @ level[:3, 1], right @ level[:3, 0])
     # LookAtPoseSampler puts the camera at height radius * cos(arccos(-2 pitch / pi)) (EG3D's polar remap).
     return FacePose(rotation, yaw=float(np.arctan2(origin[0], origin[2])),
-                    pitch=float(-np.pi / 2 * origin[1] / POSE_RADIUS), roll=float(roll))
+                    pitch=float(-np.pi / 2 * origin[1] / camera_utils.CAMERA_RADIUS), roll=float(roll))
 
 
 def _mirror_rotation(rotation: np.ndarray) -> np.ndarray:

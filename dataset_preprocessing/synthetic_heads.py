@@ -36,13 +36,11 @@ import click
 import numpy as np
 import PIL.Image
 
+import camera_utils
 import dnnlib
 from dataset_preprocessing import head_sdf
 
 STYLES = ('natural', 'toon')
-POSE_PIVOT = (0.0, 0.0, 0.2)
-POSE_RADIUS = 2.7
-FOV_DEGREES = 18.837
 MAX_YAW = 0.5     # radians, about FFHQ's range
 MAX_PITCH = 0.25
 
@@ -211,15 +209,6 @@ def pick_colors(style: str, choice: np.ndarray) -> Dict[int, Tuple[int, int, int
     return {**colors, **_FIXED_ALBEDO, head_sdf.LIPS: _LIPS[style]}
 
 
-def camera_label(yaw: float, pitch: float) -> np.ndarray:
-    """(25,) float32 EG3D label of a camera at radius 2.7 looking at the pivot, FOV 18.837 degrees."""
-    import camera_utils  # imports torch: deferred so that the SDF code stays NumPy-only
-    cam2world = camera_utils.LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch, POSE_PIVOT,
-                                                      radius=POSE_RADIUS)
-    intrinsics = camera_utils.FOV_to_intrinsics(FOV_DEGREES)
-    return np.concatenate([cam2world.reshape(16).numpy(), intrinsics.reshape(9).numpy()]).astype(np.float32)
-
-
 def sample_head(seed: int, index: int) -> Tuple[head_sdf.HeadShape, float, float, np.ndarray]:
     """(shape, yaw, pitch, palette choice (4,)) of image `index`; independent of the style."""
     rng = np.random.default_rng([seed, index])
@@ -248,7 +237,7 @@ def make_synthetic_dataset(dest: str, style: str, count: int, resolution: int = 
     with dnnlib.util.atomic_output(dest) as tmp_path, zipfile.ZipFile(tmp_path, 'w', compression=zipfile.ZIP_STORED) as zf:
         for index in range(count):
             shape, yaw, pitch, choice = sample_head(seed, index)
-            label = camera_label(yaw, pitch)
+            label = camera_utils.camera_label(yaw, pitch)[0].numpy()
             image, depth = render_head(shape, label, resolution, style, pick_colors(style, choice))
             fname = f'img{index:08d}.png'
             png, npy = io.BytesIO(), io.BytesIO()

@@ -13,7 +13,7 @@ Unreadable, truncated or corrupt files raise `ImageReadError` naming the file.
 
 import io
 import os
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import BinaryIO, List, Optional, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -24,6 +24,23 @@ WHITE = (255, 255, 255)
 
 _SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N')
 _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
+
+
+def is_image_file(name: str) -> bool:
+    """Whether a file name ends in an extension PIL reads: the one list of image extensions."""
+    PIL.Image.init()
+    return os.path.splitext(name)[1].lower() in PIL.Image.EXTENSION
+
+
+def list_images(folder: Union[str, os.PathLike], recursive: bool = True) -> List[str]:
+    """Sorted paths of the image files in `folder` (and its subfolders when `recursive`), relative to
+    it with '/' separators."""
+    if recursive:
+        names = (os.path.relpath(os.path.join(root, f), folder) for root, _dirs, files in os.walk(folder)
+                 for f in files)
+    else:
+        names = (f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+    return sorted(name.replace(os.sep, '/') for name in names if is_image_file(name))
 
 
 class ImageReadError(ValueError):

@@ -1,22 +1,14 @@
 """Small EG3D-format style datasets for the training tests (folders of PNGs + dataset.json)."""
 
 import json
-import math
 import os
 
 import numpy as np
 import PIL.Image
 import torch
 
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from camera_utils import camera_label
 import train
-
-
-def camera_label(yaw: float, pitch: float = 0.0) -> list:
-    """EG3D's 25-number label of a camera at radius 2.7 looking at (0, 0, 0.2), FOV 18.837."""
-    cam2world = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch,
-                                         torch.tensor([0, 0, 0.2]), radius=2.7)
-    return torch.cat([cam2world.reshape(-1), FOV_to_intrinsics(18.837).reshape(-1)]).tolist()
 
 
 def make_style_dataset(path: str, count: int = 6, resolution: int = 128, labels: bool = True, seed: int = 0) -> str:
@@ -34,7 +26,7 @@ def make_style_dataset(path: str, count: int = 6, resolution: int = 128, labels:
         img[disc] = rng.uniform(0.7, 1.0, size=3)
         name = f'img{i:08d}.png'
         PIL.Image.fromarray((img * 255).astype(np.uint8), 'RGB').save(os.path.join(path, name))
-        entries.append([name, camera_label(yaw=0.3 * (2 * i / max(count - 1, 1) - 1))])
+        entries.append([name, camera_label(0.3 * (2 * i / max(count - 1, 1) - 1))[0].tolist()])
     if labels:
         with open(os.path.join(path, 'dataset.json'), 'w', encoding='utf-8') as f:
             json.dump({'labels': entries}, f)

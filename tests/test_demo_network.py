@@ -9,8 +9,10 @@ import torch
 from click.testing import CliRunner
 
 import gen_samples
+import camera_utils
 import gen_utils
 import legacy
+from training import inference
 from dataset_preprocessing import synthetic_heads
 from demo_source import DEMO_DOMAIN, DEMO_PRESET
 
@@ -35,9 +37,9 @@ def test_demo_network_renders_natural_and_toon(G):
     assert G.domain_names == [DEMO_DOMAIN] and G.encoder is not None
     assert G.domain_codes.abs().sum() > 0
     device = torch.device('cpu')
-    c = gen_utils.camera_label(G, 0.0, -0.2, 18.837, device)
+    c = inference.generator_camera_label(G, 0.0, -0.2, device=device)
     with torch.no_grad():
-        ws = G.mapping(gen_utils.z_from_seed(0, G.z_dim, device), c, truncation_psi=0.7)
+        ws = G.mapping(inference.z_from_seed(0, G.z_dim, device), c, truncation_psi=0.7)
         torch.manual_seed(0)
         natural = G.synthesis(ws, c, noise_mode='const', domain=DEMO_DOMAIN, alpha=0)
         torch.manual_seed(0)
@@ -68,15 +70,15 @@ def test_gen_samples_uses_the_demo_network_by_default(tmp_path):
 def test_demo_network_encodes_a_toon_exemplar(G, tmp_path):
     """The bundled encoder turns one unseen toon head into a code that stylises like the stored domain."""
     shape, yaw, pitch, choice = synthetic_heads.sample_head(7, 0)  # not among the training exemplars (seed 1)
-    image, _ = synthetic_heads.render_head(shape, synthetic_heads.camera_label(yaw, pitch), 128, 'toon',
+    image, _ = synthetic_heads.render_head(shape, camera_utils.camera_label(yaw, pitch)[0].numpy(), 128, 'toon',
                                            synthetic_heads.pick_colors('toon', choice))
     path = tmp_path / 'toon.png'
     PIL.Image.fromarray(image).save(path)
     device = torch.device('cpu')
-    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    c = inference.generator_camera_label(G, 0.0, 0.0, device=device)
     renders = {}
     with torch.no_grad():
-        ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c, truncation_psi=0.7)
+        ws = G.mapping(inference.z_from_seed(1, G.z_dim, device), c, truncation_psi=0.7)
         for name, domain, alpha in (('natural', None, 0), ('stored', DEMO_DOMAIN, 1),
                                     ('exemplar', gen_utils.load_exemplar(str(path), device), 1)):
             torch.manual_seed(0)
@@ -104,5 +106,5 @@ def test_bundled_network_matches_the_demo_preset(G):
             assert kwargs[key] == preset[key], key
     assert {k: v for k, v in G.rendering_kwargs.items() if k in preset['rendering_kwargs']} == preset['rendering_kwargs']
     assert G.neural_rendering_resolution == DEMO_PRESET.neural_rendering_resolution
-    assert preset['rendering_kwargs']['avg_camera_radius'] == synthetic_heads.POSE_RADIUS
-    assert preset['rendering_kwargs']['avg_camera_pivot'] == list(synthetic_heads.POSE_PIVOT)
+    assert preset['rendering_kwargs']['avg_camera_radius'] == camera_utils.CAMERA_RADIUS
+    assert preset['rendering_kwargs']['avg_camera_pivot'] == list(camera_utils.CAMERA_PIVOT)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+import camera_utils
 import demo_source
-import gen_utils
 from dataset_preprocessing import head_sdf, synthetic_heads
+from training import inference
 
 
 @pytest.fixture(scope='module')
@@ -21,13 +22,13 @@ def test_render_views_pairs_and_cameras(views):
     assert views.depth.shape == (1, 2, 32, 32) and views.labels.shape == (1, 2, 25)
     # The first view is the head's own dataset camera and image.
     _, yaw, pitch, choice = synthetic_heads.sample_head(0, 0)
-    np.testing.assert_allclose(views.labels[0, 0].numpy(), synthetic_heads.camera_label(yaw, pitch))
-    image, depth = synthetic_heads.render_head(synthetic_heads.sample_head(0, 0)[0], synthetic_heads.camera_label(yaw, pitch),
+    np.testing.assert_allclose(views.labels[0, 0].numpy(), camera_utils.camera_label(yaw, pitch)[0].numpy())
+    image, depth = synthetic_heads.render_head(synthetic_heads.sample_head(0, 0)[0], camera_utils.camera_label(yaw, pitch)[0].numpy(),
                                                32, 'toon', synthetic_heads.pick_colors('toon', choice))
     np.testing.assert_allclose(views.toon[0, 0].permute(1, 2, 0).numpy(), image / 127.5 - 1, atol=1e-6)
     np.testing.assert_array_equal(views.depth[0, 0].numpy(), depth)
     # Head i's latent is the one gen_samples.py draws for seed i.
-    torch.testing.assert_close(views.z[0], gen_utils.z_from_seed(0, 512, torch.device('cpu'))[0])
+    torch.testing.assert_close(views.z[0], inference.z_from_seed(0, 512, torch.device('cpu'))[0])
 
 
 def test_downsample_depth_block_means_and_background():

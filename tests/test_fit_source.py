@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import fit_source
 import legacy
 from demo_source import DEMO_DOMAIN
-from tests.helpers_train import camera_label
+from camera_utils import camera_label
 
 pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 
@@ -29,7 +29,7 @@ def fitted(tmp_path_factory):
 
 
 def _render(G, **domain):
-    c = torch.tensor([camera_label(0.2)])
+    c = camera_label(0.2)
     with torch.no_grad():
         ws = G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0)), c)
         torch.manual_seed(1)

@@ -10,14 +10,15 @@ from click.testing import CliRunner
 import gen_samples
 import gen_utils
 import gen_videos
+from training import inference
 from tests.gen_network import write_tiny_snapshot
 
 
 def test_latent_renders_exactly_what_its_seed_renders(tmp_path):
     network = str(tmp_path / 'tiny.pkl')
     G = write_tiny_snapshot(network, domain_names=['toon'])
-    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, torch.device('cpu'))
-    ws = G.mapping(gen_utils.z_from_seed(0, G.z_dim, torch.device('cpu')), c, truncation_psi=0.7, truncation_cutoff=14)
+    c = inference.generator_camera_label(G, 0.0, 0.0, device=torch.device('cpu'))
+    ws = G.mapping(inference.z_from_seed(0, G.z_dim, torch.device('cpu')), c, truncation_psi=0.7, truncation_cutoff=14)
     os.makedirs(tmp_path / 'me')
     np.save(tmp_path / 'me' / 'latent.npy', ws.numpy().astype(np.float32))  # as projector.py writes it
     common = [f'--network={network}', '--views=0:0,0.4:-0.1', '--alpha=0,1', '--device=cpu']

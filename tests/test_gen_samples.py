@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import gen_samples
 import gen_utils
+from training import inference
 import shape_utils
 from tests.gen_network import build_tiny_generator, write_tiny_snapshot
 
@@ -85,14 +86,14 @@ def test_writes_views_grid_depth_and_shapes(outputs):
 def test_alpha0_equals_plain_eg3d_and_alpha1_differs(outputs):
     G = build_tiny_generator()  # the same EG3D weights without the domain path
     device = torch.device('cpu')
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, device=device)
     for yaw, pitch in VIEWS:
-        c = gen_utils.camera_label(G, yaw, pitch, 18.837, device)
-        ws = G.mapping(gen_utils.z_from_seed(SEED, G.z_dim, device), conditioning, truncation_psi=0.7,
+        c = inference.generator_camera_label(G, yaw, pitch, device=device)
+        ws = G.mapping(inference.z_from_seed(SEED, G.z_dim, device), conditioning, truncation_psi=0.7,
                        truncation_cutoff=14)
         torch.manual_seed(SEED)
         with torch.no_grad():
-            plain = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const')['image'])[0]
+            plain = inference.image_to_uint8(G.synthesis(ws, c, noise_mode='const')['image'])[0]
         natural = _png(outputs[1] / (gen_samples.sample_name(SEED, 'sketch', 0.0, yaw, pitch) + '.png'))
         styled = _png(outputs[1] / (gen_samples.sample_name(SEED, 'sketch', 1.0, yaw, pitch) + '.png'))
         np.testing.assert_array_equal(natural, plain)
@@ -120,11 +121,11 @@ def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
     assert result.exit_code == 0, result.output
     G = build_tiny_generator(domain_names=['toon', 'sketch'])
     device = torch.device('cpu')
-    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
-    ws = G.mapping(gen_utils.z_from_seed(SEED, G.z_dim, device), c, truncation_psi=0.7, truncation_cutoff=14)
+    c = inference.generator_camera_label(G, 0.0, 0.0, device=device)
+    ws = G.mapping(inference.z_from_seed(SEED, G.z_dim, device), c, truncation_psi=0.7, truncation_cutoff=14)
     torch.manual_seed(SEED)
     with torch.no_grad():
-        ref = gen_utils.image_to_uint8(G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=1)['image'])[0]
+        ref = inference.image_to_uint8(G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=1)['image'])[0]
     out = _png(f'{tmp_path / gen_samples.sample_name(SEED, "style", 1.0, 0.0, 0.0)}.png')
     # PyTorch's CPU reductions split work by thread count, so renders differ by ~1e-6 between thread
     # counts (1e-6 * 127.5 in code values), and some pixels of this render lie within 2e-5 of a
@@ -136,8 +137,8 @@ def test_exemplar_image_is_encoded_as_g_expects(outputs, tmp_path):
 def test_density_volume_from_cached_planes_equals_sample_mixed():
     G = build_tiny_generator(domain_names=['toon'])
     device = torch.device('cpu')
-    c = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
-    ws = G.mapping(gen_utils.z_from_seed(1, G.z_dim, device), c)
+    c = inference.generator_camera_label(G, 0.0, 0.0, device=device)
+    ws = G.mapping(inference.z_from_seed(1, G.z_dim, device), c)
     kwargs = dict(domain='toon', alpha=0.5)
     volume = shape_utils.density_volume(G, G.synthesize_planes(ws, noise_mode='const', **kwargs), resolution=6,
                                         chunk_size=50)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import gen_utils
+from training import inference
 
 
 def _convert(param_type, value):
@@ -56,7 +57,7 @@ def test_missing_network_file_is_named(tmp_path):
 
 
 def test_z_from_seed_is_eg3d_draw():
-    z = gen_utils.z_from_seed(3, 512, torch.device('cpu'))
+    z = inference.z_from_seed(3, 512, torch.device('cpu'))
     np.testing.assert_array_equal(z.numpy(), np.random.RandomState(3).randn(1, 512).astype(np.float32))
 
 
@@ -67,18 +68,18 @@ def test_camera_label_matches_eg3d_fixture():
         rendering_kwargs = {'avg_camera_pivot': [0, 0, 0.2], 'avg_camera_radius': 2.7}
 
     for i, (yaw, pitch) in enumerate(zip(cams['yaws'], cams['pitches'])):
-        c = gen_utils.camera_label(_G, float(yaw), float(pitch), 18.837, torch.device('cpu'))
+        c = inference.generator_camera_label(_G, float(yaw), float(pitch), device=torch.device('cpu'))
         np.testing.assert_allclose(c.numpy()[0], cams['c'][i], atol=1e-5)
 
 
 def test_image_to_uint8_uses_eg3d_rounding():
     img = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.2]).reshape(1, 1, 1, 5)
-    np.testing.assert_array_equal(gen_utils.image_to_uint8(img)[0, 0, :, 0], [0, 64, 128, 255, 255])
+    np.testing.assert_array_equal(inference.image_to_uint8(img)[0, 0, :, 0], [0, 64, 128, 255, 255])
 
 
 def test_depth_to_unit_maps_ray_range():
     depth = torch.tensor([2.25, 2.775, 3.3]).reshape(1, 1, 1, 3)
-    unit = gen_utils.depth_to_unit(depth, {'ray_start': 2.25, 'ray_end': 3.3})
+    unit = inference.depth_to_unit(depth, {'ray_start': 2.25, 'ray_end': 3.3})
     np.testing.assert_allclose(unit.flatten().numpy(), [1.0, 0.5, 0.0], atol=1e-6)
 
 

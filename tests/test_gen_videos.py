@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import gen_utils
 import gen_videos
+from training import inference
 from tests.gen_network import build_tiny_generator, write_tiny_snapshot
 
 
@@ -58,13 +59,13 @@ def test_grid_seeds_layout():
 def _reference_render(G, seed, yaw, pitch, render_seed, **domain_kwargs):
     """What a single uncached G.synthesis call renders for `seed` from (yaw, pitch): (H, W, 3) uint8."""
     device = torch.device('cpu')
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, device)
-    c = gen_utils.camera_label(G, yaw, pitch, 18.837, device)
-    ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, device), conditioning, truncation_psi=0.7)
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, device=device)
+    c = inference.generator_camera_label(G, yaw, pitch, device=device)
+    ws = G.mapping(inference.z_from_seed(seed, G.z_dim, device), conditioning, truncation_psi=0.7)
     torch.manual_seed(render_seed)
     with torch.no_grad():
         image = G.synthesis(ws, c, noise_mode='const', **domain_kwargs)['image']
-    return gen_utils.image_to_uint8(image)[0], ws
+    return inference.image_to_uint8(image)[0], ws
 
 
 @pytest.fixture(scope='module')
@@ -74,7 +75,7 @@ def G():
 
 def test_frames_reuse_planes_exactly_and_static_path_is_constant(G):
     ref, ws = _reference_render(G, 5, 0.0, 0.0, render_seed=0, domain='toon', alpha=0.7)
-    cameras = [gen_utils.camera_label(G, y, p, f, torch.device('cpu'))
+    cameras = [inference.generator_camera_label(G, y, p, f, torch.device('cpu'))
                for y, p, f in gen_videos.camera_path('static', 3, 18.837)]
     frames = list(gen_videos.render_frames(G, ws[None], cameras, gen_videos.keyframe_weights(1, 3), 'image',
                                            grid=(1, 1), domain='toon', alpha=0.7))
@@ -88,7 +89,7 @@ def test_keyframes_of_a_blended_video_match_direct_renders(G):
     ref0, ws0 = _reference_render(G, 1, 0.0, 0.0, render_seed=0)
     ref1, ws1 = _reference_render(G, 2, 0.0, 0.0, render_seed=0)
     ws_keys = torch.stack([ws0, ws1])  # (K=2, N=1, num_ws, w_dim)
-    cameras = [gen_utils.camera_label(G, 0.0, 0.0, 18.837, torch.device('cpu'))] * 4
+    cameras = [inference.generator_camera_label(G, 0.0, 0.0, device=torch.device('cpu'))] * 4
     frames = list(gen_videos.render_frames(G, ws_keys, cameras, gen_videos.keyframe_weights(2, 2), 'image',
                                            grid=(1, 1)))
     assert np.abs(frames[0].astype(int) - ref0).max() <= 1  # spline weights are one-hot up to rounding

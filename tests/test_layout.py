@@ -1,4 +1,4 @@
-"""The package layout: dependencies point down, and the layers do not load the exemplar encoder."""
+"""The package layout: dependencies point one way, with no cycles, and the layers do not load the encoder."""
 
 import ast
 import subprocess
@@ -6,34 +6,66 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ('training', 'torch_utils', 'dnnlib', 'dataset_preprocessing', 'metrics', 'projector', 'viewer')
-# Top-level library modules (no CLI) packages may import: the camera convention and label checks, the shape
-# extraction, and the generator I/O conventions (seed -> z, camera labels, domain arguments, pictures) that the
-# scripts and the viewer share so that they render identically.
-SHARED_TOP_LEVEL = {'camera_utils', 'shape_utils', 'gen_utils'}
+# Lowest first: a module may import its own package and anything in a lower layer, nothing else.
+LAYERS = (
+    {'dnnlib'},
+    {'torch_utils'},
+    {'camera_utils', 'shape_utils'},       # the camera convention and mesh extraction: top-level libraries
+    {'configs', 'dataset_preprocessing'},
+    {'training'},
+    {'metrics', 'inversion', 'viewer'},     # consumers of the networks, independent of each other
+    {'legacy'},                             # EG3D's network-pickle entry point, shared by the scripts
+    {'gen_utils'},                          # the command-line options the generator scripts share
+)
+LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+SCRIPT_LAYER = len(LAYERS)
+MAX_PRODUCT_LINES = 400
 
 
-def _imported_modules(path: Path) -> set:
+def _project_imports(path: Path) -> set:
+    """Top-level names of the project modules that `path` imports (anywhere in the file)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split('.')[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split('.')[0])
-    return names
+    scripts = {p.stem for p in ROOT.glob('*.py')}
+    return {name for name in names if name in LAYER_OF or name in scripts}
 
 
-def test_packages_import_no_top_level_script():
-    # A package and its CLI may share a name (projector/ and projector.py): `import projector` finds the package.
-    top_level = {p.stem for p in ROOT.glob('*.py')} - SHARED_TOP_LEVEL - set(PACKAGES)
-    assert {'train', 'legacy', 'gen_samples', 'visualizer', 'demo_source'} <= top_level
+def _home(path: Path) -> str:
+    relative = path.relative_to(ROOT)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def _product_files(suffixes=('.py',)) -> list:
+    return sorted(p for p in ROOT.rglob('*') if p.suffix in suffixes and p.is_file()
+                  and p.relative_to(ROOT).parts[0] not in ('tests', 'bench')
+                  and not any(part.startswith('.') for part in p.relative_to(ROOT).parts))
+
+
+def test_dependencies_point_down():
     offenders = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob('*.py')):
-            upward = _imported_modules(path) & top_level
-            if upward:
-                offenders.append(f'{path.relative_to(ROOT)} imports {sorted(upward)}')
+    for path in _product_files():
+        home = _home(path)
+        rank = LAYER_OF.get(home, SCRIPT_LAYER)
+        for name in _project_imports(path) - {home}:
+            if LAYER_OF.get(name, SCRIPT_LAYER) >= rank:
+                offenders.append(f'{path.relative_to(ROOT)} imports {name}')
     assert not offenders, offenders
+
+
+def test_no_package_shares_a_name_with_a_script():
+    packages = {p.parent.name for p in ROOT.glob('*/__init__.py')}
+    scripts = {p.stem for p in ROOT.glob('*.py')}
+    assert not packages & scripts
+
+
+def test_product_files_stay_small():
+    long = [f'{p.relative_to(ROOT)}: {n} lines' for p in _product_files(('.py', '.cpp', '.cu', '.h'))
+            if (n := len(p.read_text().splitlines())) > MAX_PRODUCT_LINES]
+    assert not long, long
 
 
 def test_layers_do_not_load_the_encoder():
@@ -43,7 +75,3 @@ def test_layers_do_not_load_the_encoder():
                             text=True).stdout
     for heavy in ('training.encoders', 'training.ir_se', 'training.pretrained_weights', 'training.domain_adaptation'):
         assert f"'{heavy}'" not in loaded, loaded
-
-
-def test_legacy_stays_small():
-    assert len((ROOT / 'legacy.py').read_text().splitlines()) < 400

@@ -177,8 +177,7 @@ class ImageFolderDataset(Dataset):
         else:
             raise ValueError(f'dataset path must be a folder or a .zip file: {self._path}')
 
-        PIL.Image.init()
-        self._image_fnames = sorted(f for f in self._all_fnames if _file_ext(f) in PIL.Image.EXTENSION)
+        self._image_fnames = sorted(f for f in self._all_fnames if image_io.is_image_file(f))
         if len(self._image_fnames) == 0:
             raise ValueError(f'no image files found in {self._path}')
 

@@ -12,12 +12,12 @@ from torch_utils.ops import upfirdn2d
 from training.discriminator_blocks import Discriminator
 
 
-def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: torch.Tensor,
+def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: Optional[torch.Tensor] = None,
                       filter_mode: Union[str, float] = 'antialiased') -> torch.Tensor:
     """Resize (N, C, H, W) to (N, C, size, size) the way EG3D does.
 
     filter_mode: 'antialiased' (bilinear with antialiasing, the default), 'classic' (FIR upsample,
-    bilinear, FIR downsample with `f`), 'none' (plain bilinear) or a float in (0, 1) blending plain
+    bilinear, FIR downsample with `f`, which only this mode needs), 'none' (plain bilinear) or a float in (0, 1) blending plain
     (weight 1 - x) and antialiased (weight x) bilinear.
     """
     def bilinear(x, out_size, antialias):
@@ -27,6 +27,8 @@ def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: torch.Tenso
     if filter_mode == 'antialiased':
         return bilinear(image_orig_tensor, size, True)
     if filter_mode == 'classic':
+        if f is None:
+            raise ValueError("filter_mode='classic' needs the resampling filter f")
         x = upfirdn2d.upsample2d(image_orig_tensor, f, up=2)
         x = bilinear(x, size * 2 + 2, False)
         return upfirdn2d.downsample2d(x, f, down=2, flip_filter=True, padding=-1)

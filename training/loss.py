@@ -17,17 +17,12 @@ import torch.nn.functional as F
 
 from camera_utils import CAMERA_LABEL_DIM
 from torch_utils import misc
+from training.dual_discriminator import filtered_resizing
 
 # VGG-19 layers whose channel mean/std make up the AdaIN style statistics (Huang & Belongie 2017).
 STYLE_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')
 CONTENT_LAYER = 'relu4_1'
 PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
-
-
-def filtered_resizing(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) images to (N, C, size, size) as EG3D's 'antialiased' filtered resizing does; used
-    for the real images' `image_raw` (so D sees real and fake raw images alike)."""
-    return F.interpolate(image, size=(size, size), mode='bilinear', align_corners=False, antialias=True)
 
 
 def channel_stats(feat: torch.Tensor, eps: float = 1e-5) -> tuple:

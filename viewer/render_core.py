@@ -14,13 +14,11 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-import gen_utils
 import shape_utils
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler, create_cam2world_matrix
-from training.volumetric_rendering import math_utils
+from camera_utils import FOV_DEG, create_cam2world_matrix
+from training import inference
 
 OUTPUT_KINDS = ('image', 'depth', 'raw')  # super-resolved image, depth map, raw neural render
-DEFAULT_FOV_DEG = 18.837  # EG3D's FFHQ camera (gen_samples.py --fov-deg)
 CACHE_SIZE = 8  # generator inputs and tri-planes kept for the recent (latent, style, alpha) choices of all tabs
 
 
@@ -84,29 +82,28 @@ def camera_to_label(camera: ViewCamera, device: torch.device) -> torch.Tensor:
     """The EG3D camera label (1, 25) of a browser camera: cam2world (OpenCV axes) then normalised intrinsics.
 
     Built like camera_utils.LookAtPoseSampler builds its poses, so a camera from `orbit_camera`
-    gives the label gen_utils.camera_label gives for the same yaw / pitch.
+    gives the label `inference.generator_camera_label` gives for the same yaw / pitch.
     """
     if not 0 < camera.fov_y < math.pi:
         raise ValueError(f'fov_y must be in (0, pi) radians, got {camera.fov_y}')
     origin = torch.tensor([camera.position], dtype=torch.float32, device=device)
     target = torch.tensor([camera.look_at], dtype=torch.float32, device=device)
-    cam2world = create_cam2world_matrix(math_utils.normalize_vecs(target - origin), origin)
+    cam2world = create_cam2world_matrix(target - origin, origin)
     focal = 0.5 / math.tan(camera.fov_y / 2)  # in units of the image size
     intrinsics = torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], dtype=torch.float32, device=device)
     return torch.cat([cam2world.reshape(1, 16), intrinsics.reshape(1, 9)], dim=1)
 
 
-def orbit_camera(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float = DEFAULT_FOV_DEG) -> ViewCamera:
+def orbit_camera(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float = FOV_DEG) -> ViewCamera:
     """The browser camera of gen_samples.py's view `yaw`/`pitch` (radians from frontal) and `--fov-deg`.
 
     EG3D's `fov_deg` is not the picture's angle (FOV_to_intrinsics divides by 1.414): the vertical
     angle is recovered from its focal length.
     """
-    pivot = G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
-    radius = G.rendering_kwargs.get('avg_camera_radius', 2.7)
-    cam2world = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius=radius)
-    focal = float(FOV_to_intrinsics(fov_deg)[0, 0])
-    return ViewCamera(position=tuple(cam2world[0, :3, 3].tolist()), look_at=tuple(float(p) for p in pivot),
+    label = inference.generator_camera_label(G, yaw, pitch, fov_deg)[0]
+    position, focal = label[[3, 7, 11]], float(label[16])  # cam2world's translation column, then fx
+    look_at = G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
+    return ViewCamera(position=tuple(position.tolist()), look_at=tuple(float(p) for p in look_at),
                       fov_y=2 * math.atan(0.5 / focal))
 
 
@@ -149,7 +146,7 @@ class RenderCore:
         self.has_encoder = getattr(G, 'encoder', None) is not None
         self.native_resolution = int(G.neural_rendering_resolution)
         # EG3D conditions the mapping on the frontal camera (gen_samples.py does the same).
-        self._conditioning = gen_utils.camera_label(G, 0.0, 0.0, DEFAULT_FOV_DEG, device)
+        self._conditioning = inference.generator_camera_label(G, 0.0, 0.0, FOV_DEG, device)
         self._cache: 'collections.OrderedDict[Tuple, _Prepared]' = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -164,7 +161,7 @@ class RenderCore:
         with self._lock:
             prepared = self._prepare(settings)
             # The renderer's random draws are seeded as gen_samples.py seeds them.
-            [out] = gen_utils.render_views(self.G, prepared.ws, prepared.planes, [camera_to_label(camera, self.device)],
+            [out] = inference.render_views(self.G, prepared.ws, prepared.planes, [camera_to_label(camera, self.device)],
                                            settings.seed, prepared.domain_kwargs,
                                            neural_rendering_resolution=settings.neural_rendering_resolution)
             return self._picture(out, settings.output)
@@ -188,13 +185,13 @@ class RenderCore:
             if settings.latent is not None:
                 ws = settings.latent.tensor.to(self.device, torch.float32)
             else:
-                z = gen_utils.z_from_seed(settings.seed, self.G.z_dim, self.device)
+                z = inference.z_from_seed(settings.seed, self.G.z_dim, self.device)
                 ws = self.G.mapping(z, self._conditioning, truncation_psi=settings.truncation_psi,
                                     truncation_cutoff=settings.truncation_cutoff)
             domain = settings.exemplar.tensor.to(self.device) if settings.exemplar is not None else settings.domain
             # A stored name or an exemplar becomes a code once (the encoder may use the natural ws).
             code = None if domain is None else self.G.get_domain_code(domain, 1, source_ws=ws)
-            domain_kwargs = gen_utils.domain_kwargs(code, settings.alpha)
+            domain_kwargs = inference.domain_kwargs(code, settings.alpha)
             planes = self.G.synthesize_planes(ws, noise_mode='const', **domain_kwargs)
             prepared = _Prepared(ws, domain_kwargs, planes)
             self._cache[key] = prepared
@@ -205,9 +202,9 @@ class RenderCore:
 
     def _picture(self, out: Dict[str, torch.Tensor], output: str) -> np.ndarray:
         if output == 'image':
-            return gen_utils.image_to_uint8(out['image'])[0]
+            return inference.image_to_uint8(out['image'])[0]
         if output == 'raw':
-            return gen_utils.image_to_uint8(out['image_raw'])[0]
-        unit = gen_utils.depth_to_unit(out['image_depth'], self.G.rendering_kwargs)
+            return inference.image_to_uint8(out['image_raw'])[0]
+        unit = inference.depth_to_unit(out['image_depth'], self.G.rendering_kwargs)
         grey = (unit[0, 0] * 255).round().to(torch.uint8).cpu().numpy()
         return np.repeat(grey[..., None], 3, axis=2)

@@ -11,8 +11,8 @@ import os
 import PIL.Image
 import torch
 
-import gen_utils
 from dnnlib.image_io import ImageReadError, read_image
+from training import inference
 from training.content import LatentError, read_latent as content_latent
 from viewer.render_core import Named
 
@@ -51,7 +51,7 @@ def read_exemplar(name: str, content: bytes, device: torch.device) -> Named:
         rgb = read_image(content, name=name)
     except ImageReadError as err:
         raise UploadError(f'{err}; upload a PNG or JPEG') from err
-    return Named(name, _digest(content), gen_utils.exemplar_tensor(rgb, device))
+    return Named(name, _digest(content), inference.exemplar_tensor(rgb, device))
 
 
 def read_latent(name: str, content: bytes, num_ws: int, w_dim: int) -> Named:

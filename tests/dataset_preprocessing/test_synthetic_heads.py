@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import camera_utils
 from dataset_preprocessing import head_sdf, synthetic_heads
 from training.dataset import ImageFolderDataset
 
@@ -133,7 +134,7 @@ def test_interrupted_overwrite_keeps_the_old_zip(tmp_path, monkeypatch):
 
 def test_one_trace_shades_both_looks():
     shape, yaw, pitch, choice = synthetic_heads.sample_head(0, 2)
-    label = synthetic_heads.camera_label(yaw, pitch)
+    label = camera_utils.camera_label(yaw, pitch)[0].numpy()
     traced = synthetic_heads.trace_head(shape, label, 24)
     for style in synthetic_heads.STYLES:
         image, depth = synthetic_heads.render_head(shape, label, 24, style, synthetic_heads.pick_colors(style, choice))

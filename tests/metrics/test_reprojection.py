@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import camera_utils
 from dataset_preprocessing import synthetic_heads
 from metrics.reprojection import orbit_cameras, reproject, view_consistency
 
@@ -13,13 +14,13 @@ RES = 48
 
 
 def _label(yaw: float, pitch: float) -> torch.Tensor:
-    return torch.from_numpy(synthetic_heads.camera_label(yaw, pitch))[None]
+    return torch.from_numpy(camera_utils.camera_label(yaw, pitch)[0].numpy())[None]
 
 
 def test_orbit_turns_the_camera_about_the_pivot():
     c = _label(0.1, 0.05)
-    turned = orbit_cameras(c, 0.3, synthetic_heads.POSE_PIVOT)
-    pivot = np.array(synthetic_heads.POSE_PIVOT)
+    turned = orbit_cameras(c, 0.3, camera_utils.CAMERA_PIVOT)
+    pivot = np.array(camera_utils.CAMERA_PIVOT)
     before, after = c[0, :16].view(4, 4).numpy(), turned[0, :16].view(4, 4).numpy()
     rel_before, rel_after = before[:3, 3] - pivot, after[:3, 3] - pivot
     # Same height and distance from the pivot, 0.3 rad further round the vertical axis.
@@ -49,7 +50,7 @@ def views():
     colors = synthetic_heads.pick_colors('natural', choice)
     out = []
     for yaw in (0.1, 0.4):
-        label = synthetic_heads.camera_label(yaw, 0.05)
+        label = camera_utils.camera_label(yaw, 0.05)[0].numpy()
         image, depth = synthetic_heads.render_head(shape, label, RES, 'natural', colors)
         out.append((torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255,
                     torch.from_numpy(depth)[None, None], torch.from_numpy(label)[None]))
@@ -75,5 +76,5 @@ def test_errors_grow_when_one_view_is_perturbed(views):
     deeper = _errors(views[0], (image_b, depth_b * 1.05, c_b))
     assert deeper['depth'] > 5 * base['depth'] and deeper['visible'] < 0.5
     # A wrong camera for view B (10 degrees of yaw off; the smooth head hides smaller errors at 48 px).
-    wrong = _errors(views[0], (image_b, depth_b, orbit_cameras(c_b, math.radians(10), synthetic_heads.POSE_PIVOT)))
+    wrong = _errors(views[0], (image_b, depth_b, orbit_cameras(c_b, math.radians(10), camera_utils.CAMERA_PIVOT)))
     assert wrong['photo'] > 1.4 * base['photo'] and wrong['depth'] > 1.8 * base['depth']

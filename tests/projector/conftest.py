@@ -7,6 +7,7 @@ import torch
 
 import gen_utils
 import legacy
+from training import inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, gen_utils.DEMO_NETWORK)
@@ -18,12 +19,12 @@ def load_demo() -> torch.nn.Module:
 
 
 def camera(G: torch.nn.Module, yaw: float, pitch: float = -0.1) -> torch.Tensor:
-    return gen_utils.camera_label(G, yaw, pitch, FOV, torch.device('cpu'))
+    return inference.generator_camera_label(G, yaw, pitch, FOV, torch.device('cpu'))
 
 
 def true_latent(G: torch.nn.Module, seed: int) -> torch.Tensor:
     """(1, num_ws, w_dim): what gen_samples.py --seeds=seed draws (truncation 0.7)."""
-    z = gen_utils.z_from_seed(seed, G.z_dim, torch.device('cpu'))
+    z = inference.z_from_seed(seed, G.z_dim, torch.device('cpu'))
     return G.mapping(z, camera(G, 0.0, 0.0), truncation_psi=0.7)
 
 

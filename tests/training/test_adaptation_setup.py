@@ -7,7 +7,7 @@ import torch
 
 import configs
 import dnnlib
-from tests.helpers_train import camera_label
+from camera_utils import camera_label
 from training.adaptation_setup import prepare_networks
 from training.domain_adaptation import add_domain
 
@@ -28,7 +28,7 @@ def eg3d_pickle(tmp_path_factory):
 
 
 def _render(G, **domain):
-    c = torch.tensor([camera_label(0.1)])
+    c = camera_label(0.1)
     ws = torch.randn([1, G.backbone.num_ws, G.w_dim], generator=torch.Generator().manual_seed(1))
     torch.manual_seed(3)
     with torch.no_grad():

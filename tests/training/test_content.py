@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers_train import camera_label
+from camera_utils import camera_label
 from training.content import LatentError, LatentFolderContent, SampledContent, read_latent
 
 
 def _write_folder(path, num_ws=3, w_dim=4, n=3, labels=True):
     rng = np.random.RandomState(0)
     ws = rng.randn(n, num_ws, w_dim).astype(np.float32)
-    cams = np.array([camera_label(yaw=0.1 * i) for i in range(n)], dtype=np.float32)
+    cams = torch.cat([camera_label(0.1 * i) for i in range(n)]).numpy()
     names = []
     for i in range(n):
         name = f'w{i}.npy' if i % 2 == 0 else f'w{i}.pt'

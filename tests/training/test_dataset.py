@@ -97,7 +97,7 @@ def test_mirrored_label_renders_the_mirrored_image():
     """Rendering the mirrored head with the mirrored label gives the flipped image, pixel for pixel."""
     shape, yaw, pitch, choice = synthetic_heads.sample_head(seed=1, index=2)
     assert abs(shape.hair_part) > 0.01  # the head is not symmetric, so mirroring is visible
-    label = synthetic_heads.camera_label(yaw, pitch)
+    label = camera_utils.camera_label(yaw, pitch)[0].numpy()
     colors = synthetic_heads.pick_colors('toon', choice)
     image, depth = synthetic_heads.render_head(shape, label, 32, 'toon', colors)
     m_image, m_depth = synthetic_heads.render_head(shape.mirrored(), xflip_camera_label(label), 32, 'toon', colors)

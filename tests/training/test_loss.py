@@ -6,7 +6,7 @@ import torch
 
 import configs
 import dnnlib
-from tests.helpers_train import camera_label
+from camera_utils import camera_label
 from training import loss as L
 from training.domain_adaptation import with_domain_adaptation
 from training.perceptual import IdentityEncoder, VGG19Features
@@ -89,7 +89,7 @@ def tiny_nets():
     D = dnnlib.util.construct_class_by_name(**preset.D_kwargs)
     vgg = VGG19Features(allow_random_weights=True)
     arcface = IdentityEncoder(allow_random_weights=True)
-    cam = torch.tensor([camera_label(yaw=0.2)])
+    cam = camera_label(0.2)
     ws = G_src.mapping(torch.randn([1, 512], generator=torch.Generator().manual_seed(1)), cam).detach()
     exemplar = torch.rand([1, 3, 128, 128], generator=torch.Generator().manual_seed(2)) * 2 - 1
     return dict(G=G, G_src=G_src, D=D, vgg=vgg, arcface=arcface, ws=ws, c=cam, exemplar=exemplar,

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import gen_utils
+import legacy
+from training import inference
 from viewer.render_core import RenderCore
 from viewer.ui import ViewerApp
 
@@ -50,7 +52,7 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT) -> None:
 @pytest.fixture(scope='module')
 def app():
     device = torch.device('cpu')
-    G = gen_utils.load_generator(gen_utils.resolve_network_path(None), device)
+    G = legacy.load_generator(gen_utils.resolve_network_path(None), device)
     viewer = ViewerApp(RenderCore(G, device), host='127.0.0.1', port=_free_port())
     yield viewer
     viewer.stop()

@@ -10,6 +10,7 @@ import torch
 import gen_utils
 import shape_utils
 from tests.gen_network import build_tiny_generator
+from training import inference
 from viewer.render_core import Named, RenderCore, RenderSettings, ViewCamera, camera_to_label, letterbox, orbit_camera
 
 CPU = torch.device('cpu')
@@ -25,7 +26,7 @@ def G():
 @pytest.mark.parametrize('fov_deg', [18.837, 30.0])
 def test_orbit_camera_label_equals_gen_utils_label_bit_for_bit(G, yaw, pitch, fov_deg):
     label = camera_to_label(orbit_camera(G, yaw, pitch, fov_deg), CPU)
-    ref = gen_utils.camera_label(G, yaw, pitch, fov_deg, CPU)
+    ref = inference.generator_camera_label(G, yaw, pitch, fov_deg, CPU)
     assert label.dtype == ref.dtype and torch.equal(label, ref)
 
 
@@ -46,19 +47,19 @@ def test_render_equals_gen_samples_bit_for_bit(G, domain, alpha):
     seed = 3
     core = RenderCore(G, CPU)
     settings = RenderSettings(seed=seed, domain=domain, alpha=alpha, neural_rendering_resolution=core.native_resolution)
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, CPU)
-    ws = G.mapping(gen_utils.z_from_seed(seed, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, device=CPU)
+    ws = G.mapping(inference.z_from_seed(seed, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
     code = None if domain is None else G.get_domain_code(domain, 1, source_ws=ws)
-    cameras = [gen_utils.camera_label(G, yaw, pitch, 18.837, CPU) for yaw, pitch in VIEWS]
-    kwargs = gen_utils.domain_kwargs(code, alpha)
-    refs = gen_utils.render_views(G, ws, G.synthesize_planes(ws, noise_mode='const', **kwargs), cameras, seed, kwargs)
+    cameras = [inference.generator_camera_label(G, yaw, pitch, device=CPU) for yaw, pitch in VIEWS]
+    kwargs = inference.domain_kwargs(code, alpha)
+    refs = inference.render_views(G, ws, G.synthesize_planes(ws, noise_mode='const', **kwargs), cameras, seed, kwargs)
     for (yaw, pitch), ref in zip(VIEWS, refs):
         camera = orbit_camera(G, yaw, pitch)
-        np.testing.assert_array_equal(core.render(settings, camera), gen_utils.image_to_uint8(ref['image'])[0])
+        np.testing.assert_array_equal(core.render(settings, camera), inference.image_to_uint8(ref['image'])[0])
         raw = core.render(dataclasses.replace(settings, output='raw'), camera)
-        np.testing.assert_array_equal(raw, gen_utils.image_to_uint8(ref['image_raw'])[0])
+        np.testing.assert_array_equal(raw, inference.image_to_uint8(ref['image_raw'])[0])
         depth = core.render(dataclasses.replace(settings, output='depth'), camera)
-        unit = gen_utils.depth_to_unit(ref['image_depth'], G.rendering_kwargs)[0, 0].numpy()
+        unit = inference.depth_to_unit(ref['image_depth'], G.rendering_kwargs)[0, 0].numpy()
         assert depth.shape == (*unit.shape, 3) and (depth[..., 0] == depth[..., 2]).all()
         np.testing.assert_array_equal(depth[..., 0], np.round(unit * 255).astype(np.uint8))
 
@@ -82,23 +83,23 @@ def test_planes_are_computed_once_per_latent_style_and_alpha(G):
 def test_uploaded_latent_and_exemplar_render_as_g_does(G):
     core = RenderCore(G, CPU)
     gen = torch.Generator().manual_seed(0)
-    ws = G.mapping(torch.randn(1, G.z_dim, generator=gen), gen_utils.camera_label(G, 0, 0, 18.837, CPU))
+    ws = G.mapping(torch.randn(1, G.z_dim, generator=gen), inference.generator_camera_label(G, 0, 0, device=CPU))
     exemplar = torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1
     settings = RenderSettings(seed=5, latent=Named('latent.npy', 'd1', ws), exemplar=Named('style.png', 'd2', exemplar),
                               domain='toon', alpha=0.8, neural_rendering_resolution=core.native_resolution)
-    c = gen_utils.camera_label(G, 0.3, 0.0, 18.837, CPU)
+    c = inference.generator_camera_label(G, 0.3, 0.0, device=CPU)
     torch.manual_seed(5)
     with torch.no_grad():
         ref = G.synthesis(ws, c, noise_mode='const', domain=exemplar, alpha=0.8)['image']
-    np.testing.assert_array_equal(core.render(settings, orbit_camera(G, 0.3, 0.0)), gen_utils.image_to_uint8(ref)[0])
+    np.testing.assert_array_equal(core.render(settings, orbit_camera(G, 0.3, 0.0)), inference.image_to_uint8(ref)[0])
 
 
 def test_mesh_equals_gen_samples_shape(G):
     core = RenderCore(G, CPU)
     settings = RenderSettings(seed=2, domain='toon', alpha=0.5, neural_rendering_resolution=core.native_resolution)
     verts, faces = core.mesh(settings, resolution=16, level=0.0)
-    conditioning = gen_utils.camera_label(G, 0.0, 0.0, 18.837, CPU)
-    ws = G.mapping(gen_utils.z_from_seed(2, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
+    conditioning = inference.generator_camera_label(G, 0.0, 0.0, device=CPU)
+    ws = G.mapping(inference.z_from_seed(2, G.z_dim, CPU), conditioning, truncation_psi=0.7, truncation_cutoff=14)
     volume = shape_utils.density_volume(G, G.synthesize_planes(ws, noise_mode='const', domain='toon', alpha=0.5), 16)
     ref_verts, ref_faces = shape_utils.head_mesh(volume, 0.0, G.rendering_kwargs['box_warp'])
     assert len(faces) > 0
