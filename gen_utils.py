@@ -6,7 +6,7 @@ domain arguments) and generator outputs into uint8 pictures; the networks themse
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import click
 import numpy as np
@@ -14,7 +14,6 @@ import PIL.Image
 import torch
 
 import dnnlib
-import legacy
 import camera_utils
 from dnnlib import cli, image_io
 from training import inference

@@ -18,11 +18,11 @@ path (its pure-PyTorch reference ops), neural rendering 128, `noise_mode='const'
 
 Examples:
 
-    python bench/bench_generator.py                                   # CPU, batch 1, default ray chunk
-    python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
-    python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
-    python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
-    python bench/bench_generator.py --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
+    python -m bench.bench_generator                                   # CPU, batch 1, default ray chunk
+    python -m bench.bench_generator --chunk=default --chunk=all --chunk=4096 --repeats=2
+    python -m bench.bench_generator --device=cuda --batch=4 --chunk=all --chunk=16384
+    python -m bench.bench_generator --ops=compiled --ops=ref        # effect of the compiled ops
+    python -m bench.bench_generator --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
 """
 
 import json
@@ -44,14 +44,18 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ('eg3d', 'ours')
 
 
-def _use_repo() -> None:
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
+def _child_run(args: list, cwd: str, env: Optional[dict] = None) -> str:
+    """Run this module in a fresh process from `cwd` and return its stdout. The child's imports find the
+    packages of `cwd` first (python -m puts it at the head of the path): this repository's, or EG3D's
+    from its source folder; PYTHONPATH finds this `bench` package either way."""
+    env = dict(os.environ if env is None else env)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO_ROOT, env.get('PYTHONPATH')) if p)
+    cmd = [sys.executable, '-m', 'bench.bench_generator', *args]
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env).stdout
 
 
 def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
     """(batch, 25) labels of EG3D's frontal FFHQ camera."""
-    _use_repo()
     from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
     pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2], device=device),
                                     radius=2.7, batch_size=batch, device=device)
@@ -86,7 +90,6 @@ def time_stages(G: torch.nn.Module, dev: torch.device) -> dict:
 def measure(device: str, batch: int, chunk: Optional[int], repeats: int, resolution: int) -> dict:
     """Build the generator, render one warm-up batch, then time `repeats` batches. chunk: ray_chunk_size
     (0 = all rays at once), None = G's default, not passed at all, as a user's `G(z, c)`."""
-    _use_repo()
     import configs
     import dnnlib
     dev = torch.device(device)
@@ -126,7 +129,6 @@ def write_shared_inputs(path: str, seed: int) -> None:
     """One random-weight FFHQ-512 generator (EG3D's constructor arguments) with every parameter and w_avg
     perturbed by N(0, 0.1^2), so that biases and noise strengths matter, plus a latent and EG3D's
     frontal camera: what both implementations load in `--eg3d` mode."""
-    _use_repo()
     import dnnlib
     with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'eg3d', 'ffhq512_shapes.json')) as f:
         G_kwargs = json.load(f)['G_kwargs']
@@ -144,11 +146,7 @@ def write_shared_inputs(path: str, seed: int) -> None:
 def measure_side(impl: str, eg3d_dir: str, inputs_file: str, image_file: str, repeats: int) -> dict:
     """In this fresh process, build EG3D's or this project's TriPlaneGenerator from `inputs_file`, time
     `repeats` calls of G(z, c) after one warm-up (each after torch.manual_seed(seed)) and save the image."""
-    if impl == 'eg3d':
-        sys.path.insert(0, eg3d_dir)
-    else:
-        _use_repo()
-    import dnnlib  # EG3D's or this project's, by the path set above
+    import dnnlib  # EG3D's or this project's: the child runs from the folder of the code it measures
     shared = torch.load(inputs_file, weights_only=True)
     G = dnnlib.util.construct_class_by_name(**json.loads(shared['G_kwargs'])).eval().requires_grad_(False)
     G.load_state_dict(shared.pop('state'))
@@ -186,9 +184,8 @@ def compare_with_eg3d(eg3d_dir: str, seeds: List[int], rounds: int, repeats: int
                 for impl in (IMPLS if round_index % 2 == 0 else IMPLS[::-1]):  # neither always runs first
                     spec = dict(impl=impl, eg3d=os.path.abspath(eg3d_dir), inputs=inputs_file,
                                 image=os.path.join(tmp, f'{impl}_{seed}.pt'))
-                    cmd = [sys.executable, os.path.abspath(__file__), f'--repeats={repeats}',
-                           f'--side-child={json.dumps(spec)}']
-                    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+                    out = _child_run([f'--repeats={repeats}', f'--side-child={json.dumps(spec)}'],
+                                     cwd=spec['eg3d'] if impl == 'eg3d' else REPO_ROOT)
                     runs[impl].append(json.loads(out.strip().splitlines()[-1]))
             best = {}
             for impl in IMPLS:
@@ -245,11 +242,11 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
 
     \b
     Examples:
-      python bench/bench_generator.py                                   # CPU, batch 1, default ray chunk
-      python bench/bench_generator.py --chunk=default --chunk=all --chunk=4096 --repeats=2
-      python bench/bench_generator.py --device=cuda --batch=4 --chunk=all --chunk=16384
-      python bench/bench_generator.py --ops=compiled --ops=ref        # effect of the compiled ops
-      python bench/bench_generator.py --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
+      python -m bench.bench_generator                                   # CPU, batch 1, default ray chunk
+      python -m bench.bench_generator --chunk=default --chunk=all --chunk=4096 --repeats=2
+      python -m bench.bench_generator --device=cuda --batch=4 --chunk=all --chunk=16384
+      python -m bench.bench_generator --ops=compiled --ops=ref        # effect of the compiled ops
+      python -m bench.bench_generator --eg3d=/tmp/eg3d_src/eg3d --rounds=3 --seed=0 --seed=1
     """
     if child is not None:  # one configuration, in this fresh process
         ops_impl, batch, chunk = json.loads(child)
@@ -266,7 +263,6 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
         return
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.UsageError('--device=cuda, but torch.cuda.is_available() is False')
-    _use_repo()
     from torch_utils import custom_ops
     parsed_chunks = [_parse_chunk(c) for c in chunks]  # all checked before anything runs
     results = []
@@ -274,9 +270,8 @@ def main(device: str, ops_impls: List[str], batches: List[int], chunks: List[str
         env = dict(os.environ, **{custom_ops.DISABLE_ENV: '1' if ops_impl == 'ref' else '0'})
         for batch in batches:
             for chunk in parsed_chunks:
-                cmd = [sys.executable, os.path.abspath(__file__), f'--device={device}', f'--repeats={repeats}',
-                       f'--resolution={resolution}', f'--child={json.dumps([ops_impl, batch, chunk])}']
-                out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+                out = _child_run([f'--device={device}', f'--repeats={repeats}', f'--resolution={resolution}',
+                                  f'--child={json.dumps([ops_impl, batch, chunk])}'], cwd=REPO_ROOT, env=env)
                 results.append(json.loads(out.strip().splitlines()[-1]))
                 _print_row(results[-1], header=len(results) == 1)
     _write_json(json_out, results)

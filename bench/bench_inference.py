@@ -13,8 +13,8 @@ table gives seconds per call and per image.
 
 Examples:
 
-    python bench/bench_inference.py --device=cpu --ray-chunk=4096 --reps=2
-    python bench/bench_inference.py --device=cpu --batch=4 --reps=1
+    python -m bench.bench_inference --device=cpu --ray-chunk=4096 --reps=2
+    python -m bench.bench_inference --device=cpu --batch=4 --reps=1
 """
 
 import json
@@ -31,11 +31,10 @@ import psutil
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import dnnlib
+from training import inference
 
-import dnnlib  # noqa: E402  (after the path set-up above)
-import gen_utils  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKLOADS = ('portrait', 'frame')
 
@@ -134,8 +133,8 @@ def main(device_name: str, ray_chunk: int, reps: int, batch: int, workload: str)
 
     \b
     Examples:
-      python bench/bench_inference.py --device=cpu --ray-chunk=4096 --reps=2
-      python bench/bench_inference.py --device=cpu --batch=4 --reps=1
+      python -m bench.bench_inference --device=cpu --ray-chunk=4096 --reps=2
+      python -m bench.bench_inference --device=cpu --batch=4 --reps=1
     """
     if workload is not None:
         print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps, batch)))
@@ -144,9 +143,10 @@ def main(device_name: str, ray_chunk: int, reps: int, batch: int, workload: str)
           'peak of live tensors (MB) | RSS before rendering (MB) | threads |')
     print('|---|---|---|---|---|---|---|---|---|---|---|')
     for name in WORKLOADS:
-        cmd = [sys.executable, os.path.abspath(__file__), f'--device={device_name}', f'--ray-chunk={ray_chunk}',
+        cmd = [sys.executable, '-m', 'bench.bench_inference', f'--device={device_name}', f'--ray-chunk={ray_chunk}',
                f'--reps={reps}', f'--batch={batch}', f'--workload={name}']
-        result = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT).stdout
+        result = json.loads(out.splitlines()[-1])
         kind = 'CUDA allocated' if device_name == 'cuda' else 'RSS'
         tensors = 'see peak memory' if result['tensor_peak_mb'] is None else f'{result["tensor_peak_mb"]:.0f}'
         print(f'| {name} | {device_name} | {batch} | {ray_chunk or "all"} | {result["seconds"]:.2f} | '

@@ -12,9 +12,9 @@ first and last step and the mean |sigma_G - sigma_src| at 2000 random points.
 
 Examples:
 
-    python bench/bench_training.py speed --cfg=tiny --iters=12
-    python bench/bench_training.py speed --cfg=ffhq512 --batch=4 --iters=300   # on a GPU
-    python bench/bench_training.py geometry --iters=4 --lr=1e-4
+    python -m bench.bench_training speed --cfg=tiny --iters=12
+    python -m bench.bench_training speed --cfg=ffhq512 --batch=4 --iters=300   # on a GPU
+    python -m bench.bench_training geometry --iters=4 --lr=1e-4
 """
 
 import copy
@@ -30,17 +30,14 @@ from typing import Optional
 import click
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import configs  # noqa: E402  (after the path set-up above)
-import dnnlib  # noqa: E402
-import train  # noqa: E402
-from dataset_preprocessing.synthetic_heads import make_synthetic_dataset  # noqa: E402
-from training import trainable, training_loop  # noqa: E402
-from training.domain_adaptation import add_domain  # noqa: E402
-from training.loss import PStyleLoss  # noqa: E402
-from training.perceptual import VGG19Features  # noqa: E402
+import configs
+import dnnlib
+import train
+from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
+from training import trainable, training_loop
+from training.domain_adaptation import add_domain
+from training.loss import PStyleLoss
+from training.perceptual import VGG19Features
 
 GEOMETRY_CONFIGS = (('pstyle', 'backbone.synthesis,superresolution,dam,encoder'),
                     ('pstyle', 'superresolution,dam,encoder'),

@@ -9,9 +9,9 @@ machines slow renders down.
 
 Examples:
 
-    python bench/bench_viewer.py                                  # bundled demo network, native resolution
-    python bench/bench_viewer.py --resolution=16 --resolution=32 --resolution=64 --frames=20
-    python bench/bench_viewer.py --preset=ffhq512 --device=cuda   # FFHQ-512 configuration, random weights
+    python -m bench.bench_viewer                                  # bundled demo network, native resolution
+    python -m bench.bench_viewer --resolution=16 --resolution=32 --resolution=64 --frames=20
+    python -m bench.bench_viewer --preset=ffhq512 --device=cuda   # FFHQ-512 configuration, random weights
 """
 
 import dataclasses
@@ -19,7 +19,6 @@ import io
 import itertools
 import math
 import os
-import sys
 import time
 from typing import List, Optional
 
@@ -28,13 +27,11 @@ import numpy as np
 import PIL.Image
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import configs  # noqa: E402  (after the path set-up above)
-import dnnlib  # noqa: E402
-import gen_utils  # noqa: E402
-from viewer.render_core import RenderCore, letterbox, orbit_camera  # noqa: E402
+import configs
+import dnnlib
+import gen_utils
+import legacy
+from viewer.render_core import RenderCore, letterbox, orbit_camera
 
 CANVAS_ASPECT = 1000 / 700  # the browser test's window
 

@@ -8,7 +8,6 @@ import torch
 from click.testing import CliRunner
 
 import gen_samples
-import gen_utils
 import gen_videos
 from training import inference
 from tests.gen_network import write_tiny_snapshot

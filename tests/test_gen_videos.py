@@ -8,7 +8,6 @@ import scipy.interpolate
 import torch
 from click.testing import CliRunner
 
-import gen_utils
 import gen_videos
 from training import inference
 from tests.gen_network import build_tiny_generator, write_tiny_snapshot

@@ -16,7 +16,6 @@ import torch
 
 import gen_utils
 import legacy
-from training import inference
 from viewer.render_core import RenderCore
 from viewer.ui import ViewerApp
 

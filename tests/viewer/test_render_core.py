@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import gen_utils
 import shape_utils
 from tests.gen_network import build_tiny_generator
 from training import inference
