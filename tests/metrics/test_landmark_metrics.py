@@ -8,9 +8,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from camera_utils import camera_label
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
-from dataset_preprocessing.synthetic_heads import camera_label
 from metrics import landmark_metrics, metric_utils
 from tests.gen_network import build_tiny_generator
 
@@ -18,10 +18,10 @@ PORTRAIT = os.path.join(os.path.dirname(__file__), '..', 'data', 'portraits', 'p
 
 
 def test_label_yaw_pitch_of_eg3d_cameras():
-    yaw, pitch = landmark_metrics.label_yaw_pitch(camera_label(0.3, 0.0))
+    yaw, pitch = landmark_metrics.label_yaw_pitch(camera_label(0.3, 0.0)[0].numpy())
     assert yaw == pytest.approx(math.degrees(0.3), abs=1e-4) and pitch == pytest.approx(0, abs=1e-4)
     # Elevation of a LookAtPoseSampler camera: arcsin(-2 pitch / pi) (EG3D's polar remapping), below for pitch > 0.
-    _, below = landmark_metrics.label_yaw_pitch(camera_label(0.0, 0.2))
+    _, below = landmark_metrics.label_yaw_pitch(camera_label(0.0, 0.2)[0].numpy())
     assert below == pytest.approx(math.degrees(math.asin(-0.4 / math.pi)), abs=1e-4)
     # A frontal head pose from the face tools gives the frontal camera.
     assert landmark_metrics.label_yaw_pitch(face_pose.camera_label_from_rotation(np.eye(3))) == pytest.approx(
