@@ -26,7 +26,7 @@ def _imported_modules(path: Path) -> set:
 def test_packages_import_no_top_level_script():
     # A package and its CLI may share a name (projector/ and projector.py): `import projector` finds the package.
     top_level = {p.stem for p in ROOT.glob('*.py')} - SHARED_TOP_LEVEL - set(PACKAGES)
-    assert {'train', 'legacy', 'gen_samples', 'visualizer', 'demo_source'} <= top_level
+    assert {'train', 'legacy', 'gen_samples', 'visualizer', 'fit_source'} <= top_level
     offenders = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob('*.py')):
