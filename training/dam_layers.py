@@ -33,11 +33,19 @@ def rng_neutral():
         yield
 
 
+def is_dam_module(module: torch.nn.Module) -> bool:
+    """Whether `module` is one of the DAM's modules (a domain affine or a ModRes): their parameters are
+    the DAM's (training.trainable selects them by this, wherever they sit)."""
+    return getattr(module, 'part_of_dam', False) is True
+
+
 def init_domain_affine_(affine: torch.nn.Module) -> torch.nn.Module:
-    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity."""
+    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity; marks
+    `affine` as a DAM module (is_dam_module)."""
     with torch.no_grad():
         affine.weight.zero_()
         affine.bias.fill_(1)
+    affine.part_of_dam = True
     return affine
 
 
@@ -88,7 +96,7 @@ class ModResConv(torch.nn.Module):
 
 
 class ModRes(torch.nn.Module):
-    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d).
+    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d); a DAM module.
 
     R(x, d) = conv2(AdaIN2(conv(AdaIN(x, s)), s)) with s = affine(d). `conv2` starts at zero, so
     R = 0 until trained. Names (`conv`, `conv2`, `norm`, `norm2`, `affine`) follow the authors'
@@ -96,6 +104,8 @@ class ModRes(torch.nn.Module):
     which computes R but returns input + skip, i.e. x + alpha * x (twice the input at alpha = 1):
     only for rendering their published weights as they render.
     """
+
+    part_of_dam = True  # see is_dam_module
 
     def __init__(self, channels: int, w_dim: int, mode: str = 'residual'):
         super().__init__()

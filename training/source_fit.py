@@ -32,7 +32,7 @@ import configs
 import dnnlib
 from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing import head_sdf, synthetic_heads
-from training.trainable import is_dam_parameter
+from training.trainable import dam_parameter_names
 
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
 DEMO_DOMAIN = DEMO_PRESET.G_kwargs['domain_kwargs']['domain_names'][0]
@@ -161,8 +161,9 @@ def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, dept
 def split_parameters(G: torch.nn.Module) -> Dict[str, List[torch.nn.Parameter]]:
     """{'source': EG3D's parameters, 'dam': the domain path}; the stored code is a buffer, handled by fit."""
     groups: Dict[str, List[torch.nn.Parameter]] = {'source': [], 'dam': []}
+    dam = dam_parameter_names(G)
     for name, p in G.named_parameters():
-        groups['dam' if is_dam_parameter(name) else 'source'].append(p)
+        groups['dam' if name in dam else 'source'].append(p)
     return groups
 
 
