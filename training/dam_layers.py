@@ -22,9 +22,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-MODRES_MODES = ('residual', 'pstyle3d_release')
-
-
 @contextlib.contextmanager
 def rng_neutral():
     """Build DAM modules without consuming the global CPU RNG, so that EG3D's own weights come out the
@@ -100,19 +97,14 @@ class ModRes(torch.nn.Module):
 
     R(x, d) = conv2(AdaIN2(conv(AdaIN(x, s)), s)) with s = affine(d). `conv2` starts at zero, so
     R = 0 until trained. Names (`conv`, `conv2`, `norm`, `norm2`, `affine`) follow the authors'
-    release (their AdaResBlock). modres_mode='pstyle3d_release' reproduces that release's forward,
-    which computes R but returns input + skip, i.e. x + alpha * x (twice the input at alpha = 1):
-    only for rendering their published weights as they render.
+    release (their AdaResBlock); their release's forward differs (training.pstyle_compat.ReleaseModRes).
     """
 
     part_of_dam = True  # see is_dam_module
 
-    def __init__(self, channels: int, w_dim: int, mode: str = 'residual'):
+    def __init__(self, channels: int, w_dim: int):
         super().__init__()
-        if mode not in MODRES_MODES:
-            raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {mode!r}')
         self.channels = channels
-        self.mode = mode
         self.affine = torch.nn.Linear(w_dim, w_dim)
         with torch.no_grad():
             self.affine.bias.fill_(1)
@@ -130,12 +122,10 @@ class ModRes(torch.nn.Module):
     def forward(self, x: torch.Tensor, d: Optional[torch.Tensor], alpha: float = 1) -> torch.Tensor:
         if d is None or alpha == 0:
             return x
-        if self.mode == 'pstyle3d_release':
-            return x + alpha * x
         return x + (alpha * self.residual(x, d)).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f'channels={self.channels}, mode={self.mode}'
+        return f'channels={self.channels}'
 
 
 def check_alpha(alpha: float) -> float:
