@@ -1,7 +1,7 @@
 """Fit a small generator to synthetic heads by multi-view reconstruction: the demo's natural source.
 
 No GAN: every head has a fixed latent (that of `gen_samples.py --seeds=i`), and the generator learns
-to render its natural look from several known cameras, with its depth (see demo_source.py).
+to render its natural look from several known cameras, with its depth (see training/source_fit.py).
 Optionally (from --style-from on) the DAM and a stored domain code also learn the paired toon renders
 of the same heads: a supervised baseline, not the method. `--source-only` writes the natural source
 as a plain EG3D network, the start of `train.py --method=pstyle` (docs/demo_network.md).
@@ -27,11 +27,11 @@ import time
 import click
 import torch
 
-import demo_source
 import dnnlib
 import legacy
 from dnnlib import cli
 from torch_utils.safe_pickle import atomic_write_pickle
+from training import source_fit
 from training.domain_adaptation import with_domain_adaptation, without_domain_adaptation
 
 TINY_D_KWARGS = dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25, img_channels=3,
@@ -70,7 +70,7 @@ def save_network(G: torch.nn.Module, path: str) -> None:
 @click.option('--detail-weight', help='Weight of the L1 over the eyes\' and lips\' pixels (mean over those pixels)',
               type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
 @click.option('--depth-weight', help='Weight of the L1 of the foreground depth', type=cli.FiniteFloat(min=0),
-              default=demo_source.DEPTH_WEIGHT, show_default=True)
+              default=source_fit.DEPTH_WEIGHT, show_default=True)
 @click.option('--seed', help='Data and sampling seed', type=int, default=0, show_default=True)
 @click.option('--snap', help='Write the pickle every this many steps', type=click.IntRange(min=1), default=20,
               show_default=True)
@@ -96,12 +96,9 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
     torch.manual_seed(seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if resume is None:
-        G = demo_source.build_demo_generator(resolution)
+        G = source_fit.build_demo_generator(resolution)
     else:
-        try:
-            G = legacy.load_network_pkl(resume)['G_ema']
-        except cli.INPUT_ERRORS as err:
-            raise cli.network_error('--resume', resume, err) from err
+        G = legacy.load_network(resume, '--resume')['G_ema']
         if G.img_resolution != resolution:
             raise click.BadParameter(f'{resume} renders {G.img_resolution}x{G.img_resolution}, but --resolution '
                                      f'is {resolution}', param_hint="'--resume'")
@@ -111,11 +108,11 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
                                      'with --source-only, or resume from a pickle written without it',
                                      param_hint="'--resume'")
         # a plain source gets the demo's untrained DAM back: the fit only trains and writes the source
-        G = with_domain_adaptation(G, **demo_source.DEMO_PRESET.G_kwargs['domain_kwargs'])
+        G = with_domain_adaptation(G, **source_fit.DEMO_PRESET.G_kwargs['domain_kwargs'])
     if source_only:
         style_from = iterations  # never
     t0 = time.time()
-    views = demo_source.render_views(heads, views_per_head, resolution, seed)
+    views = source_fit.render_views(heads, views_per_head, resolution, seed)
     click.echo(f'rendered {heads} heads x {views_per_head} views at {resolution}x{resolution} in '
                f'{time.time() - t0:.0f} s')
 
@@ -127,14 +124,14 @@ def main(out: str, heads: int, views_per_head: int, resolution: int, iterations:
         write()
 
     if iterations > 0:
-        demo_source.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
-                       log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report,
-                       truncation_psi=truncation_psi, edge_weight=edge_weight, detail_weight=detail_weight,
-                       depth_weight=depth_weight)
+        source_fit.fit(G, views, iterations, batch_size=batch_size, lr=lr, style_from=style_from, seed=seed,
+                      log_every=snap, max_seconds=None if minutes is None else 60 * minutes, callback=report,
+                      truncation_psi=truncation_psi, edge_weight=edge_weight, detail_weight=detail_weight,
+                      depth_weight=depth_weight)
     else:
         write()
-    final = demo_source.mean_losses(G, views, range(heads), with_style=not source_only,
-                                    truncation_psi=truncation_psi)
+    final = source_fit.mean_losses(G, views, range(heads), with_style=not source_only,
+                                   truncation_psi=truncation_psi)
     click.echo('final mean L1 over all views: ' + json.dumps({k: round(v, 4) for k, v in final.items()}))
     click.echo(f'wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MiB)')
 

@@ -2,13 +2,14 @@
 
 The volume is sampled on a regular grid spanning the generator's bounding box
 `[-box_warp/2, box_warp/2]^3` (both ends included, as EG3D does), chunk by chunk so that memory on
-the device stays bounded whatever the resolution. Marching cubes comes from PyMCubes (`mcubes`).
+the device stays bounded whatever the resolution. Marching cubes comes from PyMCubes (`mcubes`),
+`.mrc` files are written by `mrcfile`.
 """
 
-import struct
 from typing import Callable, Tuple
 
 import click
+import mrcfile
 import numpy as np
 import torch
 
@@ -118,25 +119,14 @@ def write_mrc(path: str, volume: np.ndarray, voxel_size: float = 1.0) -> None:
 
     `volume[k, j, i]` is the voxel in section k, row j, column i (MRC's z, y, x), so an
     (R, R, R) array indexed [x, y, z] lands with the file's z axis along the array's first axis.
+    The origin is 0 and every voxel is `voxel_size` wide.
     """
     data = np.ascontiguousarray(volume, dtype='<f4')
     if data.ndim != 3:
         raise ValueError(f'an MRC volume must be 3-D (nz, ny, nx), got shape {volume.shape}')
-    nz, ny, nx = data.shape
-    header = bytearray(1024)
-    # Words 1-10: sizes, mode 2 (float32), start indices 0, sampling intervals = sizes.
-    struct.pack_into('<10i', header, 0, nx, ny, nz, 2, 0, 0, 0, nx, ny, nz)
-    struct.pack_into('<6f', header, 40, nx * voxel_size, ny * voxel_size, nz * voxel_size, 90.0, 90.0, 90.0)
-    struct.pack_into('<3i', header, 64, 1, 2, 3)  # columns, rows, sections = x, y, z
-    struct.pack_into('<3f', header, 76, float(data.min()), float(data.max()), float(data.mean()))
-    struct.pack_into('<2i', header, 88, 1, 0)  # space group 1 (a single volume), no extended header
-    struct.pack_into('<i', header, 108, 20140)  # format version MRC2014
-    header[208:212] = b'MAP '
-    header[212:216] = bytes([0x44, 0x44, 0x00, 0x00])  # machine stamp: little-endian
-    struct.pack_into('<f', header, 216, float(data.std()))
-    with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
-        f.write(bytes(header))
-        f.write(data.tobytes())
+    with dnnlib.util.atomic_output(path) as tmp_path, mrcfile.new(tmp_path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel_size
 
 
 def require_mcubes(option: str) -> None:

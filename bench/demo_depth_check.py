@@ -1,26 +1,22 @@
 """The demo network's depth table (docs/demo_network.md): natural and stylised depth error against the
 synthetic heads' ground truth, stylised-vs-natural depth, and the image change alpha 0 -> 1.
 
-Views as in fit_source.py (heads 0..N-1 of seed 0, each from its dataset camera plus random views).
+Views as fit_source.py renders them (training.source_fit.render_views): heads 0..N-1 of seed 0, each
+from its dataset camera plus random views.
 
 Examples:
 
-    python bench/demo_depth_check.py
-    python bench/demo_depth_check.py --network=/tmp/demo_style/final.pkl --heads=8 --views=8 --trunc=0.7
+    python -m bench.demo_depth_check
+    python -m bench.demo_depth_check --network=/tmp/demo_style/final.pkl --heads=8 --views=8 --trunc=0.7
 """
-
-import os
-import sys
 
 import click
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import demo_source  # noqa: E402  (after the path set-up above)
-import gen_utils  # noqa: E402
-import legacy  # noqa: E402
-from dnnlib import cli  # noqa: E402
+import gen_utils
+import legacy
+from bench import demo_checks
+from dnnlib import cli
+from training.source_fit import render_views
 
 
 @click.command(help=__doc__)
@@ -34,8 +30,8 @@ from dnnlib import cli  # noqa: E402
 def main(network: str, heads: int, views_per_head: int, truncation_psi: float) -> None:
     path = gen_utils.resolve_network_path(network)
     G = legacy.load_network_pkl(path)['G_ema'].eval()
-    views = demo_source.render_views(heads, views_per_head, G.img_resolution, seed=0)
-    row = demo_source.depth_table(G, views, truncation_psi)
+    views = render_views(heads, views_per_head, G.img_resolution, seed=0)
+    row = demo_checks.depth_table(G, views, truncation_psi)
     print(f'{path}: heads 0-{heads - 1} x {views_per_head} views, truncation {truncation_psi:g}')
     print('| natural depth error | stylised depth error | stylised vs natural depth | image change alpha 0 -> 1 |')
     print('|---|---|---|---|')

@@ -10,7 +10,7 @@
   the --cfg ones (again overridden by the command line). A new domain is a new file here.
 - `configs/networks/<name>.json`: fixed network configurations that are not training presets: the
   PStyle-3D authors' release (`pstyle3d_release`, read by training.pstyle_compat) and the bundled
-  demo generator (`demo_synthetic`, read by demo_source.py).
+  demo generator (`demo_synthetic`, read by training.source_fit).
 """
 
 import json

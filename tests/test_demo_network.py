@@ -14,7 +14,7 @@ import gen_utils
 import legacy
 from training import inference
 from dataset_preprocessing import synthetic_heads
-from demo_source import DEMO_DOMAIN, DEMO_PRESET
+from training.source_fit import DEMO_DOMAIN, DEMO_PRESET
 
 DEMO_PATH = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 import fit_source
 import legacy
-from demo_source import DEMO_DOMAIN
 from camera_utils import camera_label
+from training.source_fit import DEMO_DOMAIN
 
 pytestmark = pytest.mark.usefixtures('single_cpu_thread')
 

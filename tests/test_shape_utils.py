@@ -1,7 +1,8 @@
 """shape_utils: grid sampling order, chunking, MRC/PLY files and marching cubes on analytic spheres."""
 
-import struct
+import io
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
@@ -54,23 +55,30 @@ def test_clear_border_sets_only_the_border():
         shape_utils.clear_border(vol, 3, 0)
 
 
-def test_write_mrc_header_and_data(tmp_path):
+def test_write_mrc_reads_back_with_the_header_chimerax_uses(tmp_path):
     vol = np.random.RandomState(0).randn(4, 5, 6).astype(np.float32)
     path = tmp_path / 'v.mrc'
-    shape_utils.write_mrc(str(path), vol, voxel_size=0.5)
-    raw = path.read_bytes()
-    assert len(raw) == 1024 + vol.size * 4
-    assert struct.unpack_from('<4i', raw, 0) == (6, 5, 4, 2)  # nx, ny, nz, mode float32
-    assert struct.unpack_from('<3f', raw, 40) == (3.0, 2.5, 2.0)  # cell lengths = sizes * voxel size
-    assert struct.unpack_from('<3i', raw, 64) == (1, 2, 3)
-    dmin, dmax, dmean = struct.unpack_from('<3f', raw, 76)
-    np.testing.assert_allclose([dmin, dmax, dmean], [vol.min(), vol.max(), vol.mean()], rtol=1e-6)
-    assert raw[208:212] == b'MAP '
-    np.testing.assert_array_equal(np.frombuffer(raw, '<f4', offset=1024).reshape(4, 5, 6), vol)
-    mrcfile = pytest.importorskip('mrcfile')  # independent reader, when installed
+    (tmp_path / 'v.mrc').write_bytes(b'an older file')  # replaced whole
+    shape_utils.write_mrc(str(path), np.flip(vol, 0), voxel_size=0.5)  # a strided view, as gen_samples passes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['v.mrc']  # no temporary file left
     with mrcfile.open(str(path), permissive=False) as mrc:
-        np.testing.assert_array_equal(mrc.data, vol)
-        assert float(mrc.voxel_size.x) == pytest.approx(0.5)
+        np.testing.assert_array_equal(mrc.data, np.flip(vol, 0))
+        header = mrc.header
+        # The fields the earlier hand-written header set (voxel size = cell length / samples).
+        assert (header.nx, header.ny, header.nz, header.mode) == (6, 5, 4, 2)  # float32
+        assert (header.nxstart, header.nystart, header.nzstart) == (0, 0, 0)
+        assert (header.mx, header.my, header.mz) == (6, 5, 4)
+        assert header.cella.tolist() == (3.0, 2.5, 2.0) and header.cellb.tolist() == (90.0, 90.0, 90.0)
+        assert (header.mapc, header.mapr, header.maps) == (1, 2, 3)  # columns, rows, sections = x, y, z
+        assert header.origin.tolist() == (0.0, 0.0, 0.0) and header.ispg == 1 and header.nsymbt == 0
+        assert mrc.voxel_size.tolist() == (0.5, 0.5, 0.5)
+        np.testing.assert_allclose([header.dmin, header.dmax, header.dmean, header.rms],
+                                   [vol.min(), vol.max(), vol.mean(), vol.std()], rtol=1e-5)
+        assert header.map == b'MAP ' and mrc.is_volume()
+    assert path.stat().st_size == 1024 + vol.size * 4
+    assert mrcfile.validate(str(path), print_file=io.StringIO())
+    with pytest.raises(ValueError, match='3-D'):
+        shape_utils.write_mrc(str(path), vol[0], voxel_size=0.5)
 
 
 def _signed_volume(verts, faces):

@@ -22,9 +22,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-MODRES_MODES = ('residual', 'pstyle3d_release')
-
-
 @contextlib.contextmanager
 def rng_neutral():
     """Build DAM modules without consuming the global CPU RNG, so that EG3D's own weights come out the
@@ -33,11 +30,19 @@ def rng_neutral():
         yield
 
 
+def is_dam_module(module: torch.nn.Module) -> bool:
+    """Whether `module` is one of the DAM's modules (a domain affine or a ModRes): their parameters are
+    the DAM's (training.trainable selects them by this, wherever they sit)."""
+    return getattr(module, 'part_of_dam', False) is True
+
+
 def init_domain_affine_(affine: torch.nn.Module) -> torch.nn.Module:
-    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity."""
+    """Weight 0, bias 1: B(d) = 1 for every d, so the domain modulation starts as the identity; marks
+    `affine` as a DAM module (is_dam_module)."""
     with torch.no_grad():
         affine.weight.zero_()
         affine.bias.fill_(1)
+    affine.part_of_dam = True
     return affine
 
 
@@ -88,21 +93,18 @@ class ModResConv(torch.nn.Module):
 
 
 class ModRes(torch.nn.Module):
-    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d).
+    """Modulative residual block: x (N, C, H, W), d (N, w_dim) -> x + alpha * R(x, d); a DAM module.
 
     R(x, d) = conv2(AdaIN2(conv(AdaIN(x, s)), s)) with s = affine(d). `conv2` starts at zero, so
     R = 0 until trained. Names (`conv`, `conv2`, `norm`, `norm2`, `affine`) follow the authors'
-    release (their AdaResBlock). modres_mode='pstyle3d_release' reproduces that release's forward,
-    which computes R but returns input + skip, i.e. x + alpha * x (twice the input at alpha = 1):
-    only for rendering their published weights as they render.
+    release (their AdaResBlock); their release's forward differs (training.pstyle_compat.ReleaseModRes).
     """
 
-    def __init__(self, channels: int, w_dim: int, mode: str = 'residual'):
+    part_of_dam = True  # see is_dam_module
+
+    def __init__(self, channels: int, w_dim: int):
         super().__init__()
-        if mode not in MODRES_MODES:
-            raise ValueError(f'modres_mode must be one of {MODRES_MODES}, got {mode!r}')
         self.channels = channels
-        self.mode = mode
         self.affine = torch.nn.Linear(w_dim, w_dim)
         with torch.no_grad():
             self.affine.bias.fill_(1)
@@ -120,12 +122,10 @@ class ModRes(torch.nn.Module):
     def forward(self, x: torch.Tensor, d: Optional[torch.Tensor], alpha: float = 1) -> torch.Tensor:
         if d is None or alpha == 0:
             return x
-        if self.mode == 'pstyle3d_release':
-            return x + alpha * x
         return x + (alpha * self.residual(x, d)).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f'channels={self.channels}, mode={self.mode}'
+        return f'channels={self.channels}'
 
 
 def check_alpha(alpha: float) -> float:

@@ -20,16 +20,19 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 import dnnlib
-from training.dam_layers import MODRES_MODES, rng_neutral
+from training import pstyle_compat
+from training.dam_layers import rng_neutral
 from training.encoders import GradualStyleEncoder
 from training.trainable import is_encoder_parameter
 
+# 'residual': ModRes adds alpha * R(x); the authors' release: their forward (pstyle_compat.ReleaseModRes).
+MODRES_MODES = ('residual', pstyle_compat.RELEASE_MODRES_MODE)
 DOMAIN_KWARGS_DEFAULTS = dict(
     domain_names=(),            # Trained domains whose mean code the network stores, selected by name.
     encoder_kwargs=None,        # GradualStyleEncoder kwargs (num_ws / w_dim filled in); None = no encoder.
     modres_max_res=32,          # ModRes in the backbone blocks of resolution <= this (0 = none).
     sr_modres=False,            # ModRes in the super-resolution blocks too (the authors' 512 release has it).
-    modres_mode='residual',     # 'residual' (x + alpha * R(x)) or 'pstyle3d_release' (x + alpha * x, see ModRes).
+    modres_mode='residual',     # One of MODRES_MODES.
 )
 
 
@@ -56,7 +59,7 @@ def backbone_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
     kwargs = parse_domain_kwargs(domain_kwargs)
     if kwargs is None:
         return {}
-    return dict(use_dam=True, modres_max_res=kwargs.modres_max_res, modres_mode=kwargs.modres_mode)
+    return dict(use_dam=True, modres_max_res=kwargs.modres_max_res)
 
 
 def superresolution_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
@@ -64,7 +67,7 @@ def superresolution_dam_kwargs(domain_kwargs: Optional[dict]) -> dict:
     kwargs = parse_domain_kwargs(domain_kwargs)
     if kwargs is None:
         return {}
-    return dict(use_dam=True, modres=kwargs.sr_modres, modres_mode=kwargs.modres_mode)
+    return dict(use_dam=True, modres=kwargs.sr_modres)
 
 
 DomainInput = Union[None, str, torch.Tensor]
@@ -74,7 +77,9 @@ class DomainInputMixin:
     """Stored domain codes and the exemplar encoder of a DAM-enabled generator (TriPlaneGenerator).
 
     Registers a `domain_codes` buffer (K, num_ws, w_dim), one mean code per name in
-    `domain_kwargs['domain_names']`, and the encoder as `self.encoder` (or None).
+    `domain_kwargs['domain_names']`, and the encoder as `self.encoder` (or None). Called once the
+    synthesis and super-resolution blocks exist: it gives their ModRes blocks the forward that
+    `domain_kwargs['modres_mode']` names.
     """
 
     def _init_domain_input(self, domain_kwargs: Optional[dict], num_ws: int, w_dim: int) -> None:
@@ -83,6 +88,8 @@ class DomainInputMixin:
         self.encoder = None
         if kwargs is None:
             return
+        if kwargs.modres_mode == pstyle_compat.RELEASE_MODRES_MODE:
+            pstyle_compat.use_release_modres(self)
         self.register_buffer('domain_codes', torch.zeros(len(kwargs.domain_names), num_ws, w_dim))
         if kwargs.encoder_kwargs is not None:
             with rng_neutral():

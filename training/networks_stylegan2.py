@@ -48,7 +48,6 @@ class SynthesisBlock(torch.nn.Module):
                  up: int = 2,                               # 2 = StyleGAN2 block, 1 = EG3D's no-upsampling block.
                  use_dam: bool = False,                     # Domain affine `affine1` in every modulated layer.
                  modres: bool = False,                      # ModRes blocks res0 / res1 after the convolutions.
-                 modres_mode: str = 'residual',             # See training.dam_layers.ModRes.
                  **layer_kwargs):                           # Passed to SynthesisLayer.
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
@@ -88,8 +87,8 @@ class SynthesisBlock(torch.nn.Module):
         if modres:
             with rng_neutral():
                 if in_channels != 0:
-                    self.res0 = ModRes(out_channels, w_dim, mode=modres_mode)
-                self.res1 = ModRes(out_channels, w_dim, mode=modres_mode)
+                    self.res0 = ModRes(out_channels, w_dim)
+                self.res1 = ModRes(out_channels, w_dim)
         if in_channels != 0 and architecture == 'resnet':
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=up,
                                     resample_filter=resample_filter, channels_last=self.channels_last)
@@ -189,7 +188,6 @@ class SynthesisNetwork(torch.nn.Module):
                  num_fp16_res: int = 4,         # FP16 (on CUDA) for this many highest resolutions.
                  use_dam: bool = False,         # Domain Adaptation Module (training.domain_adaptation) ...
                  modres_max_res: int = 0,       # ... with ModRes in the blocks up to this resolution.
-                 modres_mode: str = 'residual',
                  **block_kwargs):               # Passed to SynthesisBlock.
         if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution}')
@@ -209,7 +207,7 @@ class SynthesisNetwork(torch.nn.Module):
             is_last = (res == self.img_resolution)
             block = SynthesisBlock(in_channels, channels_dict[res], w_dim=w_dim, resolution=res,
                                    img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution),
-                                   **block_kwargs, **self._dam_block_kwargs(res, use_dam, modres_max_res, modres_mode))
+                                   **block_kwargs, **self._dam_block_kwargs(res, use_dam, modres_max_res))
             # Consecutive blocks share a w: a block's toRGB uses the same w as the next block's conv0.
             self.num_ws += block.num_conv
             if is_last:
@@ -217,10 +215,10 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, f'b{res}', block)
 
     @staticmethod
-    def _dam_block_kwargs(res: int, use_dam: bool, modres_max_res: int, modres_mode: str) -> dict:
+    def _dam_block_kwargs(res: int, use_dam: bool, modres_max_res: int) -> dict:
         if not use_dam:
             return {}  # EG3D's exact blocks
-        return dict(use_dam=True, modres=res <= modres_max_res, modres_mode=modres_mode)
+        return dict(use_dam=True, modres=res <= modres_max_res)
 
     def forward(self, ws: torch.Tensor, domain_ws: Optional[torch.Tensor] = None, **block_kwargs) -> torch.Tensor:
         """ws (N, num_ws, w_dim); domain_ws (N, num_ws, w_dim) the DAM's per-layer domain code or None

@@ -11,9 +11,11 @@ training/networks_stylegan2.py; see docs/method.md):
   plain linear layer: the weight is pre-scaled;
 - their torgb multiplies s by t = g * B(d); ours by 1 + alpha * g * (B(d) - 1): at alpha = 1 the
   same when our bias is theirs + 1 - 1/g.
-Their ModRes forward returns input + skip (twice the input), so their generators are built with
-`modres_mode='pstyle3d_release'`. Their style encoder is a separately pickled module with
-torchvision inside and is not loaded: pass domain codes (N, num_ws, 512) or train our encoder.
+Their ModRes forward returns input + skip (twice the input): their generators record
+`domain_kwargs['modres_mode'] = RELEASE_MODRES_MODE`, for which the generator gives its ModRes
+blocks that forward (ReleaseModRes, installed by `use_release_modres`). Their style encoder is a
+separately pickled module with torchvision inside and is not loaded: pass domain codes
+(N, num_ws, 512) or train our encoder.
 """
 
 import copy
@@ -27,13 +29,33 @@ import torch
 
 import configs
 import dnnlib
-from training.domain_adaptation import enable_domain_adaptation
+from training.dam_layers import ModRes
 
 # The configuration their scripts build (gen_samples.py / gen_style_sample.py of the release), as data.
 _RELEASE = configs.load_network_preset('pstyle3d_release')
 PSTYLE3D_DOMAIN_KWARGS = dict(_RELEASE.domain_kwargs)
 PSTYLE3D_G_KWARGS = dict(configs.load_preset(_RELEASE.base_preset).G_kwargs)
 PSTYLE3D_NEURAL_RENDERING_RESOLUTION = _RELEASE.neural_rendering_resolution
+RELEASE_MODRES_MODE = 'pstyle3d_release'  # domain_kwargs['modres_mode'] of their generators
+
+
+class ReleaseModRes(ModRes):
+    """ModRes as their release runs it: R(x, d) is computed there but discarded, the block returns
+    input + skip = x + alpha * x (twice the input at alpha = 1). Only for rendering their published
+    weights as they render; same parameters as ModRes."""
+
+    def forward(self, x: torch.Tensor, d: Optional[torch.Tensor], alpha: float = 1) -> torch.Tensor:
+        if d is None or alpha == 0:
+            return x
+        return x + alpha * x
+
+
+def use_release_modres(network: torch.nn.Module) -> None:
+    """Give every ModRes block of `network` their release's forward (ReleaseModRes), in place: the
+    modules, parameters and state-dict keys stay as they are."""
+    for module in network.modules():
+        if type(module) is ModRes:  # pylint: disable=unidiomatic-typecheck
+            module.__class__ = ReleaseModRes
 
 
 def _split(key: str):
@@ -93,8 +115,9 @@ def build_pstyle3d_generator(state: Dict[str, torch.Tensor], G_kwargs: Optional[
 
     G_kwargs: EG3D generator kwargs of the checkpoint (default: their FFHQ-512 configuration).
     """
-    kwargs = enable_domain_adaptation(PSTYLE3D_G_KWARGS if G_kwargs is None else G_kwargs, (),
-                                      **PSTYLE3D_DOMAIN_KWARGS)
+    # Their DAM's domain_kwargs; the generator checks them and fills in the other defaults.
+    kwargs = dict(copy.deepcopy(PSTYLE3D_G_KWARGS if G_kwargs is None else G_kwargs),
+                  domain_kwargs=dict(PSTYLE3D_DOMAIN_KWARGS, domain_names=[]))
     G = dnnlib.util.construct_class_by_name(**kwargs)
     load_pstyle3d_state_dict(G, state)
     if G_kwargs is None:

@@ -1,8 +1,9 @@
 """Which generator parameters a style-adaptation run trains (train.py --train).
 
 A part is either a special name or a dotted module prefix of the generator:
-- `dam`: the Domain Adaptation Module wherever it sits (per-layer domain affines `affine1`,
-  ModRes blocks `res0` / `res1`, in the backbone and in the super-resolution blocks);
+- `dam`: the Domain Adaptation Module wherever it sits: the parameters of the modules that
+  training.dam_layers builds as the DAM (`is_dam_module`: the per-layer domain affines and the ModRes
+  blocks, in the backbone and in the super-resolution blocks);
 - `encoder`: the domain feature extractor (`G.encoder`);
 - any other dotted prefix, e.g. `backbone.synthesis`, `superresolution`, `decoder`,
   `backbone.mapping`: the generator's parameters under that module, *excluding* the DAM and the
@@ -11,21 +12,23 @@ A part is either a special name or a dotted module prefix of the generator:
 `D` names the discriminator and is handled by the training loop.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Set, Tuple
 
 import torch
 
-# Module names of the Domain Adaptation Module (the authors' release names, docs/method.md).
-DAM_NAMES = ('affine1', 'res0', 'res1')
+from training.dam_layers import is_dam_module
+
 ENCODER_NAME = 'encoder'  # the generator's attribute holding the exemplar encoder
 SPECIAL_PARTS = ('dam', 'encoder', 'D')
 PSTYLE_PARTS = ('backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D')
 FINETUNE_PARTS = ('backbone', 'decoder', 'superresolution', 'D')
 
 
-def is_dam_parameter(name: str) -> bool:
-    """True for parameters of the domain path, e.g. 'backbone.synthesis.b4.conv1.affine1.weight'."""
-    return any(part in DAM_NAMES for part in name.split('.'))
+def dam_parameter_names(G: torch.nn.Module) -> Set[str]:
+    """Names of G's parameters that belong to its DAM modules (training.dam_layers.is_dam_module),
+    e.g. 'backbone.synthesis.b4.conv1.affine1.weight'; empty for a plain EG3D generator."""
+    return {f'{prefix}.{name}' for prefix, module in G.named_modules() if is_dam_module(module)
+            for name, _ in module.named_parameters()}
 
 
 def is_encoder_parameter(name: str) -> bool:
@@ -47,17 +50,19 @@ def select_parameters(G: torch.nn.Module, parts: Sequence[str]) -> List[Tuple[st
     generator without a domain path), listing G's top-level modules.
     """
     named = list(G.named_parameters())
+    dam = dam_parameter_names(G)
+    encoder = {n for n, _ in named if is_encoder_parameter(n)}
+    own_parts = dam | encoder  # chosen only by their own names
     selected = set()
     for part in parts:
         if part == 'D':
             continue
         if part == 'dam':
-            hits = {n for n, _ in named if is_dam_parameter(n)}
+            hits = dam
         elif part == 'encoder':
-            hits = {n for n, _ in named if is_encoder_parameter(n)}
+            hits = encoder
         else:
-            hits = {n for n, _ in named if (n == part or n.startswith(part + '.'))
-                    and not is_dam_parameter(n) and not is_encoder_parameter(n)}
+            hits = {n for n, _ in named if (n == part or n.startswith(part + '.')) and n not in own_parts}
         if not hits:
             top = sorted({n.split('.')[0] for n, _ in named})
             raise ValueError(f'--train part "{part}" selects no generator parameter; expected "dam", "encoder", "D" '

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import dnnlib
 from tests.eg3d_fixtures import load_state
 from training.dam_layers import ModRes, apply_domain_modulation, check_alpha, init_domain_affine_
+from training.pstyle_compat import ReleaseModRes
 from training.domain_adaptation import (copy_source_weights, enable_domain_adaptation, parse_domain_kwargs,
                                         with_domain_adaptation, without_domain_adaptation)
 from training.layers import FullyConnectedLayer
@@ -97,9 +98,9 @@ def test_trained_modres_matches_the_reference_and_scales_with_alpha():
     torch.testing.assert_close(block(x, d, 2.0) - x, 2.0 * ref, rtol=1e-4, atol=1e-5)
 
 
-def test_release_mode_returns_input_plus_skip():
+def test_release_modres_returns_input_plus_skip():
     torch.manual_seed(4)
-    block = ModRes(8, W_DIM, mode='pstyle3d_release')
+    block = ReleaseModRes(8, W_DIM)
     with torch.no_grad():
         block.conv2.weight.normal_()  # trained weights do not matter: the release discards the branch
     x, d = torch.randn(2, 8, 4, 4), torch.randn(2, W_DIM)

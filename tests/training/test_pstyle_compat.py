@@ -8,8 +8,11 @@ import torch
 
 import dnnlib
 import legacy
+from camera_utils import camera_label
 from tests.eg3d_fixtures import load_state
+from torch_utils.safe_pickle import atomic_write_pickle
 from training import pstyle_compat
+from training.dam_layers import ModRes
 from training.domain_adaptation import enable_domain_adaptation
 from training.layers import modulated_conv2d
 
@@ -64,7 +67,8 @@ def test_release_state_dict_maps_onto_ours(trained, tiny_kwargs):
     assert 'backbone.synthesis.b8.res0.conv.0.weight' in release
     assert 'superresolution.block1.res1.conv2.1.bias' in release
     G = pstyle_compat.build_pstyle3d_generator(release, G_kwargs=tiny_kwargs)
-    assert G.backbone.synthesis.b8.res0.mode == 'pstyle3d_release'
+    assert type(G.backbone.synthesis.b8.res0) is pstyle_compat.ReleaseModRes
+    assert type(G.superresolution.block1.res1) is pstyle_compat.ReleaseModRes
     loaded = G.state_dict()
     for key, value in trained.state_dict().items():
         if key != 'domain_codes' and not key.startswith('encoder.'):
@@ -135,6 +139,29 @@ def test_legacy_loader_reads_their_checkpoint_file(trained, tiny_kwargs, tmp_pat
     buf.seek(0)
     assert pstyle_compat.read_pstyle3d_checkpoint(buf) is None and buf.tell() == 0
     assert pstyle_compat.read_pstyle3d_checkpoint(io.BytesIO(b'\x80\x04pickle')) is None
+
+
+def test_pickles_that_record_the_release_mode_render_as_the_release(trained, tiny_kwargs, tiny_D, tmp_path):
+    """A network pickle of their generator (legacy.py --source=their.pth) records modres_mode and loads
+    with the release's ModRes forward: same renders as the generator it was written from."""
+    G = pstyle_compat.build_pstyle3d_generator(_to_release(trained.state_dict()), G_kwargs=tiny_kwargs)
+    assert G.init_kwargs['domain_kwargs']['modres_mode'] == pstyle_compat.RELEASE_MODRES_MODE
+    path = tmp_path / 'release.pkl'
+    atomic_write_pickle(dict(G=G, G_ema=G, D=tiny_D, training_set_kwargs=None, augment_pipe=None), str(path))
+    loaded = legacy.load_network_pkl(str(path))['G_ema'].eval()
+    blocks = [m for m in loaded.modules() if isinstance(m, ModRes)]
+    assert blocks and all(type(m) is pstyle_compat.ReleaseModRes for m in blocks)
+    x, d = torch.randn(1, blocks[0].channels, 4, 4), torch.randn(1, 512)
+    assert torch.equal(blocks[0](x, d, 1.0), 2 * x)  # input + skip, whatever the trained branch says
+    ws = G.mapping(torch.randn(1, G.z_dim), torch.zeros(1, 25))
+    c = camera_label(0.2)
+    code = torch.randn(1, G.backbone.num_ws, G.w_dim)
+    with torch.no_grad():
+        renders = []
+        for net in (G, loaded):
+            torch.manual_seed(0)  # the same ray jitter
+            renders.append(net.synthesis(ws, c, domain=code, alpha=1, noise_mode='const')['image'])
+    assert torch.equal(*renders)
 
 
 def test_release_configuration_is_eg3d_ffhq512(ffhq512):

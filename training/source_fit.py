@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 import configs
-import camera_utils
 import dnnlib
+import camera_utils
 from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing import head_sdf, synthetic_heads
-from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from training import inference
-from training.trainable import is_dam_parameter
+from training.trainable import dam_parameter_names
 
 DEMO_PRESET = configs.load_network_preset('demo_synthetic')
 DEMO_DOMAIN = DEMO_PRESET.G_kwargs['domain_kwargs']['domain_names'][0]
@@ -49,9 +48,9 @@ def build_demo_generator(img_resolution: int = 128, domain_name: str = DEMO_DOMA
     """The demo generator (configs/networks/demo_synthetic.json) at `img_resolution`, with
     `depth_samples` + `depth_samples` samples per ray and one stored domain code `domain_name`.
 
-    Neural rendering runs at img_resolution/4 and super-resolution starts from img_resolution/2
-    (the two must differ: when they are equal the super-resolution's in-place RGB accumulation
-    overwrites the render it still needs for the backward pass).
+    Neural rendering runs at img_resolution/4 (the preset's 32 at 128); the super-resolution resizes
+    the render to img_resolution/2, keeps that resolution in its first block and doubles it in the
+    second.
     """
     if img_resolution % 4 or img_resolution < 32:
         raise ValueError(f'img_resolution must be a multiple of 4, >= 32, got {img_resolution}')
@@ -83,8 +82,8 @@ class HeadViews:
 
 
 def seed_latent(seed: int, z_dim: int = 512) -> torch.Tensor:
-    """(z_dim,) the latent gen_samples.py draws for `seed` (numpy RandomState normal)."""
-    return torch.from_numpy(np.random.RandomState(seed).randn(z_dim)).float()
+    """(z_dim,) the latent gen_samples.py draws for `seed`."""
+    return inference.z_from_seed(seed, z_dim, torch.device('cpu'))[0]
 
 
 def render_views(count: int, views_per_head: int, resolution: int, seed: int = 0) -> HeadViews:
@@ -163,8 +162,9 @@ def reconstruction_loss(out: Dict[str, torch.Tensor], target: torch.Tensor, dept
 def split_parameters(G: torch.nn.Module) -> Dict[str, List[torch.nn.Parameter]]:
     """{'source': EG3D's parameters, 'dam': the domain path}; the stored code is a buffer, handled by fit."""
     groups: Dict[str, List[torch.nn.Parameter]] = {'source': [], 'dam': []}
+    dam = dam_parameter_names(G)
     for name, p in G.named_parameters():
-        groups['dam' if is_dam_parameter(name) else 'source'].append(p)
+        groups['dam' if name in dam else 'source'].append(p)
     return groups
 
 
@@ -283,102 +283,3 @@ def mean_losses(G: torch.nn.Module, views: HeadViews, heads: Sequence[int], with
                 out = G.synthesis(ws, c, domain=G.domain_names[0], alpha=1)
                 sums['toon'] += reconstruction_loss(out, views.toon[i], views.depth[i])['image'].item()
     return {k: v / len(heads) for k, v in sums.items()}
-
-
-# Seeds, alphas and yaws (radians, pitch 0) of the demo's face check (bench/demo_face_check.py and its test).
-CHECK_SEEDS = tuple(range(8))
-CHECK_ALPHAS = (0.0, 1.0)
-CHECK_YAWS = (0.0, 0.35)
-
-
-@torch.no_grad()
-def check_renders(G: torch.nn.Module, seeds: Sequence[int] = CHECK_SEEDS, alphas: Sequence[float] = CHECK_ALPHAS,
-                  yaws: Sequence[float] = CHECK_YAWS, truncation_psi: float = 0.7) -> Dict[tuple, np.ndarray]:
-    """{(alpha, yaw): (len(seeds), R, R, 3) uint8} renders as gen_samples.py draws them (its
-    inference.render_views, the mapping conditioned on the frontal camera), with G's first stored domain."""
-    device = torch.device('cpu')
-    fov = camera_utils.FOV_DEG
-    frontal = inference.generator_camera_label(G, 0.0, 0.0, fov, device)
-    cameras = [inference.generator_camera_label(G, yaw, 0.0, fov, device) for yaw in yaws]
-    rows: Dict[tuple, List[np.ndarray]] = {(a, y): [] for a in alphas for y in yaws}
-    for seed in seeds:
-        ws = G.mapping(inference.z_from_seed(seed, G.z_dim, device), frontal, truncation_psi=truncation_psi)
-        code = G.get_domain_code(G.domain_names[0], 1, source_ws=ws)
-        for alpha in alphas:
-            kwargs = inference.domain_kwargs(code, alpha)
-            planes = G.synthesize_planes(ws, noise_mode='const', **kwargs)
-            for yaw, out in zip(yaws, inference.render_views(G, ws, planes, cameras, seed, kwargs)):
-                rows[(alpha, yaw)].append(inference.image_to_uint8(out['image'])[0])
-    return {key: np.stack(images) for key, images in rows.items()}
-
-
-def face_counts(rows: Dict[tuple, np.ndarray]) -> Dict[tuple, int]:
-    """{row: how many of its images (M, R, R, 3) uint8 show a face to MediaPipe's face mesh} (needs the
-    faces extra, requirements-faces.txt)."""
-    detector = FaceMeshDetector(max_faces=1)
-    try:
-        return {key: sum(len(detector(image)) > 0 for image in images) for key, images in rows.items()}
-    finally:
-        detector.close()
-
-
-# Thresholds of toon_features, in luminance units of [0, 1].
-OUTLINE_DARKER = 0.15   # a line pixel is this much darker than the pixels 2 px away on both sides
-FLAT_RANGE = 0.01       # a flat pixel's 3x3 neighbourhood varies by less than this (uint8 steps: 0.004)
-
-
-def toon_features(images: np.ndarray) -> Dict[str, float]:
-    """Image statistics that tell the toon look from the natural one, means over images (M, R, R, 3) uint8:
-    'saturation' (HSV saturation: the pastel palette), 'outline' (fraction of pixels on thin dark
-    lines: darker by OUTLINE_DARKER than both pixels 2 px away, horizontally or vertically) and
-    'flat' (fraction of pixels in a flat patch: the cel-shading bands and plain background)."""
-    rgb = images.astype(np.float64) / 255
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1e-8), 0.0)
-    lum = rgb @ np.array([0.299, 0.587, 0.114])
-    centre = lum[:, 2:-2, 2:-2]
-    line_x = (lum[:, 2:-2, :-4] - centre > OUTLINE_DARKER) & (lum[:, 2:-2, 4:] - centre > OUTLINE_DARKER)
-    line_y = (lum[:, :-4, 2:-2] - centre > OUTLINE_DARKER) & (lum[:, 4:, 2:-2] - centre > OUTLINE_DARKER)
-    windows = np.lib.stride_tricks.sliding_window_view(lum, (3, 3), axis=(1, 2))
-    flat = windows.max(axis=(-1, -2)) - windows.min(axis=(-1, -2)) < FLAT_RANGE
-    return dict(saturation=float(saturation.mean()), outline=float((line_x | line_y).mean()),
-                flat=float(flat.mean()))
-
-
-@torch.no_grad()
-def depth_table(G: torch.nn.Module, views: HeadViews, truncation_psi: float = 1.0) -> Dict[str, float]:
-    """The model card's depth numbers over all views of all heads in `views`, with G's first stored domain:
-    'natural' / 'stylised' depth error (L1 against the ground truth on foreground pixels, world units),
-    'stylised_vs_natural' (L1 between the two renders' depths on the same pixels) and 'image_change'
-    (mean absolute image difference alpha 0 -> 1, [-1, 1] units)."""
-    sums = dict(natural=0.0, stylised=0.0, stylised_vs_natural=0.0, image_change=0.0)
-    n_heads = views.z.shape[0]
-    for i in range(n_heads):
-        c = views.labels[i]
-        ws = G.mapping(views.z[i:i + 1].expand(len(c), -1), c, truncation_psi=truncation_psi)
-        nat = G.synthesis(ws, c, noise_mode='const')
-        sty = G.synthesis(ws, c, noise_mode='const', domain=G.domain_names[0], alpha=1)
-        gt = downsample_depth(views.depth[i], nat['image_depth'].shape[-1])
-        fg = torch.isfinite(gt)
-        d_nat, d_sty = nat['image_depth'][:, 0][fg], sty['image_depth'][:, 0][fg]
-        sums['natural'] += (d_nat - gt[fg]).abs().mean().item()
-        sums['stylised'] += (d_sty - gt[fg]).abs().mean().item()
-        sums['stylised_vs_natural'] += (d_sty - d_nat).abs().mean().item()
-        sums['image_change'] += (sty['image'] - nat['image']).abs().mean().item()
-    return {k: v / n_heads for k, v in sums.items()}
-
-
-def synthetic_check_rows(yaws: Sequence[float] = CHECK_YAWS) -> Dict[tuple, np.ndarray]:
-    """The face check's rows drawn by the procedural renderer, heads 0-7 of seed 0 (those the demo
-    source is fitted to): {(alpha, yaw): (8, 128, 128, 3) uint8}, alpha 0 = natural look, 1 = toon."""
-    rows = {}
-    for alpha, style in zip(CHECK_ALPHAS, ('natural', 'toon')):
-        for yaw in yaws:
-            images = []
-            for i in CHECK_SEEDS:
-                shape, _, _, choice = synthetic_heads.sample_head(0, i)
-                image, _ = synthetic_heads.render_head(shape, camera_utils.camera_label(yaw, 0.0)[0].numpy(), 128, style,
-                                                       synthetic_heads.pick_colors(style, choice))
-                images.append(image)
-            rows[(alpha, yaw)] = np.stack(images)
-    return rows
