@@ -50,10 +50,10 @@ step() {  # step NAME LIMIT_S COMMAND...
 }
 
 step environment 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version | tail -n 2'
-# The four plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja);
+# The three plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja);
 # volume_render is CPU-only (no CUDA kernels to check for), built here so that ops_tests need not.
 step build_plugins 240 bash -c '
-for op in bias_act upfirdn2d filtered_lrelu volume_render; do
+for op in bias_act upfirdn2d volume_render; do
   PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -c "
 import time, torch
 from torch_utils.ops import $op as op

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
+from torch_utils.ops import bias_act, upfirdn2d
 
 CASES = int(os.environ.get('PSTYLE3D_OPS_PARITY_CASES', '25'))
 ACTS = list(bias_act.activation_funcs)
@@ -23,7 +23,6 @@ def test_plugins_build():
     # If these fail, every impl='cuda' test below silently compares the reference with itself.
     assert bias_act._plugin() is not None
     assert upfirdn2d._plugin() is not None
-    assert filtered_lrelu._plugin() is not None
 
 
 def run_both(fn, inputs, seed, device):
@@ -93,29 +92,3 @@ def test_upfirdn2d(seed, device):
     (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x], seed, device)
     assert_close(y_cmp, y_ref)
     assert_close(g_cmp[0], g_ref[0])
-
-
-@pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('seed', range(CASES))
-def test_filtered_lrelu(seed, device):
-    rng = np.random.default_rng(2000 + seed)
-    fu, fd = random_filter(rng, 12), random_filter(rng, 12)
-    up, down = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    n, c, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(2, 10)), int(rng.integers(2, 10))
-    padding = [int(p) for p in rng.integers(-2, 8, size=4)]
-    # Keep the output non-empty: widen the second padding where needed.
-    padding[1] = max(padding[1], fu.shape[-1] + fd.shape[-1] - 1 - w * up - padding[0])
-    padding[3] = max(padding[3], fu.shape[0] + fd.shape[0] - 1 - h * up - padding[2])
-    x = torch.tensor(rng.standard_normal([n, c, h, w]), dtype=torch.float32)
-    b = torch.tensor(rng.standard_normal(c), dtype=torch.float32) if rng.integers(0, 3) else None
-    gain, slope = float(rng.uniform(0.5, 2)), float(rng.uniform(0, 0.5))
-    clamp = float(rng.uniform(0.3, 2)) if rng.integers(0, 2) else None
-    flip = bool(rng.integers(0, 2))
-
-    def fn(x, b=None, impl='cuda'):
-        return filtered_lrelu.filtered_lrelu(x, fu.to(x.device), fd.to(x.device), b, up=up, down=down, padding=padding, gain=gain, slope=slope,
-                                             clamp=clamp, flip_filter=flip, impl=impl)
-    (y_ref, g_ref), (y_cmp, g_cmp) = run_both(fn, [x, b], seed, device)
-    assert_close(y_cmp, y_ref)
-    for a, r in zip(g_cmp, g_ref):
-        assert_close(a, r)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_utils.ops import bias_act, conv2d_resample, filtered_lrelu, upfirdn2d
+from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'eg3d', 'ops.npz')
 ACTS = ['linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish']
@@ -62,10 +62,3 @@ def test_conv2d_resample(ref):
     check(conv2d_resample.conv2d_resample(x, w, f=f, down=2, padding=1), ref['conv2d_resample_down2'])
     y = conv2d_resample.conv2d_resample(torch.cat([x, x], 1), ref['conv_w_groups'], padding=1, groups=2)
     check(y, ref['conv2d_resample_groups'])
-
-
-@pytest.mark.parametrize('impl', IMPLS)
-def test_filtered_lrelu(ref, impl):
-    y = filtered_lrelu.filtered_lrelu(ref['upfirdn2d_x'], ref['flrelu_fu'], ref['flrelu_fd'], ref['flrelu_b'], up=2,
-                                      down=2, padding=[3, 3, 3, 3], gain=np.sqrt(2), slope=0.2, clamp=1.5, impl=impl)
-    check(y, ref['flrelu_out'])
