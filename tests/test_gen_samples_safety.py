@@ -40,7 +40,8 @@ def test_corrupt_or_truncated_network_is_one_line(tmp_path, network, content, pa
 def test_bad_options_stop_before_the_network_is_loaded(tmp_path, network, args, pattern, monkeypatch):
     loaded = []
     real_load = gen_utils.load_generator
-    monkeypatch.setattr(gen_utils, 'load_generator', lambda path, device: loaded.append(path) or real_load(path, device))
+    monkeypatch.setattr(gen_utils, 'load_generator',
+                        lambda path, device: loaded.append(path) or real_load(path, device))
     check_bad_generation_options(_run, tmp_path, network, args, pattern)
     # The checks come first: the good network is never read (a bad --network is, and fails).
     assert not any(os.path.realpath(path) == os.path.realpath(network) for path in loaded), loaded
@@ -51,9 +52,12 @@ def test_unwritable_outdir(tmp_path, network, monkeypatch):
     root), so the permission check itself is made to deny the folder, for every user alike."""
     (tmp_path / 'ro').mkdir(mode=0o555)
     real_access = os.access
-    denied = str(tmp_path / 'ro')
-    monkeypatch.setattr(os, 'access', lambda path, mode, **kw: False if (os.path.abspath(path) == denied and mode & os.W_OK)
-                        else real_access(path, mode, **kw))
+
+    def access(path, mode, **kwargs):
+        if os.path.abspath(path) == str(tmp_path / 'ro') and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+    monkeypatch.setattr(os, 'access', access)
     assert_one_line_error(_run(f'--network={network}', f'--outdir={tmp_path / "ro" / "out"}'), r'ro is not writable')
     assert not (tmp_path / 'ro' / 'out').exists()
 
