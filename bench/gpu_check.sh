@@ -65,7 +65,7 @@ done
 status=0
 for job in $(jobs -p); do wait $job || status=1; done
 exit $status'
-step ops_tests 150 python3 -m pytest -q -p no:cacheprovider -rfE tests/torch_utils/ops \
+step ops_tests 150 env PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -m pytest -q -p no:cacheprovider -rfE tests/torch_utils/ops \
   --deselect tests/torch_utils/ops/test_cuda_sources.py
 step bench_inference 120 python3 bench/bench_inference.py --device=cuda --reps=3
 step training_batch1 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=1 --iters=4
