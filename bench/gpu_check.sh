@@ -50,10 +50,10 @@ step() {  # step NAME LIMIT_S COMMAND...
 }
 
 step environment 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version | tail -n 2'
-# The four plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja);
+# The three plugins build in parallel processes (each one's nvcc and host compiler jobs run under ninja);
 # volume_render is CPU-only (no CUDA kernels to check for), built here so that ops_tests need not.
 step build_plugins 240 bash -c '
-for op in bias_act upfirdn2d filtered_lrelu volume_render; do
+for op in bias_act upfirdn2d volume_render; do
   PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -c "
 import time, torch
 from torch_utils.ops import $op as op
@@ -65,7 +65,7 @@ done
 status=0
 for job in $(jobs -p); do wait $job || status=1; done
 exit $status'
-step ops_tests 150 python3 -m pytest -q -p no:cacheprovider -rfE tests/torch_utils/ops \
+step ops_tests 150 env PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -m pytest -q -p no:cacheprovider -rfE tests/torch_utils/ops \
   --deselect tests/torch_utils/ops/test_cuda_sources.py
 step bench_inference 120 python3 bench/bench_inference.py --device=cuda --reps=3
 step training_batch1 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=1 --iters=4

@@ -8,10 +8,13 @@ sources, the flags, the Python and torch versions and the device kind, so a chan
 torch gets a fresh build and an unchanged one is loaded without compiling. A file lock serialises
 concurrent builds of one plugin (several test workers or training processes starting together).
 
-If a build fails, a warning with the compiler's output is printed once and `get_plugin` returns None,
-so the ops fall back to their pure-PyTorch paths; set PSTYLE3D_REQUIRE_CUSTOM_OPS=1 to raise instead.
-PSTYLE3D_DISABLE_CUSTOM_OPS=1 skips the plugins altogether (every op runs its pure-PyTorch path), to
-compare the two or to rule the compiled kernels out when debugging.
+Environment variables:
+    PSTYLE3D_REQUIRE_CUSTOM_OPS=1: a plugin that fails to build raises a RuntimeError carrying the
+        compiler's output. Without it, a warning with that output is printed once and `get_plugin`
+        returns None, so the ops fall back to their pure-PyTorch paths. CI (.ci/run) sets it, so that
+        the compiled-op tests never pass on the fallback.
+    PSTYLE3D_DISABLE_CUSTOM_OPS=1: skip the plugins altogether (every op runs its pure-PyTorch path), to
+        compare the two or to rule the compiled kernels out when debugging.
 """
 
 import hashlib

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,11 +53,22 @@ def test_failed_build_warns_once_and_falls_back(cache_dir, monkeypatch):
         assert custom_ops.get_plugin('pstyle3d_broken_a', src, ['broken.cpp'], [], []) is None
 
 
-def test_failed_build_raises_when_required(cache_dir, monkeypatch):
+def test_failed_build_raises_with_the_compiler_output_when_required(cache_dir, monkeypatch):
     monkeypatch.setenv(custom_ops.REQUIRE_ENV, '1')
     src = write_broken(cache_dir)
-    with pytest.raises(RuntimeError, match='pstyle3d_broken_b'):
-        custom_ops.get_plugin('pstyle3d_broken_b', src, ['broken.cpp'], [], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # raises instead of warning, not as well
+        with pytest.raises(RuntimeError, match=r'(?s)pstyle3d_broken_b.*PSTYLE3D_REQUIRE_CUSTOM_OPS.*not C\+\+'):
+            custom_ops.get_plugin('pstyle3d_broken_b', src, ['broken.cpp'], [], [])
+
+
+def test_ci_requires_the_plugins_in_both_test_runs():
+    """.ci/run exports the switch before its first command, so neither pytest run can pass on the fallback."""
+    lines = (Path(ROOT) / '.ci' / 'run').read_text().splitlines()
+    export = lines.index(f'export {custom_ops.REQUIRE_ENV}=1')
+    pytest_runs = [i for i, line in enumerate(lines) if '-m pytest' in line and not line.lstrip().startswith('#')]
+    assert len(pytest_runs) == 2 and export < min(pytest_runs), lines
+    assert not any(custom_ops.REQUIRE_ENV in line for line in lines[export + 1:]), 'unset or overridden later'
 
 
 def test_disable_switch_skips_plugins_without_building(cache_dir, monkeypatch):

@@ -156,14 +156,17 @@ def test_style_loss_falls_and_pstyle_keeps_geometry_closer_than_finetune(data_di
     size = c.loss_kwargs['perceptual_resolution']
     before = _style_loss(G_src, vgg, ws, cams, exemplar, size, {})
     after = _style_loss(pstyle['G'], vgg, ws, cams, exemplar, size, dict(domain=exemplar))
-    assert after < 0.99 * before, (before, after)  # measured: 16.88 -> 16.59 in 4 iterations at lr 3e-4
+    # The loss falls. The 0.1 % margin only rules out an unchanged loss: float32 rounding (another thread
+    # count sums in another order) moves it by well under 1e-4 relative, 4 steps at lr 3e-4 by about 2 %.
+    assert after < (1 - 1e-3) * before, (before, after)
     # The stored mean code renders the style without exemplars too.
     after_named = _style_loss(pstyle['G'], vgg, ws, cams, exemplar, size, dict(domain='synthetic'))
     assert after_named < before, (before, after_named)
 
     gap_pstyle = _density_gap(pstyle['G'], G_src, ws, dict(domain=exemplar))
     gap_finetune = _density_gap(runs['finetune'][1]['G'], runs['finetune'][1]['G_src'], ws, {})
-    assert gap_pstyle < 0.75 * gap_finetune, (gap_pstyle, gap_finetune)  # measured: 0.0047 vs 0.0126
+    # PStyle-3D moves the geometry less than fine-tuning does: the order is the claim, no ratio is.
+    assert gap_pstyle < gap_finetune, (gap_pstyle, gap_finetune)
 
 
 def test_phase_schedule_is_eg3d_lazy_regularisation():

@@ -122,8 +122,6 @@ def test_ctrl_c_does_not_wait_for_the_frame_in_flight():
     """Regression: Ctrl+C waited for the frame being rendered without a bound (minutes for a slow CPU frame)."""
     proc, _ = start_viewer(['-c', ENDLESS_FRAME_VIEWER], free_port(), wait_for='rendering')
     time.sleep(1)  # well into a frame
-    start = time.monotonic()
-    output = interrupt(proc)
+    output = interrupt(proc)  # the frame never ends: waiting for it would fail at STOP_TIMEOUT
     assert proc.returncode == 0, output  # not aborted by PyTorch at interpreter teardown
     assert 'Viewer stopping...' in output and 'the frame in flight was abandoned' in output, output
-    assert time.monotonic() - start < 30

@@ -1,6 +1,5 @@
-// upfirdn2d: the geometry of one filtered plane, the per-pixel CUDA routine (shared with
-// filtered_lrelu.cu) and the CUDA launchers (upfirdn2d.cu). No torch headers, so nvcc compiles
-// the .cu files on their own.
+// upfirdn2d: the geometry of one filtered plane, the per-pixel CUDA routine and the CUDA launchers
+// (upfirdn2d.cu). No torch headers, so nvcc compiles the .cu files on their own.
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// upfirdn2d on the CPU, one plane at a time: shared by the upfirdn2d and filtered_lrelu plugins.
+// upfirdn2d on the CPU, one plane at a time.
 // Only the taps that meet a non-zero sample of the upsampled image are evaluated (polyphase), so
 // upsampling by 2 with a 4x4 filter costs 4 multiply-adds per output pixel instead of 16.
 #pragma once

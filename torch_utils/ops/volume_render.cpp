@@ -1,4 +1,4 @@
-// volume_render plugin: torch bindings and the CPU kernels (per-ray math in volume_render.h; CPU only,
+// volume_render plugin: torch bindings and the CPU kernels (per-ray passes in volume_render.h, CPU only,
 // see volume_render.py for why). Operators: torch.ops.volume_render_plugin.forward / .backward, see
 // volume_render.py for their meaning. The kernels run rays in parallel, one scratch area (and, in the
 // backward, one set of gradient accumulators) per thread.

@@ -1,24 +1,14 @@
-// Fused tri-plane volume rendering: the per-ray math of the CPU kernels (volume_render.cpp). One ray
-// at a time: bilinear tri-plane features at every sample, the OSGDecoder MLP, EG3D's MipRayMarcher2
-// compositing, importance sampling from the coarse weights, and the backward pass of all of it. Nothing
-// per sample outlives its ray: a ray's samples live in a small per-thread scratch area.
+// Fused tri-plane volume rendering: the state and the per-ray passes of the CPU kernels
+// (volume_render.cpp). One ray at a time: bilinear tri-plane features at every sample, the OSGDecoder
+// MLP, compositing and importance sampling (their array maths in volume_render_math.h), and the backward
+// pass of all of it. Nothing per sample outlives its ray: a ray's samples live in a small per-thread
+// scratch area.
 #pragma once
-#include <cmath>
 #include <cstdint>
 
-#define VR_INLINE inline __attribute__((always_inline))
+#include "volume_render_math.h"
 
 namespace volume_render_kernels {
-
-using std::exp;  // float and double overloads
-using std::floor;
-using std::log1p;
-
-// The reference's Python constants, rounded to T where used (as torch rounds a scalar operand).
-constexpr double kSigmoidWidening = 0.001;  // OSGDecoder: sigmoid * (1 + 2 * 0.001) - 0.001
-constexpr double kTransmittanceFloor = 1e-10;  // MipRayMarcher2: cumprod of (1 - alpha + 1e-10)
-constexpr double kPdfEps = 1e-5;  // sample_pdf's eps
-constexpr double kWeightFloor = 0.01;  // sample_importance: weights + 0.01
 
 struct Params {
     int64_t rays;           // N * R
@@ -79,68 +69,6 @@ template <typename T> struct Scratch {
     }
 };
 
-template <typename T> VR_INLINE T softplus(T x) { return x > T(20) ? x : log1p(exp(x)); }  // torch's threshold 20
-template <typename T> VR_INLINE T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
-
-// Float exp and softplus without libm calls, so that the loops over a sample's 64 hidden units and
-// 32 features vectorise (libm's log1pf alone took half the CPU time). Both are within 2 ulp of libm.
-inline float exp_vec(float x) {
-    const float c = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);  // finite 2^n below
-    const float n = floor(c * 1.44269504088896341f + 0.5f);  // x = n ln2 + r, |r| <= ln2 / 2
-    const float r = (c - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 split in two for an exact product
-    float p = 1.9875691500e-4f;  // Cephes' expf polynomial
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float e = p * r * r + r + 1.0f;
-    const int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    __builtin_memcpy(&scale, &bits, sizeof(scale));
-    return x != x ? x : e * scale;
-}
-
-// log(1 + e) for e in [0, 1]: 2 atanh(z) with z = e / (2 + e) <= 1/3, its odd series to z^15.
-inline float log1p_unit(float e) {
-    const float z = e / (2.0f + e), z2 = z * z;
-    float p = 1.0f / 15;
-    p = p * z2 + 1.0f / 13;
-    p = p * z2 + 1.0f / 11;
-    p = p * z2 + 1.0f / 9;
-    p = p * z2 + 1.0f / 7;
-    p = p * z2 + 1.0f / 5;
-    p = p * z2 + 1.0f / 3;
-    return 2.0f * z * (p * z2 + 1.0f);
-}
-
-// softplus(x) = max(x, 0) + log(1 + exp(-|x|)); equals x past torch's threshold of 20 in float.
-template <> inline float softplus<float>(float x) {
-    const float a = x < 0.0f ? -x : x;
-    return (x > 0.0f ? x : 0.0f) + log1p_unit(exp_vec(-a));
-}
-template <> inline float sigmoid<float>(float x) { return 1.0f / (1.0f + exp_vec(-x)); }
-
-// The four bilinear taps of grid_sample(align_corners=False, padding_mode='zeros') at plane
-// coordinates (u, v) in [-1, 1]: tap k (nw, ne, sw, se) has weight w[k] and element offset o[k]
-// (offset < 0: outside the plane, contributes 0).
-template <typename T> struct Taps {
-    T w[4];
-    int64_t o[4];
-    VR_INLINE Taps(const Params& p, T u, T v) {
-        const T x = (u + T(1)) * (T(p.width) / T(2)) - T(0.5);
-        const T y = (v + T(1)) * (T(p.height) / T(2)) - T(0.5);
-        const T x0 = floor(x), y0 = floor(y);
-        const T fx = x - x0, fy = y - y0;
-        w[0] = (T(1) - fy) * (T(1) - fx); w[1] = (T(1) - fy) * fx; w[2] = fy * (T(1) - fx); w[3] = fy * fx;
-        for (int k = 0; k < 4; k++) {
-            const T xi = x0 + T(k & 1), yi = y0 + T(k >> 1);
-            const bool inside = xi >= T(0) && xi < T(p.width) && yi >= T(0) && yi < T(p.height);
-            o[k] = inside ? ((int64_t)yi * p.width + (int64_t)xi) * p.channels : -1;
-        }
-    }
-};
-
 // Plane coordinates (u, v) of sample point `point` (already scaled by box_scale) in plane q.
 template <typename T> VR_INLINE void plane_coords(const Params& p, int q, const T* point, T& u, T& v) {
     u = point[0] * T(p.axes[q][0][0]) + point[1] * T(p.axes[q][1][0]) + point[2] * T(p.axes[q][2][0]);
@@ -167,7 +95,7 @@ template <typename T> VR_INLINE void decode_sample(const Params& p, const Inputs
     for (int q = 0; q < 3; q++) {
         T u, v;
         plane_coords(p, q, point, u, v);
-        const Taps<T> taps(p, u, v);
+        const Taps<T> taps(p.width, p.height, p.channels, u, v);
         const T* plane = planes + q * (int64_t)p.height * p.width * C;
         for (int c = 0; c < C; c++) s.tap[c] = T(0);
         for (int k = 0; k < 4; k++) {
@@ -214,71 +142,6 @@ template <typename T> VR_INLINE void eval_sample(const Params& p, const Inputs<T
     for (int c = 1; c < p.outputs; c++) rgb[c - 1] = sigmoid(s.out[c]) * T(1 + 2 * kSigmoidWidening) - T(kSigmoidWidening);
 }
 
-// Compositing weights of the intervals between consecutive samples order[0..n-1] (MipRayMarcher2):
-// s.weight[i] = alpha_i * trans_i, s.trans[i] the transmittance before interval i. Returns their sum.
-template <typename T> VR_INLINE T composite_weights(int n, const int* order, Scratch<T>& s) {
-    T trans = T(1), total = T(0);
-    for (int i = 0; i + 1 < n; i++) {
-        const int a = order[i], b = order[i + 1];
-        const T delta = s.depth[b] - s.depth[a];
-        const T density = softplus((s.sigma[a] + s.sigma[b]) / T(2) - T(1));
-        const T alpha = T(1) - exp(-density * delta);
-        s.trans[i] = trans;
-        s.weight[i] = alpha * trans;
-        total += s.weight[i];
-        trans = trans * (T(1) - alpha + T(kTransmittanceFloor));
-    }
-    return total;
-}
-
-// Importance samples (sample_importance + sample_pdf) from the coarse weights s.weight[0..coarse-2]
-// over the coarse depths s.depth[0..coarse-1]; writes `fine` depths to out. Uses s.grad as scratch.
-template <typename T> VR_INLINE void importance_depths(const Params& p, const T* uniforms, Scratch<T>& s, T* out) {
-    const int S = p.coarse, bins = S - 3;  // EG3D's pdf runs over the smoothed weights 1 .. S-3
-    const T* w = s.weight;
-    T* cdf = s.grad;
-    // max_pool1d(2, stride 1, padding 1) then avg_pool1d(2, stride 1), + 0.01, + eps.
-    auto smoothed = [&](int i) {
-        const T left = i == 0 ? w[0] : (w[i - 1] > w[i] ? w[i - 1] : w[i]);
-        const T right = i + 1 == S - 1 ? w[S - 2] : (w[i] > w[i + 1] ? w[i] : w[i + 1]);
-        return (left + right) / T(2) + T(kWeightFloor) + T(kPdfEps);
-    };
-    T total = T(0);
-    for (int b = 0; b < bins; b++) total += smoothed(b + 1);
-    cdf[0] = T(0);
-    T running = T(0);
-    for (int b = 0; b < bins; b++) {
-        running += smoothed(b + 1) / total;
-        cdf[b + 1] = running;
-    }
-    for (int k = 0; k < p.fine; k++) {
-        const T u = uniforms[k];
-        int above = 0;  // searchsorted(right=True): the number of cdf entries <= u
-        while (above <= bins && cdf[above] <= u) above++;
-        const int below = above - 1 > 0 ? above - 1 : 0;
-        above = above < bins ? above : bins;
-        T denom = cdf[above] - cdf[below];
-        denom = denom < T(kPdfEps) ? T(1) : denom;
-        // Bin edges are the coarse mid-points.
-        const T lo = (s.depth[below] + s.depth[below + 1]) / T(2);
-        const T hi = (s.depth[above] + s.depth[above + 1]) / T(2);
-        out[k] = lo + (u - cdf[below]) / denom * (hi - lo);
-    }
-}
-
-// order[0..n-1] = 0..n-1 sorted by s.depth (stable insertion sort: n is at most a few hundred).
-template <typename T> VR_INLINE void sort_by_depth(int n, const T* depth, int* order) {
-    for (int i = 0; i < n; i++) {
-        const int idx = i;
-        int j = i;
-        while (j > 0 && depth[order[j - 1]] > depth[idx]) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = idx;
-    }
-}
-
 // Evaluates every sample of a ray (the coarse ones, then the fine ones: drawn from the coarse weights
 // in the forward, read from in.depths_fine in the backward), sorts them and computes the compositing
 // weights. Returns the sample count; coarse_weights_out / fine_out (may be null) receive the coarse
@@ -291,19 +154,20 @@ template <typename T> VR_INLINE int eval_ray(const Params& p, const Inputs<T>& i
     const bool draw_fine = S2 > 0 && !in.depths_fine;
     if (coarse_weights_out || draw_fine) {
         for (int j = 0; j < S1; j++) s.order[j] = j;  // coarse depths come sorted
-        composite_weights(S1, s.order, s);
+        composite_weights(S1, s.order, s.depth, s.sigma, s.weight, s.trans);
         if (coarse_weights_out)
             for (int i = 0; i + 1 < S1; i++) coarse_weights_out[ray * (S1 - 1) + i] = s.weight[i];
     }
     if (S2 > 0) {
         const T* fine = draw_fine ? fine_out + ray * S2 : in.depths_fine + ray * S2;
-        if (draw_fine) importance_depths(p, in.uniforms + ray * S2, s, fine_out + ray * S2);
+        if (draw_fine)
+            importance_depths(S1, S2, s.depth, s.weight, in.uniforms + ray * S2, s.grad, fine_out + ray * S2);
         for (int k = 0; k < S2; k++)
             eval_sample(p, in, ray, S1 + k, fine[k], in.noise_fine ? in.noise_fine + ray * S2 + k : nullptr, s);
     }
     const int n = S1 + S2;
     sort_by_depth(n, s.depth, s.order);
-    total = composite_weights(n, s.order, s);
+    total = composite_weights(n, s.order, s.depth, s.sigma, s.weight, s.trans);
     return n;
 }
 
@@ -424,7 +288,7 @@ template <typename T> VR_INLINE void backward_ray(const Params& p, const Inputs<
         for (int q = 0; q < 3; q++) {
             T u, v;
             plane_coords(p, q, point, u, v);
-            const Taps<T> taps(p, u, v);
+            const Taps<T> taps(p.width, p.height, p.channels, u, v);
             T* plane = planes + q * (int64_t)p.height * p.width * C;
             for (int k = 0; k < 4; k++) {
                 if (taps.o[k] < 0) continue;

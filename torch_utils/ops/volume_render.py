@@ -44,7 +44,7 @@ class RenderedRays(NamedTuple):
 
 def _plugin():
     return custom_ops.get_plugin('volume_render_plugin', os.path.dirname(__file__), cpp_sources=['volume_render.cpp'],
-                                 cuda_sources=[], headers=['volume_render.h'])
+                                 cuda_sources=[], headers=['volume_render.h', 'volume_render_math.h'])
 
 
 def is_available(planes: torch.Tensor) -> bool:
