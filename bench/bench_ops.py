@@ -10,36 +10,32 @@ Examples:
 
 \b
 # CPU, torch's default thread count, markdown table on stdout:
-python bench/bench_ops.py
+python -m bench.bench_ops
 
 \b
 # More repetitions, one thread, on the GPU when there is one:
-python bench/bench_ops.py --repeats=20 --threads=1 --device=cuda
+python -m bench.bench_ops --repeats=20 --threads=1 --device=cuda
 
 \b
 # Only the volume renderer, 3 rounds:
-python bench/bench_ops.py --only=render --render-rounds=3
+python -m bench.bench_ops --only=render --render-rounds=3
 """
 
 import math
 import multiprocessing
-import os
 import resource
 import subprocess
-import sys
 import time
 from typing import Callable, Dict, List
 
 import click
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler  # noqa: E402
-from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
-from training.triplane import OSGDecoder  # noqa: E402
-from training.volumetric_rendering.ray_sampler import RaySampler  # noqa: E402
-from training.volumetric_rendering.renderer import ImportanceRenderer  # noqa: E402
+from camera_utils import camera_label
+from torch_utils.ops import bias_act, upfirdn2d
+from training.triplane import OSGDecoder
+from training.volumetric_rendering.ray_sampler import RaySampler
+from training.volumetric_rendering.renderer import ImportanceRenderer
 
 # FFHQ-512's rendering options (configs/ffhq512.json) at neural rendering resolution 128.
 RENDER_OPTIONS = dict(ray_start=2.25, ray_end=3.3, depth_resolution=48, depth_resolution_importance=48,
@@ -100,8 +96,8 @@ def render_scene(rays: int):
     gen = torch.Generator().manual_seed(0)
     planes = torch.randn(1, 3, 32, 256, 256, generator=gen)
     decoder = OSGDecoder(32, {'decoder_lr_mul': 1, 'decoder_output_dim': 32})
-    pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7)
-    origins, dirs = RaySampler()(pose, FOV_to_intrinsics(18.837).reshape(1, 3, 3), RENDER_RESOLUTION)
+    c = camera_label()  # EG3D's frontal FFHQ camera
+    origins, dirs = RaySampler()(c[:, :16].reshape(1, 4, 4), c[:, 16:].reshape(1, 3, 3), RENDER_RESOLUTION)
     repeat = math.ceil(rays / origins.shape[1])
     origins, dirs = (t.repeat(1, repeat, 1)[:, :rays].contiguous() for t in (origins, dirs))
     return planes, decoder, origins, dirs

@@ -67,16 +67,16 @@ for job in $(jobs -p); do wait $job || status=1; done
 exit $status'
 step ops_tests 150 env PSTYLE3D_REQUIRE_CUSTOM_OPS=1 python3 -m pytest -q -p no:cacheprovider -rfE tests/torch_utils/ops \
   --deselect tests/torch_utils/ops/test_cuda_sources.py
-step bench_inference 120 python3 bench/bench_inference.py --device=cuda --reps=3
-step training_batch1 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=1 --iters=4
-step training_batch4 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=4 --iters=4
-step bench_viewer 90 python3 bench/bench_viewer.py --preset=ffhq512 --device=cuda --frames=40
-step bench_projector 120 python3 bench/bench_projector.py --device=cuda --steps=3
+step bench_inference 120 python3 -m bench.bench_inference --device=cuda --reps=3
+step training_batch1 120 python3 -m bench.bench_training speed --cfg=ffhq512 --batch=1 --iters=4
+step training_batch4 120 python3 -m bench.bench_training speed --cfg=ffhq512 --batch=4 --iters=4
+step bench_viewer 90 python3 -m bench.bench_viewer --preset=ffhq512 --device=cuda --frames=40
+step bench_projector 120 python3 -m bench.bench_projector --device=cuda --steps=3
 step gen_samples 60 python3 gen_samples.py --outdir="$outdir/outputs/samples" --device=cuda
 step gen_videos 90 python3 gen_videos.py --outdir="$outdir/outputs/videos" --device=cuda
-step bench_generator 150 python3 bench/bench_generator.py --device=cuda --batch=1 --batch=4 --chunk=default --chunk=all
-step bench_ops 90 python3 bench/bench_ops.py --device=cuda --repeats=20
-step bench_metrics 90 python3 bench/bench_metrics.py --device=cuda --images=64 --batch=16
+step bench_generator 150 python3 -m bench.bench_generator --device=cuda --batch=1 --batch=4 --chunk=default --chunk=all
+step bench_ops 90 python3 -m bench.bench_ops --device=cuda --repeats=20
+step bench_metrics 90 python3 -m bench.bench_metrics --device=cuda --images=64 --batch=16
 
 tar -cf "$outdir/outputs.tar" -C "$outdir" outputs && rm -rf "$outdir/outputs"
 echo
