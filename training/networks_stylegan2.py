@@ -160,7 +160,7 @@ class SynthesisBlock(torch.nn.Module):
     def _memory_format(self, inputs: Sequence[Optional[torch.Tensor]], force_fp32: bool) -> torch.memory_format:
         """Channels-last for CPU inference (no gradient to any of `inputs` or the parameters): oneDNN convolves
         NHWC activations as they are stored, where NCHW ones are copied into its blocked layout and back
-        around every convolution (docs/benchmarks.md)."""
+        around every convolution."""
         inputs = [t for t in inputs if t is not None]
         if inputs[0].device.type == 'cpu' and not misc.needs_grad(*inputs, *self.parameters()):
             return torch.channels_last

@@ -3,9 +3,8 @@ EG3D's OSGDecoder MLP, MipRayMarcher2 compositing and the importance (fine) pass
 kernel that keeps a ray's samples in a small per-thread scratch area instead of (N, rays * samples, C)
 tensors.
 
-CPU only: on an NVIDIA H200 a one-thread-per-ray CUDA version took 598 ms for a forward at FFHQ-512's
-setting where the pure-PyTorch renderer took 35 ms (docs/benchmarks.md), so CUDA tensors always take
-the renderer's PyTorch path.
+CPU only: on a GPU, one thread per ray is far slower than the renderer's batched PyTorch path, so CUDA
+tensors always take that path.
 
 The reference is the pure-PyTorch ImportanceRenderer in training/volumetric_rendering/renderer.py,
 which chooses this op (rendering option `impl`, like the other ops' `impl` argument) and passes it the

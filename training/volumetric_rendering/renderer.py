@@ -25,7 +25,7 @@ from training.volumetric_rendering.ray_marcher import MipRayMarcher2, clamp_comp
 
 # Rays per chunk when neither the call nor rendering_options chooses: at FFHQ-512's 48 + 48 samples
 # per ray the per-sample working set of a 2048-ray chunk is about 0.1 GB, below what the
-# super-resolution network needs afterwards, so rendering no longer sets the peak (docs/benchmarks.md).
+# super-resolution network needs afterwards, so rendering does not set the peak.
 DEFAULT_RAY_CHUNK_SIZE = 2048
 
 
