@@ -16,7 +16,6 @@ INSTALL_HINT = ('face landmarks need the optional face tools: pip install -r req
 # MediaPipe's face detector finds stylised faces (anime, cartoons) more reliably on small inputs;
 # the mesh model itself runs on a 192x192 face crop, so detecting on a 256 px copy loses nothing.
 DETECT_SIZE = 256
-NUM_LANDMARKS = 468
 
 
 class FaceToolsMissing(ImportError):

@@ -5,33 +5,7 @@ import ctypes
 import warnings
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
-
-_constant_cache = dict()
-
-
-def constant(value, shape=None, dtype=None, device=None, memory_format=None) -> torch.Tensor:
-    """A cached constant tensor (filters, gains) so repeated calls do not re-allocate."""
-    value = np.asarray(value)
-    if shape is not None:
-        shape = tuple(shape)
-    if dtype is None:
-        dtype = torch.get_default_dtype()
-    if device is None:
-        device = torch.device('cpu')
-    if memory_format is None:
-        memory_format = torch.contiguous_format
-    key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
-    tensor = _constant_cache.get(key, None)
-    if tensor is None:
-        tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
-        if shape is not None:
-            tensor, _ = torch.broadcast_tensors(tensor, torch.empty(shape))
-        tensor = tensor.contiguous(memory_format=memory_format)
-        _constant_cache[key] = tensor
-    return tensor
-
 
 @contextlib.contextmanager
 def suppress_tracer_warnings():
@@ -80,11 +54,6 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
 def is_channels_last(x: torch.Tensor) -> bool:
     """Is the 4-D tensor x stored channels-last (NHWC), and not also plainly contiguous (C = 1 or H = W = 1)?"""
     return x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """torch.channels_last for a channels-last 4-D tensor, else torch.contiguous_format."""
-    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
 
 
 def _load_malloc_trim():

@@ -19,7 +19,6 @@ import torch
 from training.dam_layers import is_dam_module
 
 ENCODER_NAME = 'encoder'  # the generator's attribute holding the exemplar encoder
-SPECIAL_PARTS = ('dam', 'encoder', 'D')
 PSTYLE_PARTS = ('backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D')
 FINETUNE_PARTS = ('backbone', 'decoder', 'superresolution', 'D')
 

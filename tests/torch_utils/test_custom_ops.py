@@ -63,11 +63,11 @@ def test_failed_build_raises_with_the_compiler_output_when_required(cache_dir, m
 
 
 def test_ci_requires_the_plugins_in_both_test_runs():
-    """.ci/run exports the switch before its first command, so neither pytest run can pass on the fallback."""
+    """.ci/run exports the switch before its first command, so no pytest run can pass on the fallback."""
     lines = (Path(ROOT) / '.ci' / 'run').read_text().splitlines()
     export = lines.index(f'export {custom_ops.REQUIRE_ENV}=1')
     pytest_runs = [i for i, line in enumerate(lines) if '-m pytest' in line and not line.lstrip().startswith('#')]
-    assert len(pytest_runs) == 2 and export < min(pytest_runs), lines
+    assert pytest_runs and export < min(pytest_runs), lines
     assert not any(custom_ops.REQUIRE_ENV in line for line in lines[export + 1:]), 'unset or overridden later'
 
 

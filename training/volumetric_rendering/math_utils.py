@@ -1,21 +1,6 @@
-"""Small vector helpers shared by the cameras and the volume renderer (EG3D's `math_utils`)."""
+"""Ray helpers of the volume renderer (EG3D's `math_utils`): ray / box limits and per-ray linspace."""
 
 import torch
-
-
-def transform_vectors(matrix: torch.Tensor, vectors4: torch.Tensor) -> torch.Tensor:
-    """Apply a (M, M) matrix to row vectors: (K, M) -> (K, M), i.e. `matrix @ v` for every row v."""
-    return torch.matmul(vectors4, matrix.T)
-
-
-def normalize_vecs(vectors: torch.Tensor) -> torch.Tensor:
-    """Scale vectors (..., D) to unit Euclidean length along the last dimension."""
-    return vectors / torch.norm(vectors, dim=-1, keepdim=True)
-
-
-def torch_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Dot product along the last dimension: (..., D), (..., D) -> (...)."""
-    return (x * y).sum(-1)
 
 
 def get_ray_limits_box(rays_o: torch.Tensor, rays_d: torch.Tensor, box_side_length: float):

@@ -69,16 +69,6 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     return features.permute(0, 3, 2, 1).reshape(N, n_planes, M, C)
 
 
-def sample_from_3dgrid(grid: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
-    """Trilinear features of points: grid (1 or N, C, D, H, W), coordinates (N, M, 3) -> (N, M, C)."""
-    batch_size, _, n_dims = coordinates.shape
-    sampled = torch.nn.functional.grid_sample(grid.expand(batch_size, -1, -1, -1, -1),
-                                              coordinates.reshape(batch_size, 1, 1, -1, n_dims),
-                                              mode='bilinear', padding_mode='zeros', align_corners=False)
-    N, C, H, W, D = sampled.shape
-    return sampled.permute(0, 4, 3, 2, 1).reshape(N, H * W * D, C)
-
-
 class ImportanceRenderer(torch.nn.Module):
     """Renders tri-planes along rays. `rendering_options` are EG3D's `rendering_kwargs`
     (ray_start/ray_end floats or both 'auto', depth_resolution, depth_resolution_importance,
