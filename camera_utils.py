@@ -23,9 +23,10 @@ import torch
 
 from torch_utils import misc
 
-__all__ = ['CAMERA_LABEL_DIM', 'FOV_DEG', 'CAMERA_RADIUS', 'CAMERA_PIVOT', 'GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler',
-           'camera_label', 'check_camera_label', 'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics',
-           'dataset_labels_from_json', 'find_degenerate_camera_label', 'read_dataset_labels', 'xflip_camera_label']
+__all__ = ['CAMERA_LABEL_DIM', 'FOV_DEG', 'CAMERA_RADIUS', 'CAMERA_PIVOT', 'GaussianCameraPoseSampler',
+           'LookAtPoseSampler', 'UniformCameraPoseSampler', 'camera_label', 'check_camera_label',
+           'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics', 'dataset_labels_from_json',
+           'find_degenerate_camera_label', 'read_dataset_labels', 'xflip_camera_label']
 
 CAMERA_LABEL_DIM = 25  # 16 numbers of the cam2world matrix, then 9 of the normalised intrinsics
 LABEL_LAYOUT = '16 numbers of the cam2world matrix then 9 of the intrinsics'
@@ -206,7 +207,8 @@ def find_degenerate_camera_label(c: Union[torch.Tensor, np.ndarray]) -> Optional
         reason = (f'its rotation (cam2world[:3, :3]) is not a rotation matrix (max |R^T R - I| = '
                   f'{float(gram_error[row]):.3g}, det = {float(torch.linalg.det(rotation[row])):.3g})')
     elif not focal_ok[row]:
-        reason = f'its focal length must be > 0 (fx = c[16] = {float(c[row, 16]):g}, fy = c[20] = {float(c[row, 20]):g})'
+        reason = (f'its focal length must be > 0 (fx = c[16] = {float(c[row, 16]):g}, '
+                  f'fy = c[20] = {float(c[row, 20]):g})')
     else:
         reason = (f'the camera sits inside the rendered volume, {float(distance[row]):.3g} from the world origin '
                   f'(cam2world translation {c[row, [3, 7, 11]].tolist()}; must be >= {MIN_CAMERA_DISTANCE})')

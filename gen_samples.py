@@ -98,8 +98,8 @@ def generate_images(network: Optional[str], seeds: List[int], latent_path: Optio
 
     For every seed, or projected latent (--latent), one PNG per (alpha, view), e.g.
     seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10.png (the style part is the domain name or the
-    exemplar's file name), and seed0003_pixar_grid.png with one row per alpha and one column per view. Without --network the bundled demo network is
-    used. Existing files are not replaced without --overwrite.
+    exemplar's file name), and seed0003_pixar_grid.png with one row per alpha and one column per view.
+    Without --network the bundled demo network is used. Existing files are not replaced without --overwrite.
 
     Examples:
 

@@ -45,7 +45,8 @@ def _check_dest(source: str, dest: str, overwrite: bool) -> None:
     if os.path.exists(dest) and os.path.exists(source) and os.path.samefile(source, dest):
         raise click.ClickException(f'--dest {dest} is the --source file; write the rewritten pickle elsewhere')
     if os.path.exists(dest) and not overwrite:
-        raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it, or choose another path')
+        raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it, '
+                                   'or choose another path')
 
 
 def _half_copy(network, name: str):
@@ -80,7 +81,8 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
 
     \b
     # Bundle a trained snapshot for generation (no training state):
-    python legacy.py --source=~/training-runs/00000-tiny-toon-synthetic-pstyle-gpus1-batch4/network-snapshot-000004.pkl \\
+    python legacy.py \\
+        --source=~/training-runs/00000-tiny-toon-synthetic-pstyle-gpus1-batch4/network-snapshot-000004.pkl \\
         --dest=networks/pstyle3d-demo-synthetic.pkl --inference-only --overwrite
 
     \b

@@ -285,13 +285,14 @@ def _write_json(path: Optional[str], results: List[dict]) -> None:
 
 def _print_row(r: dict, header: bool) -> None:
     if header:
-        print(f"{'ops':>8} {'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} {'CPU s/img':>9} "
-              f"{'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}  " +
+        print(f"{'ops':>8} {'device':>6} {'batch':>5} {'chunk':>7} {'s/img(min)':>10} {'s/img(mean)':>11} "
+              f"{'CPU s/img':>9} {'RSS built':>9} {'peak RSS':>8} {'CUDA peak':>9}  " +
               '  '.join(f'{stage + " s/img (CPU)":>20}' for stage, _ in STAGES))
     cuda = '-' if r['cuda_peak_gib'] is None else f"{r['cuda_peak_gib']:.2f}G"
     chunk = {None: 'default', 0: 'all'}.get(r['chunk'], str(r['chunk']))
-    print(f"{r['ops']:>8} {r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} {r['sec_per_image_mean']:>11.2f} "
-          f"{r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G {r['peak_rss_gib']:>7.2f}G {cuda:>9}  " +
+    print(f"{r['ops']:>8} {r['device']:>6} {r['batch']:>5} {chunk:>7} {r['sec_per_image']:>10.2f} "
+          f"{r['sec_per_image_mean']:>11.2f} {r['cpu_sec_per_image']:>9.2f} {r['rss_after_build_gib']:>8.2f}G "
+          f"{r['peak_rss_gib']:>7.2f}G {cuda:>9}  " +
           '  '.join(f'{f"{wall:.2f} ({cpu:.2f})":>20}' for wall, cpu in r['stages'].values()), flush=True)
 
 

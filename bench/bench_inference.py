@@ -115,9 +115,9 @@ def measure(workload: str, device: torch.device, ray_chunk: int, reps: int, batc
         del out
         held = [*G.state_dict().values(), ws] + ([planes] if workload == 'frame' else [])
         tensor_peak_mb = tensor_mb(*held) + peak_tensor_increase_mb(lambda: render(G, z, ws, planes, c, workload))
-    return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, batch=batch, seconds=float(np.median(times)),
-                cpu_seconds=float(np.median(cpu_times)), peak_mb=peak_mb, tensor_peak_mb=tensor_peak_mb,
-                loaded_mb=loaded_mb, threads=torch.get_num_threads())
+    return dict(workload=workload, device=str(device), ray_chunk=ray_chunk, batch=batch,
+                seconds=float(np.median(times)), cpu_seconds=float(np.median(cpu_times)), peak_mb=peak_mb,
+                tensor_peak_mb=tensor_peak_mb, loaded_mb=loaded_mb, threads=torch.get_num_threads())
 
 
 @click.command()
@@ -139,8 +139,8 @@ def main(device_name: str, ray_chunk: int, reps: int, batch: int, workload: str)
     if workload is not None:
         print(json.dumps(measure(workload, torch.device(device_name), ray_chunk, reps, batch)))
         return
-    print('| workload | device | batch | ray chunk | wall s / call | wall s / image | CPU s / call | peak memory (MB) | '
-          'peak of live tensors (MB) | RSS before rendering (MB) | threads |')
+    print('| workload | device | batch | ray chunk | wall s / call | wall s / image | CPU s / call | '
+          'peak memory (MB) | peak of live tensors (MB) | RSS before rendering (MB) | threads |')
     print('|---|---|---|---|---|---|---|---|---|---|---|')
     for name in WORKLOADS:
         cmd = [sys.executable, '-m', 'bench.bench_inference', f'--device={device_name}', f'--ray-chunk={ray_chunk}',

@@ -61,8 +61,10 @@ def main():
 
 @main.command()
 @click.option('--cfg', help='Preset', default='tiny', show_default=True)
-@click.option('--iters', help='Iterations (the first is warm-up)', type=click.IntRange(min=2), default=12, show_default=True)
-@click.option('--batch', help="Images per iteration  [default: the preset's]", type=click.IntRange(min=1), metavar='INT')
+@click.option('--iters', help='Iterations (the first is warm-up)', type=click.IntRange(min=2), default=12,
+              show_default=True)
+@click.option('--batch', help="Images per iteration  [default: the preset's]", type=click.IntRange(min=1),
+              metavar='INT')
 def speed(cfg: str, iters: int, batch: Optional[int]):
     """Seconds per iteration and peak memory of the training loop."""
     preset = configs.load_preset(cfg)
@@ -87,8 +89,8 @@ def speed(cfg: str, iters: int, batch: Optional[int]):
     gpu = max(r['Resources/peak_gpu_mem_gb'] for r in records)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
-    print(f'{cfg}, batch {images}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), peak RSS {rss:.2f} GB, '
-          f'peak GPU memory {gpu:.2f} GB; {device}')
+    print(f'{cfg}, batch {images}: {sec:.3f} s/iter (median of {len(records) - 1} after warm-up), '
+          f'peak RSS {rss:.2f} GB, peak GPU memory {gpu:.2f} GB; {device}')
 
 
 @main.command()
@@ -121,12 +123,14 @@ def geometry(iters: int, lr: float):
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=lr, betas=(0.0, 0.99))
         loss = PStyleLoss(G=G, D=D, G_src=G_src, vgg=vgg, arcface=None, use_domain=method == 'pstyle', adv_weight=0,
-                          id_weight=0, density_reg=0, r1_gamma=0, neural_rendering_resolution=32, perceptual_resolution=64)
+                          id_weight=0, density_reg=0, r1_gamma=0, neural_rendering_resolution=32,
+                          perceptual_resolution=64)
         styles = []
         for step in range(iters):
             i = step % len(items)
             opt.zero_grad(set_to_none=True)
-            stats, _ = loss.accumulate_gradients('Gmain', exemplars[i:i + 1], cams[i:i + 1], ws[i:i + 1].detach(), cams[i:i + 1])
+            stats, _ = loss.accumulate_gradients('Gmain', exemplars[i:i + 1], cams[i:i + 1], ws[i:i + 1].detach(),
+                                                 cams[i:i + 1])
             opt.step()
             styles.append(float(stats['Loss/G/style']))
         domain = dict(domain=exemplars[:1]) if method == 'pstyle' else dict()

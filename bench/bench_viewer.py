@@ -53,7 +53,8 @@ def _frame(core: RenderCore, settings, yaw: float) -> None:
 
 @click.command()
 @click.option('--network', metavar='PATH', help='Network pickle  [default: the bundled demo network]')
-@click.option('--preset', metavar='NAME', help='Instead of --network: a configs/ preset with random weights, e.g. ffhq512')
+@click.option('--preset', metavar='NAME',
+              help='Instead of --network: a configs/ preset with random weights, e.g. ffhq512')
 @click.option('--resolution', 'resolutions', type=click.IntRange(min=8), multiple=True, metavar='INT',
               help='Neural rendering resolution (repeatable)  [default: the network\'s native one]')
 @click.option('--threads', 'thread_counts', type=click.IntRange(min=1), multiple=True, metavar='INT',

@@ -106,8 +106,8 @@ def synthetic_check_rows(yaws: Sequence[float] = CHECK_YAWS) -> Dict[tuple, np.n
             images = []
             for i in CHECK_SEEDS:
                 shape, _, _, choice = synthetic_heads.sample_head(0, i)
-                image, _ = synthetic_heads.render_head(shape, camera_utils.camera_label(yaw, 0.0)[0].numpy(), 128, style,
-                                                       synthetic_heads.pick_colors(style, choice))
+                image, _ = synthetic_heads.render_head(shape, camera_utils.camera_label(yaw, 0.0)[0].numpy(), 128,
+                                                       style, synthetic_heads.pick_colors(style, choice))
                 images.append(image)
             rows[(alpha, yaw)] = np.stack(images)
     return rows

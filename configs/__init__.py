@@ -63,7 +63,8 @@ def load_preset(name: str) -> dnnlib.EasyDict:
 
 
 def architecture(G_kwargs: dict) -> dict:
-    """The layout-defining part (ARCHITECTURE_KEYS) of generator kwargs: a preset's G_kwargs or a network's init_kwargs."""
+    """The layout-defining part (ARCHITECTURE_KEYS) of generator kwargs: a preset's G_kwargs or a network's
+    init_kwargs."""
     return {key: G_kwargs.get(key) for key in ARCHITECTURE_KEYS}
 
 

@@ -32,8 +32,9 @@ from dataset_preprocessing.face_landmarks import MultipleFacesFound, NoFaceFound
 POSE_PIVOT = np.array(camera_utils.CAMERA_PIVOT)
 CROP_SCALE = 1.0
 
-# MediaPipe face-mesh indices of (image-left, image-right) pairs of a frontal face. Eye corners and lids, brows, mouth corners: on the 10 shared portraits these gave the most mirror-
-# consistent yaw (the jaw-line points are the least stable on stylised faces).
+# MediaPipe face-mesh indices of (image-left, image-right) pairs of a frontal face. Eye corners and lids, brows,
+# mouth corners: on the 10 shared portraits these gave the most mirror-consistent yaw (the jaw-line points are the
+# least stable on stylised faces).
 _PAIRS = np.array([(33, 263), (133, 362), (159, 386), (145, 374), (70, 300), (105, 334), (61, 291)])
 _FOREHEAD, _CHIN = 10, 152
 _RIGHT_EYE, _LEFT_EYE, _MOUTH = (33, 133), (263, 362), (61, 291)

@@ -18,7 +18,8 @@ python -m dataset_preprocessing.synthetic_heads --dest=~/datasets/heads-natural.
 
 \b
 # The same heads and cameras, toon look, 128x128:
-python -m dataset_preprocessing.synthetic_heads --dest=~/datasets/heads-toon.zip --style=toon --count=100 --resolution=128
+python -m dataset_preprocessing.synthetic_heads --dest=~/datasets/heads-toon.zip --style=toon --count=100 \\
+    --resolution=128
 
 In Python: `make_synthetic_dataset('heads.zip', style='toon', count=16, resolution=64, seed=0)`, or
 `make_synthetic_pair(outdir, count=16)` for both looks.
@@ -234,7 +235,8 @@ def make_synthetic_dataset(dest: str, style: str, count: int, resolution: int = 
 
     labels, heads = [], []
     # Written under a temporary name: an interrupted run leaves an old --dest as it was.
-    with dnnlib.util.atomic_output(dest) as tmp_path, zipfile.ZipFile(tmp_path, 'w', compression=zipfile.ZIP_STORED) as zf:
+    with dnnlib.util.atomic_output(dest) as tmp_path, zipfile.ZipFile(tmp_path, 'w',
+                                                                      compression=zipfile.ZIP_STORED) as zf:
         for index in range(count):
             shape, yaw, pitch, choice = sample_head(seed, index)
             label = camera_utils.camera_label(yaw, pitch)[0].numpy()
@@ -272,8 +274,10 @@ def load_depths(path: str) -> np.ndarray:
 @click.command(help=__doc__)
 @click.option('--dest', help='Output zip', metavar='ZIP', required=True)
 @click.option('--style', help='Look of the heads', type=click.Choice(STYLES), required=True)
-@click.option('--count', help='Number of images', metavar='INT', type=click.IntRange(min=1), default=100, show_default=True)
-@click.option('--resolution', help='Image size', metavar='INT', type=click.IntRange(min=8), default=64, show_default=True)
+@click.option('--count', help='Number of images', metavar='INT', type=click.IntRange(min=1), default=100,
+              show_default=True)
+@click.option('--resolution', help='Image size', metavar='INT', type=click.IntRange(min=8), default=64,
+              show_default=True)
 @click.option('--seed', help='Random seed (same seed = same heads and cameras in every style)', metavar='INT',
               type=int, default=0, show_default=True)
 @click.option('--overwrite', help='Replace an existing --dest', is_flag=True)

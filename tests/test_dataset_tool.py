@@ -161,7 +161,8 @@ def test_estimate_cameras_without_face_tools(tmp_path):
     assert not (tmp_path / 'o.zip').exists()
 
 
-@pytest.mark.skipif(not HAVE_MEDIAPIPE, reason='optional face tools not installed: pip install -r requirements-faces.txt')
+@pytest.mark.skipif(not HAVE_MEDIAPIPE,
+                    reason='optional face tools not installed: pip install -r requirements-faces.txt')
 def test_estimate_cameras_on_portraits(tmp_path):
     source = tmp_path / 'src'
     os.makedirs(source)

@@ -18,7 +18,8 @@ def _images(folder, sizes=(16, 16, 16), seed=0):
     os.makedirs(folder, exist_ok=True)
     rng = np.random.RandomState(seed)
     for k, size in enumerate(sizes):
-        PIL.Image.fromarray(rng.randint(0, 256, (size, size, 3), dtype=np.uint8)).save(os.path.join(folder, f'img_{k}.png'))
+        PIL.Image.fromarray(rng.randint(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            os.path.join(folder, f'img_{k}.png'))
     return str(folder)
 
 
@@ -34,7 +35,8 @@ def test_overwrite_never_touches_the_source_or_its_folder(tmp_path, dest):
     before = tree_digest(tmp_path)
     dest = {'parent': root, 'source': root / 'raw', 'inside': root / 'raw' / 'out.zip'}[dest]
     result = _run('--source', source, '--dest', dest, '--overwrite')
-    assert_one_line_error(result, r'--dest .* is, holds or lies inside the input .*raw; write the output somewhere else')
+    assert_one_line_error(result, r'--dest .* is, holds or lies inside the input .*raw; '
+                                  r'write the output somewhere else')
     assert tree_digest(tmp_path) == before
 
 

@@ -104,7 +104,8 @@ def test_bundled_network_matches_the_demo_preset(G):
     for key in preset:
         if key not in ('class_name', 'domain_kwargs', 'rendering_kwargs'):
             assert kwargs[key] == preset[key], key
-    assert {k: v for k, v in G.rendering_kwargs.items() if k in preset['rendering_kwargs']} == preset['rendering_kwargs']
+    assert ({k: v for k, v in G.rendering_kwargs.items() if k in preset['rendering_kwargs']}
+            == preset['rendering_kwargs'])
     assert G.neural_rendering_resolution == DEMO_PRESET.neural_rendering_resolution
     assert preset['rendering_kwargs']['avg_camera_radius'] == camera_utils.CAMERA_RADIUS
     assert preset['rendering_kwargs']['avg_camera_pivot'] == list(camera_utils.CAMERA_PIVOT)

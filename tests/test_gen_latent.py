@@ -40,7 +40,8 @@ def test_latent_renders_exactly_what_its_seed_renders(tmp_path):
         f'--network={network}', f'--latent={folder}', '--grid=2x1', '--w-frames=2', '--device=cpu',
         f'--outdir={tmp_path / "v"}'])
     assert video.exit_code == 0, video.output
-    assert [f for f in os.listdir(tmp_path / 'v') if f.endswith('.mp4')] == ['anna+ben_2x1_orbit_image_toon_alpha1.00.mp4']
+    assert ([f for f in os.listdir(tmp_path / 'v') if f.endswith('.mp4')]
+            == ['anna+ben_2x1_orbit_image_toon_alpha1.00.mp4'])
     np.save(folder / 'bad.npy', np.zeros((3, 7), np.float32))
     bad = CliRunner().invoke(gen_samples.generate_images, [*common, f'--latent={folder}', f'--outdir={tmp_path / "c"}'])
     assert bad.exit_code == 2 and "Invalid value for '--latent'" in bad.output and 'got (3, 7)' in bad.output

@@ -19,7 +19,8 @@ def test_sample_name():
     assert gen_samples.sample_name(3, 'pixar', 0.5, 0.4, -0.1) == 'seed0003_pixar_alpha0.50_yaw+0.40_pitch-0.10'
     assert gen_samples.sample_name(12, None, None, 0.0, 0.0) == 'seed0012_yaw+0.00_pitch+0.00'
     # Values that two decimals would round keep their digits, so distinct requests get distinct names.
-    assert gen_samples.sample_name(0, 'style', 0.001, 0.004, -1e-05) == 'seed0000_style_alpha0.001_yaw+0.004_pitch-1e-05'
+    assert (gen_samples.sample_name(0, 'style', 0.001, 0.004, -1e-05)
+            == 'seed0000_style_alpha0.001_yaw+0.004_pitch-1e-05')
     assert gen_samples.grid_name(3, 'style') == 'seed0003_style_grid'
     assert gen_samples.shape_name(3, None, None) == 'seed0003'
 
@@ -72,7 +73,8 @@ def test_writes_views_grid_depth_and_shapes(outputs):
             assert depth.shape == (32, 32) and depth.dtype == np.uint16
     grid = _png(outdir / f'seed{SEED:04d}_sketch_grid.png')
     assert grid.shape == (2 * 128, 2 * 128, 3)  # rows: alpha 0, 1; columns: the two views
-    np.testing.assert_array_equal(grid[128:, 128:], _png(outdir / (gen_samples.sample_name(SEED, 'sketch', 1.0, 0.4, -0.1) + '.png')))
+    np.testing.assert_array_equal(grid[128:, 128:],
+                                  _png(outdir / (gen_samples.sample_name(SEED, 'sketch', 1.0, 0.4, -0.1) + '.png')))
     for alpha in ('0.00', '1.00'):
         assert os.path.getsize(outdir / f'seed{SEED:04d}_sketch_alpha{alpha}.mrc') == 1024 + 16 ** 3 * 4
         raw = (outdir / f'seed{SEED:04d}_sketch_alpha{alpha}.ply').read_bytes()

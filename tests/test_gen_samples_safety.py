@@ -84,7 +84,8 @@ def test_distinct_requests_give_distinct_files(tmp_path, network):
         + ['seed0000_toon_grid.png'])
     # An exemplar's name is part of the names, so two exemplars do not overwrite each other.
     for name in ('warm', 'cold'):
-        PIL.Image.fromarray(np.full((16, 16, 3), 200 if name == 'warm' else 30, np.uint8)).save(tmp_path / f'{name}.png')
+        PIL.Image.fromarray(np.full((16, 16, 3), 200 if name == 'warm' else 30, np.uint8)).save(
+            tmp_path / f'{name}.png')
         result = _run(f'--network={network}', f'--outdir={tmp_path / "ex"}', '--seeds=0', '--views=front',
                       f'--exemplar={tmp_path / f"{name}.png"}', '--alpha=1')
         assert result.exit_code == 0, result.output

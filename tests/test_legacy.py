@@ -209,14 +209,16 @@ def test_class_name_disambiguated_by_module_source(tmp_path, monkeypatch):
         'import torch\nfrom torch_utils import persistence\n\n'
         '@persistence.persistent_class\nclass LegacyTinyLayer(torch.nn.Module):\n'
         '    def __init__(self, in_features, out_features, lr_multiplier=1.0):\n'
-        '        super().__init__()\n        self.weight = torch.nn.Parameter(torch.ones([out_features, in_features]))\n\n'
+        '        super().__init__()\n'
+        '        self.weight = torch.nn.Parameter(torch.ones([out_features, in_features]))\n\n'
         'class TwinOnlyHelper:\n    pass\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     twin = importlib.import_module('legacy_twin_module')
     try:
         layer = LegacyTinyLayer(3, 2)
         for src, expected in [('class LegacyTinyLayer:\n    pass\nclass LegacyTinyNet:\n    pass\n', LegacyTinyLayer),
-                              ('class LegacyTinyLayer:\n    pass\nclass TwinOnlyHelper:\n    pass\n', twin.LegacyTinyLayer)]:
+                              ('class LegacyTinyLayer:\n    pass\nclass TwinOnlyHelper:\n    pass\n',
+                               twin.LegacyTinyLayer)]:
             record = safe_pickle.PersistentRecord(_eg3d_meta(layer, src))
             assert network_pickle.resolve_class(record, 'G') is expected
     finally:
@@ -236,7 +238,8 @@ def test_os_system_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / 'x'
     snap = _tiny_snapshot()
     snap['training_set_kwargs'] = _Forged(os.system, f'touch {marker}')
-    with pytest.raises(pickle.UnpicklingError, match=r'refusing to load global (posix|nt)\.system \(os\.system\)') as info:
+    with pytest.raises(pickle.UnpicklingError,
+                       match=r'refusing to load global (posix|nt)\.system \(os\.system\)') as info:
         _load(snap)
     assert 'network pickle' in str(info.value)
     assert not marker.exists()
@@ -431,7 +434,8 @@ def test_bytes_and_text_files_are_refused_with_what_to_pass(tmp_path):
 
 
 def test_authors_checkpoint_has_no_discriminator_documented():
-    assert 'D` (a torch.nn.Module, or None for the\n    PStyle-3D authors\' .pt checkpoints' in legacy.load_network_pkl.__doc__
+    assert ('D` (a torch.nn.Module, or None for the\n    PStyle-3D authors\' .pt checkpoints'
+            in legacy.load_network_pkl.__doc__)
 
 
 def test_convert_refuses_existing_dest_folder_and_source(tmp_path):

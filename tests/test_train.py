@@ -80,7 +80,8 @@ def test_presets_fill_defaults_and_command_line_wins(datasets, tmp_path):
     assert c.total_kimg == tiny['options']['kimg'] and c.kimg_per_tick == tiny['options']['tick']
     assert c.network_snapshot_ticks == 7  # given on the command line
     assert c.loss_kwargs == dict(adv_weight=0.7, content_weight=1.0, style_weight=1.0, id_weight=0.5, density_reg=0.1,
-                                 geom_weight=0.0, r1_gamma=5.0, density_reg_points=tiny['training']['density_reg_points'],
+                                 geom_weight=0.0, r1_gamma=5.0,
+                                 density_reg_points=tiny['training']['density_reg_points'],
                                  neural_rendering_resolution=32, perceptual_resolution=64)
     assert c.G_opt_kwargs['lr'] == 1e-5 and c.D_opt_kwargs['lr'] == 1e-5
     assert c.train_parts == ['backbone.synthesis', 'superresolution', 'dam', 'encoder', 'D']
@@ -127,7 +128,8 @@ def test_cli_run_folder_with_latent_folder_content(datasets, tmp_path):
                          '--content', str(latents))
         assert result.exit_code == 0, result.output
     run_dirs = sorted(os.listdir(outdir))
-    assert run_dirs == ['00000-tiny-good-synthetic-pstyle-gpus1-batch1', '00001-tiny-good-synthetic-pstyle-gpus1-batch1']
+    assert run_dirs == ['00000-tiny-good-synthetic-pstyle-gpus1-batch1',
+                        '00001-tiny-good-synthetic-pstyle-gpus1-batch1']
     files = set(os.listdir(outdir / run_dirs[0]))
     assert {'training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.001.png',
             'network-snapshot-000000.001.pkl'} <= files

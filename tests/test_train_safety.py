@@ -55,7 +55,8 @@ def test_bad_data_labels_and_files_stop_before_the_run_folder(tmp_path):
     (tmp_path / 'corrupt.pkl').write_bytes(b'\x80\x04\x95garbage')
     (tmp_path / 'corrupt.pth').write_bytes(b'PK\x03\x04cut')
     cases = [
-        (['--data', nan, '--random-perceptual'], r'--data: .*label of "img00000000.png" is not a usable camera: it has non-finite numbers'),
+        (['--data', nan, '--random-perceptual'],
+         r'--data: .*label of "img00000000.png" is not a usable camera: it has non-finite numbers'),
         (['--data', missing, '--random-perceptual'], r'--data: .*dataset.json does not match the images: 1 image'),
         (['--data', nan, '--random-perceptual', '--outdir', tmp_path / 'file'], r'--outdir: .*file is a file'),
         (['--data', nan, '--random-perceptual', '--resume', tmp_path / 'corrupt.pkl'], r'--data'),
@@ -108,7 +109,8 @@ def test_eg3d_network_of_another_preset_stops_before_training(tmp_path, data, me
     eg3d = str(tmp_path / 'eg3d.pkl')
     write_tiny_snapshot(eg3d)
     outdir = tmp_path / 'runs'
-    result = _invoke(outdir, '--data', data, '--random-perceptual', '--resume', eg3d, '--method', method, '--cfg', 'ffhq512')
+    result = _invoke(outdir, '--data', data, '--random-perceptual', '--resume', eg3d, '--method', method,
+                     '--cfg', 'ffhq512')
     assert_one_line_error(result, r'--cfg: --resume .*eg3d.pkl is not a ffhq512 network: img_resolution 128 '
                                   r'\(--cfg 512\), .*; pass --cfg=tiny')
     assert not outdir.exists()

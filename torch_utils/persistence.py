@@ -105,7 +105,8 @@ def _reconstruct_persistent_obj(meta: dict) -> Any:
     meta = dnnlib.EasyDict(meta)
     if meta.get('type') != 'class' or meta.get('version') != FORMAT_VERSION:
         raise pickle.UnpicklingError(f'unsupported persistent object: type={meta.get("type")!r}, '
-                                     f'version={meta.get("version")!r} (expected type "class", version {FORMAT_VERSION})')
+                                     f'version={meta.get("version")!r} '
+                                     f'(expected type "class", version {FORMAT_VERSION})')
     module = _src_to_module.get(meta.module_src)
     cls = None if module is None else module.__dict__.get(meta.class_name)
     if cls is None or not is_persistent(cls):

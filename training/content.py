@@ -69,7 +69,8 @@ class SampledContent:
     def __init__(self, G_src: torch.nn.Module, camera_labels: np.ndarray, truncation_psi: float = 0.7):
         labels = np.asarray(camera_labels, dtype=np.float32)
         if labels.ndim != 2 or labels.shape[1] != CAMERA_LABEL_DIM or len(labels) == 0:
-            raise ValueError(f'sampled content needs camera labels of shape (M, {CAMERA_LABEL_DIM}), got {labels.shape}')
+            raise ValueError(f'sampled content needs camera labels of shape (M, {CAMERA_LABEL_DIM}), '
+                             f'got {labels.shape}')
         self.G_src = G_src
         self.camera_labels = torch.from_numpy(labels)
         self.truncation_psi = truncation_psi
@@ -89,7 +90,8 @@ class LatentFolderContent:
 
     def __init__(self, path: str, num_ws: int, w_dim: int):
         if not os.path.isdir(path):
-            raise FileNotFoundError(f'--content folder "{path}" does not exist (expected a folder of .npy/.pt w+ latents)')
+            raise FileNotFoundError(f'--content folder "{path}" does not exist '
+                                    '(expected a folder of .npy/.pt w+ latents)')
         names = sorted(f for f in os.listdir(path) if f.endswith(LATENT_EXTS))
         if not names:
             raise ValueError(f'--content folder "{path}" holds no {"/".join(LATENT_EXTS)} latent files')

@@ -193,7 +193,8 @@ class ImageFolderDataset(Dataset):
             try:
                 self._zipfile = zipfile.ZipFile(self._path)
             except zipfile.BadZipFile as err:
-                raise ValueError(f'{self._path} is not a valid zip file ({err}); rebuild it with dataset_tool.py') from err
+                raise ValueError(f'{self._path} is not a valid zip file ({err}); '
+                                 'rebuild it with dataset_tool.py') from err
         return self._zipfile
 
     def _open_file(self, fname: str):
@@ -247,7 +248,8 @@ class ImageFolderDataset(Dataset):
         return image.transpose(2, 0, 1)  # HWC => CHW
 
     def _load_raw_labels(self) -> Optional[np.ndarray]:
-        """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without dataset.json."""
+        """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without
+        dataset.json."""
         if 'dataset.json' not in self._all_fnames:
             return None
         with self._open_file('dataset.json') as f:

@@ -254,7 +254,8 @@ def add_domain(G: torch.nn.Module, domain: str, domain_kwargs: dict) -> torch.nn
     state = {k: v for k, v in G.state_dict().items() if k != 'domain_codes'}
     missing, unexpected = new_G.load_state_dict(state, strict=False)
     # Only the fresh encoder and the codes (copied below) may be missing from G's state.
-    assert not unexpected and all(is_encoder_parameter(k) or k == 'domain_codes' for k in missing), (missing, unexpected)
+    assert not unexpected and all(is_encoder_parameter(k) or k == 'domain_codes'
+                                  for k in missing), (missing, unexpected)
     with torch.no_grad():
         new_G.domain_codes[:len(G.domain_names)].copy_(G.domain_codes)
     copy_render_settings(G, new_G)

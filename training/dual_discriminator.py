@@ -17,8 +17,8 @@ def filtered_resizing(image_orig_tensor: torch.Tensor, size: int, f: Optional[to
     """Resize (N, C, H, W) to (N, C, size, size) the way EG3D does.
 
     filter_mode: 'antialiased' (bilinear with antialiasing, the default), 'classic' (FIR upsample,
-    bilinear, FIR downsample with `f`, which only this mode needs), 'none' (plain bilinear) or a float in (0, 1) blending plain
-    (weight 1 - x) and antialiased (weight x) bilinear.
+    bilinear, FIR downsample with `f`, which only this mode needs), 'none' (plain bilinear) or a float
+    in (0, 1) blending plain (weight 1 - x) and antialiased (weight x) bilinear.
     """
     def bilinear(x, out_size, antialias):
         return torch.nn.functional.interpolate(x, size=(out_size, out_size), mode='bilinear', align_corners=False,

@@ -47,7 +47,8 @@ def adain_style_loss(feats: Dict[str, torch.Tensor], target_feats: Dict[str, tor
 def identity_loss(emb: torch.Tensor, target_emb: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of 1 - cosine similarity between (N, D) face embeddings: scalar."""
     if emb.shape != target_emb.shape or emb.ndim != 2:
-        raise ValueError(f'identity embeddings must both be (N, D), got {tuple(emb.shape)} and {tuple(target_emb.shape)}')
+        raise ValueError(f'identity embeddings must both be (N, D), got {tuple(emb.shape)} and '
+                         f'{tuple(target_emb.shape)}')
     return (1 - F.cosine_similarity(emb, target_emb, dim=1)).mean()
 
 
@@ -97,7 +98,8 @@ class PStyleLoss:
         self.vgg, self.arcface = vgg, arcface
         self.use_domain = use_domain
         self.adv_weight, self.content_weight, self.style_weight = adv_weight, content_weight, style_weight
-        self.id_weight, self.density_reg, self.geom_weight, self.r1_gamma = id_weight, density_reg, geom_weight, r1_gamma
+        self.id_weight, self.density_reg = id_weight, density_reg
+        self.geom_weight, self.r1_gamma = geom_weight, r1_gamma
         self.density_reg_p_dist = (density_reg_p_dist if density_reg_p_dist is not None
                                    else G.rendering_kwargs.get('density_reg_p_dist', 0.004))
         self.density_reg_points = density_reg_points
@@ -135,7 +137,8 @@ class PStyleLoss:
         """
         if phase not in PHASES:
             raise ValueError(f'unknown phase "{phase}", expected one of {PHASES}')
-        misc.assert_shape(exemplar, [None, self.G.img_channels, self.G.img_resolution, self.G.img_resolution], 'exemplar')
+        misc.assert_shape(exemplar, [None, self.G.img_channels, self.G.img_resolution, self.G.img_resolution],
+                          'exemplar')
         misc.assert_shape(exemplar_c, [exemplar.shape[0], CAMERA_LABEL_DIM], 'exemplar camera c')
         misc.assert_shape(content_ws, [exemplar.shape[0], self.G.backbone.num_ws, self.G.w_dim], 'content ws')
         misc.assert_shape(content_c, [exemplar.shape[0], CAMERA_LABEL_DIM], 'content camera c')
@@ -205,7 +208,8 @@ class PStyleLoss:
             loss_geom = F.l1_loss(sigma_points, sigma_src)
             loss = loss + self.geom_weight * loss_geom
             stats['Loss/G/geom'] = loss_geom.detach()
-        if loss.requires_grad:  # no gradient when only parts that do not shape the density train (--train=superresolution)
+        # No gradient when only parts that do not shape the density train (--train=superresolution).
+        if loss.requires_grad:
             loss.mul(gain).backward()
         return stats
 

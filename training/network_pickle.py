@@ -87,7 +87,8 @@ def load_network_pkl(f: Union[BinaryIO, str, os.PathLike], force_fp16: bool = Fa
     if isinstance(f, (bytes, bytearray, memoryview)):
         raise TypeError('load_network_pkl takes a path or a binary file, not bytes: wrap the bytes in io.BytesIO(data)')
     if isinstance(f, io.TextIOBase):
-        raise TypeError(f'load_network_pkl needs a file opened in binary mode: open({getattr(f, "name", "...")!r}, "rb")')
+        raise TypeError('load_network_pkl needs a file opened in binary mode: '
+                        f'open({getattr(f, "name", "...")!r}, "rb")')
     if not hasattr(f, 'read'):
         raise TypeError(f'load_network_pkl takes a path or a binary file, got {type(f).__name__}')
     source = str(getattr(f, 'name', '<network pickle stream>'))

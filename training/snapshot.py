@@ -40,7 +40,8 @@ def capture_rng_state(device: torch.device, generators: Dict[str, torch.Generato
     return state
 
 
-def restore_rng_state(state: Dict[str, torch.Tensor], device: torch.device, generators: Dict[str, torch.Generator]) -> None:
+def restore_rng_state(state: Dict[str, torch.Tensor], device: torch.device,
+                      generators: Dict[str, torch.Generator]) -> None:
     """Inverse of `capture_rng_state`; raises ValueError if a generator's state is missing."""
     torch.set_rng_state(state['torch_cpu'])
     if device.type == 'cuda' and 'torch_cuda' in state:

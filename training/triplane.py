@@ -185,7 +185,8 @@ class TriPlaneGenerator(DomainInputMixin, torch.nn.Module):
 
     def decode_planes(self, planes: torch.Tensor, coordinates: torch.Tensor,
                       directions: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Decoder outputs {'rgb': (N, M, 32), 'sigma': (N, M, 1)} at points (N, M, 3) of tri-planes (N, 3, 32, H, W)."""
+        """Decoder outputs {'rgb': (N, M, 32), 'sigma': (N, M, 1)} at points (N, M, 3) of tri-planes
+        (N, 3, 32, H, W)."""
         misc.assert_shape(planes, [None, 3, PLANE_CHANNELS, None, None], 'planes')
         misc.assert_shape(coordinates, [planes.shape[0], None, 3], 'coordinates')
         misc.assert_shape(directions, list(coordinates.shape), 'directions')

@@ -126,7 +126,8 @@ def letterbox(image: np.ndarray, aspect: float) -> np.ndarray:
 
 @dataclasses.dataclass
 class _Prepared:
-    """What one (latent, style, alpha) renders from: ws (1, num_ws, w_dim), domain kwargs, tri-planes (1, 3, 32, H, W)."""
+    """What one (latent, style, alpha) renders from: ws (1, num_ws, w_dim), domain kwargs, tri-planes
+    (1, 3, 32, H, W)."""
     ws: torch.Tensor
     domain_kwargs: Dict[str, Any]
     planes: torch.Tensor

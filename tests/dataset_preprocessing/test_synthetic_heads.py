@@ -86,7 +86,8 @@ def test_same_seed_same_dataset_and_styles_share_geometry(pair, tmp_path):
     with zipfile.ZipFile(again) as a, zipfile.ZipFile(pair['natural']) as b:
         assert sorted(a.namelist()) == sorted(b.namelist())
         assert all(a.read(n) == b.read(n) for n in a.namelist())
-    np.testing.assert_array_equal(synthetic_heads.load_depths(pair['natural']), synthetic_heads.load_depths(pair['toon']))
+    np.testing.assert_array_equal(synthetic_heads.load_depths(pair['natural']),
+                                  synthetic_heads.load_depths(pair['toon']))
     assert _labels(pair['natural'])[0] == _labels(pair['toon'])[0]
     other = synthetic_heads.make_synthetic_dataset(str(tmp_path / 'other.zip'), 'natural', 2, 32, seed=4)
     assert not np.array_equal(synthetic_heads.load_depths(other), synthetic_heads.load_depths(pair['natural'])[:2])

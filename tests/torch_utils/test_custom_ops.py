@@ -98,7 +98,8 @@ def test_concurrent_builds_share_one_cached_build(tmp_path):
     (src / 'tiny.cpp').write_text(TINY_PLUGIN)
     env = dict(os.environ, PSTYLE3D_CACHE_DIR=str(tmp_path / 'cache'), PYTHONPATH=ROOT)
     cmd = [sys.executable, '-c', LOAD_TINY, str(src)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert all('result [2.0, 2.0]' in out for out in outputs), outputs

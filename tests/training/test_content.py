@@ -23,7 +23,8 @@ def _write_folder(path, num_ws=3, w_dim=4, n=3, labels=True):
             torch.save(torch.from_numpy(ws[i][None]), path / name)  # (1, num_ws, w_dim) is accepted too
         names.append(name)
     if labels:
-        (path / 'dataset.json').write_text(json.dumps({'labels': [[nm, cams[i].tolist()] for i, nm in enumerate(names)]}))
+        (path / 'dataset.json').write_text(
+            json.dumps({'labels': [[nm, cams[i].tolist()] for i, nm in enumerate(names)]}))
     return ws, cams
 
 

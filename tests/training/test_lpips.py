@@ -65,7 +65,8 @@ def test_lpips_loads_weight_files_and_gradients_reach_the_image(tmp_path):
     stand_in = LPIPS(allow_random_weights=True)
     vgg_path = tmp_path / VGG16_FILENAME
     torch.save(stand_in.vgg.state_dict(), vgg_path)
-    lins = {f'lin{i}.model.1.weight': torch.full((1, w.numel(), 1, 1), 0.01 * (i + 1)) for i, w in enumerate(stand_in.lin)}
+    lins = {f'lin{i}.model.1.weight': torch.full((1, w.numel(), 1, 1), 0.01 * (i + 1))
+            for i, w in enumerate(stand_in.lin)}
     lin_path = tmp_path / 'vgg.pth'
     torch.save(lins, lin_path)
     lpips = LPIPS(vgg_weights=str(vgg_path), lin_weights=str(lin_path))

@@ -22,7 +22,8 @@ def test_render_views_pairs_and_cameras(views):
     # The first view is the head's own dataset camera and image.
     _, yaw, pitch, choice = synthetic_heads.sample_head(0, 0)
     np.testing.assert_allclose(views.labels[0, 0].numpy(), camera_utils.camera_label(yaw, pitch)[0].numpy())
-    image, depth = synthetic_heads.render_head(synthetic_heads.sample_head(0, 0)[0], camera_utils.camera_label(yaw, pitch)[0].numpy(),
+    image, depth = synthetic_heads.render_head(synthetic_heads.sample_head(0, 0)[0],
+                                               camera_utils.camera_label(yaw, pitch)[0].numpy(),
                                                32, 'toon', synthetic_heads.pick_colors('toon', choice))
     np.testing.assert_allclose(views.toon[0, 0].permute(1, 2, 0).numpy(), image / 127.5 - 1, atol=1e-6)
     np.testing.assert_array_equal(views.depth[0, 0].numpy(), depth)
@@ -48,7 +49,8 @@ def test_reconstruction_loss_values():
     assert loss['depth'].item() == pytest.approx(0.5)  # only the lower (foreground) half counts
     assert loss['total'].item() == pytest.approx(0.5 + 0.25 + source_fit.DEPTH_WEIGHT * 0.5)
     heavier = source_fit.reconstruction_loss(out, target, depth, depth_weight=4.0)
-    assert heavier['depth'].item() == loss['depth'].item() and heavier['total'].item() == pytest.approx(0.5 + 0.25 + 2.0)
+    assert (heavier['depth'].item() == loss['depth'].item()
+            and heavier['total'].item() == pytest.approx(0.5 + 0.25 + 2.0))
 
 
 def test_fit_reduces_losses_and_stores_code(views):

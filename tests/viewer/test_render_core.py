@@ -70,7 +70,8 @@ def test_planes_are_computed_once_per_latent_style_and_alpha(G):
     settings = RenderSettings(seed=1, domain='toon', alpha=1.0, neural_rendering_resolution=core.native_resolution)
     first = core.render(settings, orbit_camera(G, 0.0, 0.0))
     moved = core.render(settings, orbit_camera(G, 0.5, 0.0))
-    core.render(dataclasses.replace(settings, output='depth', neural_rendering_resolution=16), orbit_camera(G, 0.2, 0.1))
+    core.render(dataclasses.replace(settings, output='depth', neural_rendering_resolution=16),
+                orbit_camera(G, 0.2, 0.1))
     assert len(calls) == 1
     assert np.abs(first.astype(int) - moved.astype(int)).mean() > 1  # the camera moved the picture
     natural = core.render(dataclasses.replace(settings, alpha=0.0), orbit_camera(G, 0.0, 0.0))

@@ -1,6 +1,5 @@
 """viewer.ui.ViewerSession without a browser: a stand-in viser client and render core."""
 
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np

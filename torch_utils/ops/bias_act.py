@@ -14,15 +14,24 @@ from torch_utils import custom_ops
 # 'y' output) their gradient is computed from; `has_2nd_grad` is False where the second derivative
 # vanishes almost everywhere.
 activation_funcs = {
-    'linear':   EasyDict(func=lambda x, **_: x,                        def_alpha=0,   def_gain=1,          cuda_idx=1, ref='',  has_2nd_grad=False),
-    'relu':     EasyDict(func=lambda x, **_: F.relu(x),                def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=2, ref='y', has_2nd_grad=False),
-    'lrelu':    EasyDict(func=lambda x, alpha, **_: F.leaky_relu(x, alpha), def_alpha=0.2, def_gain=np.sqrt(2), cuda_idx=3, ref='y', has_2nd_grad=False),
-    'tanh':     EasyDict(func=lambda x, **_: torch.tanh(x),            def_alpha=0,   def_gain=1,          cuda_idx=4, ref='y', has_2nd_grad=True),
-    'sigmoid':  EasyDict(func=lambda x, **_: torch.sigmoid(x),         def_alpha=0,   def_gain=1,          cuda_idx=5, ref='y', has_2nd_grad=True),
-    'elu':      EasyDict(func=lambda x, **_: F.elu(x),                 def_alpha=0,   def_gain=1,          cuda_idx=6, ref='y', has_2nd_grad=True),
-    'selu':     EasyDict(func=lambda x, **_: F.selu(x),                def_alpha=0,   def_gain=1,          cuda_idx=7, ref='y', has_2nd_grad=True),
-    'softplus': EasyDict(func=lambda x, **_: F.softplus(x),            def_alpha=0,   def_gain=1,          cuda_idx=8, ref='y', has_2nd_grad=True),
-    'swish':    EasyDict(func=lambda x, **_: torch.sigmoid(x) * x,     def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=9, ref='x', has_2nd_grad=True),
+    'linear':   EasyDict(func=lambda x, **_: x,                        def_alpha=0,   def_gain=1,
+                         cuda_idx=1, ref='',  has_2nd_grad=False),
+    'relu':     EasyDict(func=lambda x, **_: F.relu(x),                def_alpha=0,   def_gain=np.sqrt(2),
+                         cuda_idx=2, ref='y', has_2nd_grad=False),
+    'lrelu':    EasyDict(func=lambda x, alpha, **_: F.leaky_relu(x, alpha), def_alpha=0.2, def_gain=np.sqrt(2),
+                         cuda_idx=3, ref='y', has_2nd_grad=False),
+    'tanh':     EasyDict(func=lambda x, **_: torch.tanh(x),            def_alpha=0,   def_gain=1,
+                         cuda_idx=4, ref='y', has_2nd_grad=True),
+    'sigmoid':  EasyDict(func=lambda x, **_: torch.sigmoid(x),         def_alpha=0,   def_gain=1,
+                         cuda_idx=5, ref='y', has_2nd_grad=True),
+    'elu':      EasyDict(func=lambda x, **_: F.elu(x),                 def_alpha=0,   def_gain=1,
+                         cuda_idx=6, ref='y', has_2nd_grad=True),
+    'selu':     EasyDict(func=lambda x, **_: F.selu(x),                def_alpha=0,   def_gain=1,
+                         cuda_idx=7, ref='y', has_2nd_grad=True),
+    'softplus': EasyDict(func=lambda x, **_: F.softplus(x),            def_alpha=0,   def_gain=1,
+                         cuda_idx=8, ref='y', has_2nd_grad=True),
+    'swish':    EasyDict(func=lambda x, **_: torch.sigmoid(x) * x,     def_alpha=0,   def_gain=np.sqrt(2),
+                         cuda_idx=9, ref='x', has_2nd_grad=True),
 }
 
 

@@ -142,7 +142,8 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down:
 
 def _plugin():
     return custom_ops.get_plugin('upfirdn2d_plugin', os.path.dirname(__file__), cpp_sources=['upfirdn2d.cpp'],
-                                 cuda_sources=['upfirdn2d.cu'], headers=['upfirdn2d.h', 'upfirdn2d_cpu.h', 'cuda_half_io.h'])
+                                 cuda_sources=['upfirdn2d.cu'],
+                                 headers=['upfirdn2d.h', 'upfirdn2d_cpu.h', 'cuda_half_io.h'])
 
 
 def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
@@ -196,7 +197,8 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
         # Padding that maps every output position back onto the input pixels that fed it.
         p = [fw - px0 - 1, in_w * up[0] - out_w * down[0] + px0 - up[0] + 1,
              fh - py0 - 1, in_h * up[1] - out_h * down[1] + py0 - up[1] + 1]
-        dx = _Upfirdn2dCompiled.apply(dy, f, down, up, p, not flip_filter, gain, ops) if ctx.needs_input_grad[0] else None
+        dx = (_Upfirdn2dCompiled.apply(dy, f, down, up, p, not flip_filter, gain, ops) if ctx.needs_input_grad[0]
+              else None)
         return dx, None, None, None, None, None, None, None
 
 

@@ -114,7 +114,8 @@ class _VolumeRender(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_rgb, grad_depth, grad_total, _grad_coarse_weights, _grad_depths_fine):
         planes_cl, w1t, b1, w2t, b2, depths_fine = ctx.saved_tensors
-        origins, directions, depths_coarse, noise_coarse, noise_fine, axes, box_warp, strength, white_back = ctx.constants
+        (origins, directions, depths_coarse, noise_coarse, noise_fine, axes, box_warp, strength,
+         white_back) = ctx.constants
         grads = [g.contiguous() if g is not None else torch.zeros(shape, dtype=planes_cl.dtype, device=planes_cl.device)
                  for g, shape in ((grad_rgb, (origins.shape[0], w2t.shape[1] - 1)), (grad_depth, origins.shape[:1]),
                                   (grad_total, origins.shape[:1]))]

@@ -171,8 +171,8 @@ class ImportanceRenderer(torch.nn.Module):
                            fine_noise, options):
         """`_render_rays` with the fused op: planes_cl and weights from `_fused_inputs`."""
         out = volume_render.render_rays(planes_cl, weights, self.plane_axes, ray_origins, ray_directions, depths_coarse,
-                                        options['box_warp'], noise_coarse=noise, uniforms=uniforms, noise_fine=fine_noise,
-                                        density_noise=options.get('density_noise', 0),
+                                        options['box_warp'], noise_coarse=noise, uniforms=uniforms,
+                                        noise_fine=fine_noise, density_noise=options.get('density_noise', 0),
                                         white_back=options.get('white_back', False))
         return out.rgb, out.depth, out.weight_sum, torch.cat([depths_coarse, out.depths_fine], -2)
 

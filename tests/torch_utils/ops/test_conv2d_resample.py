@@ -15,7 +15,8 @@ def composed(x, w, f, up, down, padding, groups, flip_weight):
     fw, fh = (f.shape[-1], f.shape[0]) if f is not None else (1, 1)
     px0, px1, py0, py1 = padding
     if up > 1:
-        px0, px1, py0, py1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2, py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+        px0, px1, py0, py1 = (px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2,
+                              py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2)
     if down > 1:
         px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2

@@ -88,8 +88,8 @@ def test_cpp_cuda_branches_compile(tmp_path):
     stub = tmp_path / 'c10' / 'cuda' / 'impl'
     stub.mkdir(parents=True)
     (stub / 'cuda_cmake_macros.h').write_text('#pragma once\n')
-    flags = ['-std=c++20', '-fsyntax-only', '-DPSTYLE3D_WITH_CUDA', '-isystem', str(tmp_path), '-isystem', cuda_include_dir(),
-             '-isystem', sysconfig.get_paths()['include']]
+    flags = ['-std=c++20', '-fsyntax-only', '-DPSTYLE3D_WITH_CUDA', '-isystem', str(tmp_path),
+             '-isystem', cuda_include_dir(), '-isystem', sysconfig.get_paths()['include']]
     for inc in torch.utils.cpp_extension.include_paths():
         flags += ['-isystem', inc]
     assert len(CUDA_CPP_FILES) == 2

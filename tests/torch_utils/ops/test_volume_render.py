@@ -20,7 +20,8 @@ from training.volumetric_rendering.renderer import ImportanceRenderer, generate_
 
 OPTIONS = dict(ray_start=2.25, ray_end=3.3, depth_resolution=8, depth_resolution_importance=6,
                disparity_space_sampling=False, box_warp=1, clamp_mode='softplus')
-FFHQ512 = json.loads((Path(__file__).parents[3] / 'configs' / 'ffhq512.json').read_text())['G_kwargs']['rendering_kwargs']
+FFHQ512 = json.loads(
+    (Path(__file__).parents[3] / 'configs' / 'ffhq512.json').read_text())['G_kwargs']['rendering_kwargs']
 
 
 def _scene(resolution=6, plane_size=16, batch=2, lr_mul=1.0, seed=0):
@@ -138,8 +139,10 @@ def test_fused_gradcheck_in_float64():
     planes = torch.randn(1, 3, 4, 5, 5, **f64) * 2
     w1, b1, w2, b2 = torch.randn(6, 4, **f64), torch.randn(6, **f64), torch.randn(3, 6, **f64), torch.randn(3, **f64)
     origins = torch.tensor([[[0.05, -0.1, 2.7], [0.1, 0.05, 2.7], [-0.2, 0.1, 2.7]]], **f64)
-    dirs = torch.nn.functional.normalize(torch.tensor([[[0, 0, -1.0], [0.05, -0.02, -1.0], [0.1, 0, -1]]], **f64), dim=-1)
-    depths = torch.linspace(2.3, 3.2, 7, **f64).reshape(1, 1, 7, 1).repeat(1, 3, 1, 1) + 0.05 * torch.rand(1, 3, 7, 1, **f64)
+    dirs = torch.nn.functional.normalize(torch.tensor([[[0, 0, -1.0], [0.05, -0.02, -1.0], [0.1, 0, -1]]], **f64),
+                                         dim=-1)
+    depths = (torch.linspace(2.3, 3.2, 7, **f64).reshape(1, 1, 7, 1).repeat(1, 3, 1, 1)
+              + 0.05 * torch.rand(1, 3, 7, 1, **f64))
     noise = torch.randn(1, 3, 7, 1, **f64)
 
     def render(planes_cl, *weights):
