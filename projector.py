@@ -16,10 +16,10 @@ from camera_utils import FOV_DEG
 from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
 from training import inference
-from projector import alignment, outputs
-from projector.losses import ReconstructionLoss, psnr
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune
-from projector.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
+from inversion import alignment, outputs
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
+from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.perceptual import LPIPS, IdentityEncoder
 

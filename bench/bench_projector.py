@@ -34,10 +34,10 @@ import dnnlib  # noqa: E402  (after the path set-up above)
 import gen_utils  # noqa: E402
 import legacy  # noqa: E402
 from training import inference
-from projector.losses import ReconstructionLoss  # noqa: E402
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
-from projector.projection import ProjectionSchedule, project  # noqa: E402
-from projector.recovery import recover_known_head, seeded_render  # noqa: E402
+from inversion.losses import ReconstructionLoss  # noqa: E402
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
+from inversion.projection import ProjectionSchedule, project  # noqa: E402
+from inversion.recovery import recover_known_head, seeded_render  # noqa: E402
 from training.perceptual import LPIPS  # noqa: E402
 
 NETWORKS = ('demo', 'ffhq512')
@@ -94,7 +94,7 @@ def measure(name: str, device_name: str, steps: int) -> dict:
 
 
 def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule) -> None:
-    """The recovery table of tests/projector/test_recovery.py's check on more seeds and cameras (PSNR, dB)."""
+    """The recovery table of tests/inversion/test_recovery.py's check on more seeds and cameras (PSNR, dB)."""
     print('| seed | yaw | mean face | projection: same / novel / stylised novel | '
           '+ tuning: same / novel / stylised novel | s |')
     print('| --- | --- | --- | --- | --- | --- |')

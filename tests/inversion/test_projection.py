@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from projector.projection import (ProjectionSchedule, mirror_camera, project, target_loss, w_plus_spread,
+from inversion.projection import (ProjectionSchedule, mirror_camera, project, target_loss, w_plus_spread,
                                   w_statistics)
-from projector.losses import ReconstructionLoss, psnr
-from projector.recovery import seeded_render
-from tests.projector.conftest import camera, true_latent
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.recovery import seeded_render
+from tests.inversion.conftest import camera, true_latent
 
 
 def test_schedule_ramps_learning_rate_and_noise():

@@ -6,11 +6,11 @@ in its own view, in novel views and stylised. bench/bench_projector.py --recover
 import pytest
 import torch
 
-from projector.pivotal_tuning import TuningSchedule
-from projector.projection import ProjectionSchedule
-from projector.recovery import recover_known_head
+from inversion.pivotal_tuning import TuningSchedule
+from inversion.projection import ProjectionSchedule
+from inversion.recovery import recover_known_head
 from training.perceptual import LPIPS
-from tests.projector.conftest import camera, load_demo, true_latent
+from tests.inversion.conftest import camera, load_demo, true_latent
 
 # (seed, yaw of the target view); on the previous demo network the second failed without the symmetry prior
 CASES = [(0, 0.2), (3, -0.35)]

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from camera_utils import xflip_camera_label
-from projector.losses import psnr
+from inversion.losses import psnr
 
 LATENT_SPACES = ('w', 'w_plus')
 W_STATS_SAMPLES = 10000  # latents drawn to estimate the mean and spread of W
@@ -141,7 +141,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
             on_step: Optional[Callable[[StepReport], None]] = None) -> StageResult:
     """Find the latent of `target` (1, 3, R, R) in [-1, 1] seen from camera c (1, 25); R = G.img_resolution.
 
-    loss_fn(render, target) -> scalar (projector.losses.ReconstructionLoss). G is not changed.
+    loss_fn(render, target) -> scalar (inversion.losses.ReconstructionLoss). G is not changed.
     The renderer's random sampling and the latent noise are seeded by `seed`. The reported losses
     include the symmetry term and the W+ regulariser; the PSNR is the target view's alone.
     """

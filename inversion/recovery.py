@@ -2,7 +2,7 @@
 
 A generator's render of a known latent from a known camera is projected (then the generator is
 tuned around the pivot) and the pivot's renders are compared with the true latent's: in the target's
-own view, in novel views and stylised in those views, as PSNR in dB. tests/projector/test_recovery.py
+own view, in novel views and stylised in those views, as PSNR in dB. tests/inversion/test_recovery.py
 asserts it on the demo network; bench/bench_projector.py --recovery tabulates more seeds and cameras.
 """
 
@@ -11,9 +11,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from projector.losses import ReconstructionLoss, psnr
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune
-from projector.projection import ProjectionSchedule, project, render
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
+from inversion.projection import ProjectionSchedule, project, render
 
 RENDER_SEED = 1  # the renderer's random sampling, the same for every compared picture
 
