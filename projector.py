@@ -19,12 +19,11 @@ from training import inference
 from inversion import alignment, outputs
 from inversion.losses import ReconstructionLoss, psnr
 from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
-from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
+from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, seeded_render
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.perceptual import LPIPS, IdentityEncoder
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-RENDER_SEED = 0  # the renderer's random sampling for the saved pictures and the metrics
 
 # ----------------------------------------------------------------------------
 
@@ -89,14 +88,6 @@ def face_detector_factory():
                 raise click.ClickException(f'{err}; or pass --no-align --camera=FILE for an EG3D-cropped image')
         return detector[0]
     return factory
-
-
-@torch.no_grad()
-def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
-    """render() with the renderer's random sampling fixed, so compared pictures share it."""
-    with torch.random.fork_rng(devices=[c.device] if c.device.type == 'cuda' else []):
-        torch.manual_seed(RENDER_SEED)
-        return render(G, ws, c, **domain_kwargs)
 
 
 def stage_metrics(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, target: torch.Tensor,

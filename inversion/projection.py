@@ -30,8 +30,10 @@ import torch
 
 from camera_utils import xflip_camera_label
 from inversion.losses import psnr
+from training import inference
 
 LATENT_SPACES = ('w', 'w_plus')
+RENDER_SEED = 0  # the renderer's random draws for every picture that is saved or scored
 W_STATS_SAMPLES = 10000  # latents drawn to estimate the mean and spread of W
 
 
@@ -117,6 +119,12 @@ def w_statistics(G: torch.nn.Module, c: torch.Tensor, num_samples: int = W_STATS
 def render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
     """G.synthesis 'image' (N, 3, R, R) of ws (N, num_ws, w_dim) from cameras c (N, 25), constant noise."""
     return G.synthesis(ws, c, noise_mode='const', **domain_kwargs)['image']
+
+
+@torch.no_grad()
+def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
+    """render() with the renderer's random draws seeded by RENDER_SEED, so that compared pictures share them."""
+    return inference.seeded_synthesis(G, ws, c, RENDER_SEED, **domain_kwargs)['image']
 
 
 def mirror_camera(c: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,7 @@ import torch
 
 from inversion.losses import ReconstructionLoss, psnr
 from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
-from inversion.projection import ProjectionSchedule, project, render
-
-RENDER_SEED = 1  # the renderer's random sampling, the same for every compared picture
+from inversion.projection import ProjectionSchedule, project, seeded_render
 
 
 @dataclasses.dataclass
@@ -24,14 +22,6 @@ class Scores:
     same_view: float
     natural: List[float]   # one per novel camera
     stylised: List[float]  # one per novel camera, with the domain at alpha 1
-
-
-@torch.no_grad()
-def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
-    """render() with the renderer's random sampling fixed to RENDER_SEED (CPU generator)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RENDER_SEED)
-        return render(G, ws, c, **domain_kwargs)
 
 
 def recover_known_head(G: torch.nn.Module, ws_true: torch.Tensor, c: torch.Tensor, novel: List[torch.Tensor],

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 import legacy
 import projector
+from inversion.projection import RENDER_SEED, seeded_render
 from training.content import LatentFolderContent
 from tests.cli_checks import assert_one_line_error
-from inversion.recovery import seeded_render
 from tests.inversion.conftest import camera, load_demo, true_latent
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def test_folder_of_crops_writes_every_output_and_a_content_folder(crops, tmp_pat
         # pti.png is the tuned network's render of the latent (PSNR in metrics.json is of that render).
         c = torch.from_numpy(cam)[None]
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(projector.RENDER_SEED)
+            torch.manual_seed(RENDER_SEED)
             image = tuned.synthesis(torch.from_numpy(latent), c, noise_mode='const')['image']
         saved = np.asarray(PIL.Image.open(folder / 'pti.png'))
         np.testing.assert_array_equal((image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).byte().numpy(), saved)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from inversion.pivotal_tuning import TuningSchedule, _turn_camera, pivotal_tune, tuned_parameters
+from inversion.projection import seeded_render
 from training.trainable import is_dam_parameter, is_encoder_parameter
-from inversion.recovery import seeded_render
 from tests.inversion.conftest import camera, load_demo, true_latent
 
 

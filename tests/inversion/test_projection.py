@@ -6,10 +6,9 @@ import math
 import pytest
 import torch
 
-from inversion.projection import (ProjectionSchedule, mirror_camera, project, target_loss, w_plus_spread,
-                                  w_statistics)
 from inversion.losses import ReconstructionLoss, psnr
-from inversion.recovery import seeded_render
+from inversion.projection import (ProjectionSchedule, mirror_camera, project, seeded_render, target_loss,
+                                  w_plus_spread, w_statistics)
 from tests.inversion.conftest import camera, true_latent
 
 
@@ -95,5 +94,5 @@ def test_a_demo_head_is_nearly_its_own_mirror_image(demo_G):
     ws = true_latent(demo_G, 3)
     view = seeded_render(demo_G, ws, camera(demo_G, 0.45))
     mirror_view = seeded_render(demo_G, ws, camera(demo_G, -0.45))
-    assert float(psnr(mirror_view, view.flip(-1))[0]) > 21  # 23.0 dB (hair parting and shading differ)
-    assert float(psnr(mirror_view, view)[0]) < 12  # 8.4 dB: not merely similar views
+    assert float(psnr(mirror_view, view.flip(-1))[0]) > 21  # 24.0 dB (hair parting and shading differ)
+    assert float(psnr(mirror_view, view)[0]) < 12  # 8.7 dB: not merely similar views
