@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import dnnlib
 import gen_utils
 import legacy
 from camera_utils import FOV_DEG
 from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
+from dnnlib.image_io import list_images
 from training import inference
 from inversion import alignment, outputs
 from inversion.losses import ReconstructionLoss, psnr
@@ -23,21 +23,19 @@ from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, 
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.perceptual import LPIPS, IdentityEncoder
 
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-
 # ----------------------------------------------------------------------------
 
 
 def list_targets(target: str) -> List[str]:
-    """The photo, or the photos of a folder (sorted), to project."""
+    """The photo, or the photos of a folder (sorted, not its subfolders), to project."""
     if os.path.isfile(target):
         return [target]
     if not os.path.isdir(target):
         raise click.BadParameter(f'"{target}" is neither an image file nor a folder', param_hint="'--target'")
-    files = sorted(os.path.join(target, f) for f in os.listdir(target) if f.lower().endswith(IMAGE_EXTS))
+    files = [os.path.join(target, name) for name in list_images(target, recursive=False)]
     if not files:
-        raise click.BadParameter(f'folder "{target}" holds no images ({", ".join(IMAGE_EXTS)})',
-                                 param_hint="'--target'")
+        raise click.BadParameter(f'folder "{target}" holds no image files (.png, .jpg, ...); give a photo or a '
+                                 f'folder of photos', param_hint="'--target'")
     return files
 
 
@@ -222,11 +220,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
 
     device = gen_utils.select_device(device_name)
     print(f'Loading networks from "{network_path}"...')
-    try:
-        with dnnlib.util.open_url(network_path) as f:
-            data = legacy.load_network_pkl(f)
-    except cli.INPUT_ERRORS as err:
-        raise cli.network_error('--network', network_path, err) from err
+    data = legacy.load_network(network_path, '--network')
     G_source = data['G_ema'].eval().requires_grad_(False).to(device)
     check_generator(G_source, network_path)
     domain_arg, domain_label = (None, None)
