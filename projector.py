@@ -11,16 +11,15 @@ from tqdm import tqdm
 
 import gen_utils
 import legacy
-from camera_utils import FOV_DEG
 from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
 from dnnlib.image_io import list_images
-from training import inference
 from inversion import alignment, outputs
 from inversion.losses import ReconstructionLoss, psnr
 from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
 from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, seeded_render
 from torch_utils.safe_pickle import atomic_write_pickle
+from training import inference
 from training.perceptual import LPIPS, IdentityEncoder
 
 # ----------------------------------------------------------------------------
@@ -105,7 +104,8 @@ def stylised_grid(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tens
                   alphas: List[float]) -> np.ndarray:
     """Rows: alphas; columns: cameras (the target's view first)."""
     code = G.get_domain_code(domain, 1, source_ws=ws)
-    tiles = [outputs.to_uint8(seeded_render(G, ws, c, domain=code, alpha=alpha)) for alpha in alphas for c in cameras]
+    tiles = [inference.image_to_uint8(seeded_render(G, ws, c, domain=code, alpha=alpha))[0]
+             for alpha in alphas for c in cameras]
     return gen_utils.layout_grid(np.stack(tiles), rows=len(alphas), cols=len(cameras))
 
 
@@ -249,7 +249,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         # Each photo tunes its own copy; the last one may tune the loaded network itself.
         G = G_source if idx == len(targets) - 1 else copy.deepcopy(G_source)
         c = torch.from_numpy(prepared.camera).unsqueeze(0).to(device)
-        target = outputs.to_tensor(prepared.image, device)
+        target = inference.exemplar_tensor(prepared.image, device)  # (1, 3, R, R) in [-1, 1]
         with outputs.staged_directory(dest) as stage:
             video = outputs.VideoRecorder(os.path.join(stage, 'proj.mp4'), prepared.image) if save_video else None
             try:
@@ -273,14 +273,15 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
             gen_utils.save_png(prepared.image, os.path.join(stage, 'target.png'))
             np.save(os.path.join(stage, 'camera.npy'), prepared.camera.astype(np.float32))
             np.save(os.path.join(stage, 'latent.npy'), projection.ws.cpu().numpy().astype(np.float32))
-            gen_utils.save_png(outputs.to_uint8(proj_image), os.path.join(stage, 'proj.png'))
-            gen_utils.save_png(outputs.to_uint8(pti_image), os.path.join(stage, 'pti.png'))
+            gen_utils.save_png(inference.image_to_uint8(proj_image)[0], os.path.join(stage, 'proj.png'))
+            gen_utils.save_png(inference.image_to_uint8(pti_image)[0], os.path.join(stage, 'pti.png'))
             G_out = copy.deepcopy(G).cpu()  # pickled networks live on the CPU, as in training snapshots
             atomic_write_pickle(dict(G=G_out, G_ema=G_out, D=data['D'], training_set_kwargs=data['training_set_kwargs'],
                                      augment_pipe=data['augment_pipe']), os.path.join(stage, 'network-pti.pkl'))
             del G_out
             if domain_arg is not None:
-                grid_cams = [c] + [inference.generator_camera_label(G, yaw, pitch, FOV_DEG, device) for yaw, pitch in views]
+                grid_cams = [c] + [inference.generator_camera_label(G, yaw, pitch, device=device)
+                                   for yaw, pitch in views]
                 grid = stylised_grid(G, projection.ws, grid_cams, domain_arg, alphas)
                 gen_utils.save_png(grid, os.path.join(stage, 'stylised_grid.png'))
             outputs.write_json({

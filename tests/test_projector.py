@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import legacy
 import projector
 from inversion.projection import RENDER_SEED, seeded_render
+from training import inference
 from training.content import LatentFolderContent
 from tests.cli_checks import assert_one_line_error
 from tests.inversion.conftest import camera, load_demo, true_latent
@@ -39,8 +40,7 @@ def crops(tmp_path_factory):
     for seed, yaw in ((1, 0.3),):
         c = camera(G, yaw)
         image = seeded_render(G, true_latent(G, seed), c)
-        PIL.Image.fromarray((image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).byte().numpy()).save(
-            folder / f'head{seed}.png')
+        PIL.Image.fromarray(inference.image_to_uint8(image)[0]).save(folder / f'head{seed}.png')
         labels.append([f'head{seed}.png', c[0].tolist()])
     (folder / 'dataset.json').write_text(json.dumps({'labels': labels}))
     return folder
