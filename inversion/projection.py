@@ -14,11 +14,10 @@ One view leaves the far side of the head free. Faces are close to mirror-symmetr
 flipped left-right is, nearly, what the head looks like from the mirrored camera (yaw and roll
 negated: camera_utils.xflip_camera_label): `symmetry_weight` adds that pseudo view's loss (the
 symmetry prior of 3-D GAN inversion methods such as SPI, Yin et al. 2023), rendered in one batch
-with the target's view. On the near-symmetric known heads of the previous demo network it lifts
-the novel views by 2.6-3.6 dB after tuning and costs a head with a side parting 2.9 dB
-(docs/projection.md); 0 turns it off, for faces or lighting far from symmetric. Pivotal tuning
-does not use it: tuning the generator's weights to the mirrored view forces an asymmetric head
-into symmetry (measured there: the novel views of a head with a side parting lost 4.9 dB).
+with the target's view. It lifts the novel views of near-symmetric heads and costs asymmetric ones
+(a side parting, side lighting; docs/projection.md has the measurements); 0 turns it off. Pivotal
+tuning does not use it: tuning the generator's weights to the mirrored view would force an
+asymmetric head into symmetry.
 """
 
 import dataclasses
