@@ -71,7 +71,7 @@ step bench_inference 120 python3 bench/bench_inference.py --device=cuda --reps=3
 step training_batch1 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=1 --iters=4
 step training_batch4 120 python3 bench/bench_training.py speed --cfg=ffhq512 --batch=4 --iters=4
 step bench_viewer 90 python3 bench/bench_viewer.py --preset=ffhq512 --device=cuda --frames=40
-step bench_projector 120 python3 bench/bench_projector.py --device=cuda --steps=3
+step bench_projector 120 python3 -m bench.bench_projector --device=cuda --steps=3
 step gen_samples 60 python3 gen_samples.py --outdir="$outdir/outputs/samples" --device=cuda
 step gen_videos 90 python3 gen_videos.py --outdir="$outdir/outputs/videos" --device=cuda
 step bench_generator 150 python3 bench/bench_generator.py --device=cuda --batch=1 --batch=4 --chunk=default --chunk=all
