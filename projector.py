@@ -9,36 +9,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import dnnlib
 import gen_utils
 import legacy
-from camera_utils import FOV_DEG
 from dataset_preprocessing.face_landmarks import FaceMeshDetector, FaceToolsMissing
 from dnnlib import cli
-from training import inference
-from projector import alignment, outputs
-from projector.losses import ReconstructionLoss, psnr
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune
-from projector.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, render
+from dnnlib.image_io import list_images
+from inversion import alignment, outputs
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
+from inversion.projection import LATENT_SPACES, ProjectionSchedule, StepReport, project, seeded_render
 from torch_utils.safe_pickle import atomic_write_pickle
+from training import inference
 from training.perceptual import LPIPS, IdentityEncoder
-
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-RENDER_SEED = 0  # the renderer's random sampling for the saved pictures and the metrics
 
 # ----------------------------------------------------------------------------
 
 
 def list_targets(target: str) -> List[str]:
-    """The photo, or the photos of a folder (sorted), to project."""
+    """The photo, or the photos of a folder (sorted, not its subfolders), to project."""
     if os.path.isfile(target):
         return [target]
     if not os.path.isdir(target):
         raise click.BadParameter(f'"{target}" is neither an image file nor a folder', param_hint="'--target'")
-    files = sorted(os.path.join(target, f) for f in os.listdir(target) if f.lower().endswith(IMAGE_EXTS))
+    files = [os.path.join(target, name) for name in list_images(target, recursive=False)]
     if not files:
-        raise click.BadParameter(f'folder "{target}" holds no images ({", ".join(IMAGE_EXTS)})',
-                                 param_hint="'--target'")
+        raise click.BadParameter(f'folder "{target}" holds no image files (.png, .jpg, ...); give a photo or a '
+                                 f'folder of photos', param_hint="'--target'")
     return files
 
 
@@ -91,14 +87,6 @@ def face_detector_factory():
     return factory
 
 
-@torch.no_grad()
-def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
-    """render() with the renderer's random sampling fixed, so compared pictures share it."""
-    with torch.random.fork_rng(devices=[c.device] if c.device.type == 'cuda' else []):
-        torch.manual_seed(RENDER_SEED)
-        return render(G, ws, c, **domain_kwargs)
-
-
 def stage_metrics(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, target: torch.Tensor,
                   lpips: Optional[torch.nn.Module], identity: Optional[torch.nn.Module]) -> Tuple[Dict, torch.Tensor]:
     """PSNR (and LPIPS / identity similarity when real weights are given) of the render of ws, and the render."""
@@ -116,7 +104,8 @@ def stylised_grid(G: torch.nn.Module, ws: torch.Tensor, cameras: List[torch.Tens
                   alphas: List[float]) -> np.ndarray:
     """Rows: alphas; columns: cameras (the target's view first)."""
     code = G.get_domain_code(domain, 1, source_ws=ws)
-    tiles = [outputs.to_uint8(seeded_render(G, ws, c, domain=code, alpha=alpha)) for alpha in alphas for c in cameras]
+    tiles = [inference.image_to_uint8(seeded_render(G, ws, c, domain=code, alpha=alpha))[0]
+             for alpha in alphas for c in cameras]
     return gen_utils.layout_grid(np.stack(tiles), rows=len(alphas), cols=len(cameras))
 
 
@@ -231,11 +220,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
 
     device = gen_utils.select_device(device_name)
     print(f'Loading networks from "{network_path}"...')
-    try:
-        with dnnlib.util.open_url(network_path) as f:
-            data = legacy.load_network_pkl(f)
-    except cli.INPUT_ERRORS as err:
-        raise cli.network_error('--network', network_path, err) from err
+    data = legacy.load_network(network_path, '--network')
     G_source = data['G_ema'].eval().requires_grad_(False).to(device)
     check_generator(G_source, network_path)
     domain_arg, domain_label = (None, None)
@@ -264,7 +249,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         # Each photo tunes its own copy; the last one may tune the loaded network itself.
         G = G_source if idx == len(targets) - 1 else copy.deepcopy(G_source)
         c = torch.from_numpy(prepared.camera).unsqueeze(0).to(device)
-        target = outputs.to_tensor(prepared.image, device)
+        target = inference.exemplar_tensor(prepared.image, device)  # (1, 3, R, R) in [-1, 1]
         with outputs.staged_directory(dest) as stage:
             video = outputs.VideoRecorder(os.path.join(stage, 'proj.mp4'), prepared.image) if save_video else None
             try:
@@ -288,14 +273,15 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
             gen_utils.save_png(prepared.image, os.path.join(stage, 'target.png'))
             np.save(os.path.join(stage, 'camera.npy'), prepared.camera.astype(np.float32))
             np.save(os.path.join(stage, 'latent.npy'), projection.ws.cpu().numpy().astype(np.float32))
-            gen_utils.save_png(outputs.to_uint8(proj_image), os.path.join(stage, 'proj.png'))
-            gen_utils.save_png(outputs.to_uint8(pti_image), os.path.join(stage, 'pti.png'))
+            gen_utils.save_png(inference.image_to_uint8(proj_image)[0], os.path.join(stage, 'proj.png'))
+            gen_utils.save_png(inference.image_to_uint8(pti_image)[0], os.path.join(stage, 'pti.png'))
             G_out = copy.deepcopy(G).cpu()  # pickled networks live on the CPU, as in training snapshots
             atomic_write_pickle(dict(G=G_out, G_ema=G_out, D=data['D'], training_set_kwargs=data['training_set_kwargs'],
                                      augment_pipe=data['augment_pipe']), os.path.join(stage, 'network-pti.pkl'))
             del G_out
             if domain_arg is not None:
-                grid_cams = [c] + [inference.generator_camera_label(G, yaw, pitch, FOV_DEG, device) for yaw, pitch in views]
+                grid_cams = [c] + [inference.generator_camera_label(G, yaw, pitch, device=device)
+                                   for yaw, pitch in views]
                 grid = stylised_grid(G, projection.ws, grid_cams, domain_arg, alphas)
                 gen_utils.save_png(grid, os.path.join(stage, 'stylised_grid.png'))
             outputs.write_json({

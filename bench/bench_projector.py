@@ -9,10 +9,10 @@ Recovery (--recovery): renders of the demo network from known latents and camera
 then tuning) and compared with the true latent's renders in the same view, in novel views (the
 target's yaw +-0.4) and stylised (alpha 1), as PSNR in dB.
 
-Examples:
+Run from the repository root:
 
-    python bench/bench_projector.py --device=cpu --steps=3
-    python bench/bench_projector.py --recovery --seeds=0,3,5 --yaws=-0.3,0.2 --num-steps=40 --pti-steps=20
+    python -m bench.bench_projector --device=cpu --steps=3
+    python -m bench.bench_projector --recovery --seeds=0,3,5 --yaws=-0.3,0.2 --num-steps=40 --pti-steps=20
 """
 
 import functools
@@ -27,21 +27,18 @@ import click
 import numpy as np
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import dnnlib  # noqa: E402  (after the path set-up above)
-import gen_utils  # noqa: E402
-import legacy  # noqa: E402
+import dnnlib
+import gen_utils
+import legacy
+from inversion.losses import ReconstructionLoss
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
+from inversion.projection import ProjectionSchedule, project, seeded_render
+from inversion.recovery import recover_known_head
 from training import inference
-from projector.losses import ReconstructionLoss  # noqa: E402
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune  # noqa: E402
-from projector.projection import ProjectionSchedule, project  # noqa: E402
-from projector.recovery import recover_known_head, seeded_render  # noqa: E402
-from training.perceptual import LPIPS  # noqa: E402
+from training.perceptual import LPIPS
 
+REPO_ROOT = gen_utils.REPO_ROOT
 NETWORKS = ('demo', 'ffhq512')
-FOV = 18.837
 DEFAULT_STEPS = (500, 350)
 NOVEL = (-0.4, 0.4)  # novel views: the target's yaw turned by these
 
@@ -64,7 +61,7 @@ def measure(name: str, device_name: str, steps: int) -> dict:
     G = build_network(name, device)
     torch.manual_seed(0)
     lpips = LPIPS(allow_random_weights=True).to(device)
-    c = inference.generator_camera_label(G, 0.2, -0.1, FOV, device)
+    c = inference.generator_camera_label(G, 0.2, -0.1, device=device)
     target = seeded_render(G, G.mapping(torch.randn([1, G.z_dim], device=device), c), c)
     row = {'network': name, 'resolution': G.img_resolution}
     for stage in ('projection', 'tuning'):
@@ -94,7 +91,7 @@ def measure(name: str, device_name: str, steps: int) -> dict:
 
 
 def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule) -> None:
-    """The recovery table of tests/projector/test_recovery.py's check on more seeds and cameras (PSNR, dB)."""
+    """The recovery table of tests/inversion/test_recovery.py's check on more seeds and cameras (PSNR, dB)."""
     print('| seed | yaw | mean face | projection: same / novel / stylised novel | '
           '+ tuning: same / novel / stylised novel | s |')
     print('| --- | --- | --- | --- | --- | --- |')
@@ -108,8 +105,8 @@ def recovery(seeds, yaws, projection: ProjectionSchedule, tuning: TuningSchedule
             G = build_network('demo', torch.device('cpu'))
             torch.manual_seed(0)
             lpips = LPIPS(allow_random_weights=True)
-            camera = functools.partial(inference.generator_camera_label, G, pitch=-0.1, fov_deg=FOV, device='cpu')
-            ws_true = G.mapping(inference.z_from_seed(seed, G.z_dim, 'cpu'), inference.generator_camera_label(G, 0, 0, FOV, 'cpu'),
+            camera = functools.partial(inference.generator_camera_label, G, pitch=-0.1)
+            ws_true = G.mapping(inference.z_from_seed(seed, G.z_dim, torch.device('cpu')), camera(0.0, pitch=0.0),
                                 truncation_psi=0.7)
             result = recover_known_head(G, ws_true, camera(yaw), [camera(yaw + d) for d in NOVEL], lpips, 'synthetic',
                                         projection=projection, tuning=tuning)
@@ -142,13 +139,15 @@ def main(device_name, networks, steps, run_recovery, seeds, yaws, num_steps, pti
         recovery(seeds, yaws, ProjectionSchedule(num_steps=num_steps, lr=lr, symmetry_weight=symmetry_weight),
                  TuningSchedule(num_steps=pti_steps, lr=pti_lr))
         return
-    print('load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f} (the machine may be shared)'.format(*os.getloadavg()))
+    print('load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f} (the machine may be shared)'.format(
+        *os.getloadavg()))
     print('| network | output | projection s/step | tuning s/step | set-up s | peak RSS MB | '
           'default run (500 + 350 steps, extrapolated) min |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for name in networks.split(','):
-        out = subprocess.run([sys.executable, __file__, f'--worker={name}', f'--device={device_name}',
-                              f'--steps={steps}'], stdout=subprocess.PIPE, text=True, check=True).stdout
+        out = subprocess.run([sys.executable, '-m', 'bench.bench_projector', f'--worker={name}',
+                              f'--device={device_name}', f'--steps={steps}'],
+                             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         memory = f"{row['peak_rss_mb']:.0f}" + (f" (CUDA {row['peak_cuda_mb']:.0f})" if 'peak_cuda_mb' in row else '')
         print(f"| {name} | {row['resolution']} | {row['projection_s_per_step']:.2f} | {row['tuning_s_per_step']:.2f} | "

@@ -1,6 +1,5 @@
 """projector.py: outputs of a (very short) run on the demo network, the latent folder, and bad input."""
 
-import importlib.util
 import json
 import os
 import re
@@ -16,22 +15,20 @@ import torch
 from click.testing import CliRunner
 
 import legacy
+import projector
+from inversion.projection import RENDER_SEED, seeded_render
+from training import inference
 from training.content import LatentFolderContent
 from tests.cli_checks import assert_one_line_error
-from projector.recovery import seeded_render
-from tests.projector.conftest import camera, load_demo, true_latent
+from tests.inversion.conftest import camera, load_demo, true_latent
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The CLI shares its name with the projector/ package, so it is loaded from its file.
-_spec = importlib.util.spec_from_file_location('projector_cli', os.path.join(REPO, 'projector.py'))
-projector_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(projector_cli)
 
 FAST = ['--num-steps=2', '--pti-steps=1', '--random-perceptual', '--device=cpu', '--views=0.4:0', '--alpha=0,1']
 
 
 def run(args):
-    return CliRunner().invoke(projector_cli.run_projection, [str(a) for a in args])
+    return CliRunner().invoke(projector.run_projection, [str(a) for a in args])
 
 
 @pytest.fixture(scope='module')
@@ -43,8 +40,7 @@ def crops(tmp_path_factory):
     for seed, yaw in ((1, 0.3),):
         c = camera(G, yaw)
         image = seeded_render(G, true_latent(G, seed), c)
-        PIL.Image.fromarray((image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).byte().numpy()).save(
-            folder / f'head{seed}.png')
+        PIL.Image.fromarray(inference.image_to_uint8(image)[0]).save(folder / f'head{seed}.png')
         labels.append([f'head{seed}.png', c[0].tolist()])
     (folder / 'dataset.json').write_text(json.dumps({'labels': labels}))
     return folder
@@ -77,7 +73,7 @@ def test_folder_of_crops_writes_every_output_and_a_content_folder(crops, tmp_pat
         # pti.png is the tuned network's render of the latent (PSNR in metrics.json is of that render).
         c = torch.from_numpy(cam)[None]
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(projector_cli.RENDER_SEED)
+            torch.manual_seed(RENDER_SEED)
             image = tuned.synthesis(torch.from_numpy(latent), c, noise_mode='const')['image']
         saved = np.asarray(PIL.Image.open(folder / 'pti.png'))
         np.testing.assert_array_equal((image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).byte().numpy(), saved)

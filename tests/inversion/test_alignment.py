@@ -10,7 +10,7 @@ import pytest
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from dataset_preprocessing.face_pose import camera_label_from_rotation
-from projector import alignment
+from inversion import alignment
 
 PORTRAITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'portraits')
 try:

@@ -6,13 +6,13 @@ in its own view, in novel views and stylised. bench/bench_projector.py --recover
 import pytest
 import torch
 
-from projector.pivotal_tuning import TuningSchedule
-from projector.projection import ProjectionSchedule
-from projector.recovery import recover_known_head
+from inversion.pivotal_tuning import TuningSchedule
+from inversion.projection import ProjectionSchedule
+from inversion.recovery import recover_known_head
 from training.perceptual import LPIPS
-from tests.projector.conftest import camera, load_demo, true_latent
+from tests.inversion.conftest import camera, load_demo, true_latent
 
-# (seed, yaw of the target view); on the previous demo network the second failed without the symmetry prior
+# (seed, yaw of the target view): a head turned one way, and another turned further the other way
 CASES = [(0, 0.2), (3, -0.35)]
 NOVEL = (-0.4, 0.4)  # novel views: the target's yaw turned by these
 # Cheap settings (the defaults run 500 + 350 steps); bench/bench_projector.py --recovery uses the same.

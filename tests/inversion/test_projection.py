@@ -6,11 +6,10 @@ import math
 import pytest
 import torch
 
-from projector.projection import (ProjectionSchedule, mirror_camera, project, target_loss, w_plus_spread,
-                                  w_statistics)
-from projector.losses import ReconstructionLoss, psnr
-from projector.recovery import seeded_render
-from tests.projector.conftest import camera, true_latent
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.projection import (ProjectionSchedule, mirror_camera, project, seeded_render, target_loss,
+                                  w_plus_spread, w_statistics)
+from tests.inversion.conftest import camera, true_latent
 
 
 def test_schedule_ramps_learning_rate_and_noise():
@@ -95,5 +94,5 @@ def test_a_demo_head_is_nearly_its_own_mirror_image(demo_G):
     ws = true_latent(demo_G, 3)
     view = seeded_render(demo_G, ws, camera(demo_G, 0.45))
     mirror_view = seeded_render(demo_G, ws, camera(demo_G, -0.45))
-    assert float(psnr(mirror_view, view.flip(-1))[0]) > 21  # 23.0 dB (hair parting and shading differ)
-    assert float(psnr(mirror_view, view)[0]) < 12  # 8.4 dB: not merely similar views
+    assert float(psnr(mirror_view, view.flip(-1))[0]) > 21  # 24.0 dB (hair parting and shading differ)
+    assert float(psnr(mirror_view, view)[0]) < 12  # 8.7 dB: not merely similar views

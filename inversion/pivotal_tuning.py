@@ -20,8 +20,8 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from projector.losses import ReconstructionLoss
-from projector.projection import StageResult, StepReport, render, take_step
+from inversion.losses import ReconstructionLoss
+from inversion.projection import StageResult, StepReport, render, take_step
 from training.trainable import select_parameters
 
 TUNED_PARTS = ('backbone.synthesis', 'decoder', 'superresolution')

@@ -13,6 +13,8 @@ import imageio
 import numpy as np
 import torch
 
+from training import inference
+
 LATENTS_DIR = 'latents'
 
 
@@ -34,16 +36,6 @@ def staged_directory(path: str) -> Iterator[str]:
         raise
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8, EG3D's rounding."""
-    return (image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1).unsqueeze(0).to(device)
-
-
 class VideoRecorder:
     """The optimisation as an mp4: target and current render side by side, one frame per step."""
 
@@ -53,7 +45,8 @@ class VideoRecorder:
                                          macro_block_size=2)
 
     def add(self, image: torch.Tensor) -> None:
-        self.writer.append_data(np.concatenate([self.target, to_uint8(image)], axis=1))
+        """One frame: the target beside `image` (1, 3, H, W) in [-1, 1]."""
+        self.writer.append_data(np.concatenate([self.target, inference.image_to_uint8(image)[0]], axis=1))
 
     def close(self) -> None:
         self.writer.close()

@@ -2,7 +2,7 @@
 
 A generator's render of a known latent from a known camera is projected (then the generator is
 tuned around the pivot) and the pivot's renders are compared with the true latent's: in the target's
-own view, in novel views and stylised in those views, as PSNR in dB. tests/projector/test_recovery.py
+own view, in novel views and stylised in those views, as PSNR in dB. tests/inversion/test_recovery.py
 asserts it on the demo network; bench/bench_projector.py --recovery tabulates more seeds and cameras.
 """
 
@@ -11,11 +11,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from projector.losses import ReconstructionLoss, psnr
-from projector.pivotal_tuning import TuningSchedule, pivotal_tune
-from projector.projection import ProjectionSchedule, project, render
-
-RENDER_SEED = 1  # the renderer's random sampling, the same for every compared picture
+from inversion.losses import ReconstructionLoss, psnr
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune
+from inversion.projection import ProjectionSchedule, project, seeded_render
 
 
 @dataclasses.dataclass
@@ -24,14 +22,6 @@ class Scores:
     same_view: float
     natural: List[float]   # one per novel camera
     stylised: List[float]  # one per novel camera, with the domain at alpha 1
-
-
-@torch.no_grad()
-def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
-    """render() with the renderer's random sampling fixed to RENDER_SEED (CPU generator)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RENDER_SEED)
-        return render(G, ws, c, **domain_kwargs)
 
 
 def recover_known_head(G: torch.nn.Module, ws_true: torch.Tensor, c: torch.Tensor, novel: List[torch.Tensor],

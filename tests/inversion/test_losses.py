@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from projector.losses import PERCEPTUAL_RESOLUTION, ReconstructionLoss, perceptual_input, psnr
+from inversion.losses import PERCEPTUAL_RESOLUTION, ReconstructionLoss, perceptual_input, psnr
 
 
 def test_psnr_is_that_of_uint8_pictures():

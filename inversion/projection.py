@@ -14,11 +14,10 @@ One view leaves the far side of the head free. Faces are close to mirror-symmetr
 flipped left-right is, nearly, what the head looks like from the mirrored camera (yaw and roll
 negated: camera_utils.xflip_camera_label): `symmetry_weight` adds that pseudo view's loss (the
 symmetry prior of 3-D GAN inversion methods such as SPI, Yin et al. 2023), rendered in one batch
-with the target's view. On the near-symmetric known heads of the previous demo network it lifts
-the novel views by 2.6-3.6 dB after tuning and costs a head with a side parting 2.9 dB
-(docs/projection.md); 0 turns it off, for faces or lighting far from symmetric. Pivotal tuning
-does not use it: tuning the generator's weights to the mirrored view forces an asymmetric head
-into symmetry (measured there: the novel views of a head with a side parting lost 4.9 dB).
+with the target's view. It lifts the novel views of near-symmetric heads and costs asymmetric ones
+(a side parting, side lighting; docs/projection.md has the measurements); 0 turns it off. Pivotal
+tuning does not use it: tuning the generator's weights to the mirrored view would force an
+asymmetric head into symmetry.
 """
 
 import dataclasses
@@ -29,9 +28,11 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from camera_utils import xflip_camera_label
-from projector.losses import psnr
+from inversion.losses import psnr
+from training import inference
 
 LATENT_SPACES = ('w', 'w_plus')
+RENDER_SEED = 0  # the renderer's random draws for every picture that is saved or scored
 W_STATS_SAMPLES = 10000  # latents drawn to estimate the mean and spread of W
 
 
@@ -119,6 +120,12 @@ def render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwarg
     return G.synthesis(ws, c, noise_mode='const', **domain_kwargs)['image']
 
 
+@torch.no_grad()
+def seeded_render(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, **domain_kwargs) -> torch.Tensor:
+    """render() with the renderer's random draws seeded by RENDER_SEED, so that compared pictures share them."""
+    return inference.seeded_synthesis(G, ws, c, RENDER_SEED, **domain_kwargs)['image']
+
+
 def mirror_camera(c: torch.Tensor) -> torch.Tensor:
     """The camera label (1, 25) that sees the left-right mirror image of what c sees (of a mirrored scene)."""
     return torch.from_numpy(xflip_camera_label(c.cpu().numpy())).to(c)
@@ -141,7 +148,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, c: torch.Tensor, loss_fn: 
             on_step: Optional[Callable[[StepReport], None]] = None) -> StageResult:
     """Find the latent of `target` (1, 3, R, R) in [-1, 1] seen from camera c (1, 25); R = G.img_resolution.
 
-    loss_fn(render, target) -> scalar (projector.losses.ReconstructionLoss). G is not changed.
+    loss_fn(render, target) -> scalar (inversion.losses.ReconstructionLoss). G is not changed.
     The renderer's random sampling and the latent noise are seeded by `seed`. The reported losses
     include the symmetry term and the W+ regulariser; the PSNR is the target view's alone.
     """

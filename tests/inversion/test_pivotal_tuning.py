@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from projector.pivotal_tuning import TuningSchedule, _turn_camera, pivotal_tune, tuned_parameters
+from inversion.pivotal_tuning import TuningSchedule, _turn_camera, pivotal_tune, tuned_parameters
+from inversion.projection import seeded_render
 from training.trainable import dam_parameter_names, is_encoder_parameter
-from projector.recovery import seeded_render
-from tests.projector.conftest import camera, load_demo, true_latent
+from tests.inversion.conftest import camera, load_demo, true_latent
 
 
 def test_tuned_parameters_are_eg3d_weights_only(demo_G):

@@ -9,9 +9,7 @@ import gen_utils
 import legacy
 from training import inference
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = os.path.join(REPO, gen_utils.DEMO_NETWORK)
-FOV = 18.837
+DEMO = os.path.join(gen_utils.REPO_ROOT, gen_utils.DEMO_NETWORK)
 
 
 def load_demo() -> torch.nn.Module:
@@ -19,7 +17,7 @@ def load_demo() -> torch.nn.Module:
 
 
 def camera(G: torch.nn.Module, yaw: float, pitch: float = -0.1) -> torch.Tensor:
-    return inference.generator_camera_label(G, yaw, pitch, FOV, torch.device('cpu'))
+    return inference.generator_camera_label(G, yaw, pitch)
 
 
 def true_latent(G: torch.nn.Module, seed: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from projector import outputs
+from inversion import outputs
 
 
 def test_staged_directory_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
