@@ -32,8 +32,9 @@ def test_turned_camera_circles_the_pivot(demo_G, yaw):
     assert np.linalg.norm(offset_after) == pytest.approx(np.linalg.norm(offset_before), rel=1e-5)
     turned_by = np.arctan2(offset_after[0], offset_after[2]) - np.arctan2(offset_before[0], offset_before[2])
     assert turned_by == pytest.approx(yaw, abs=1e-5)
-    np.testing.assert_allclose(after[:3, 2], -offset_after / np.linalg.norm(offset_after), atol=1e-5)  # looks at the pivot
-    assert abs(after[1, 0]) < 1e-6 and offset_after[1] == pytest.approx(offset_before[1], abs=1e-6)  # no roll, same height
+    # It looks at the pivot, without roll, from the same height.
+    np.testing.assert_allclose(after[:3, 2], -offset_after / np.linalg.norm(offset_after), atol=1e-5)
+    assert abs(after[1, 0]) < 1e-6 and offset_after[1] == pytest.approx(offset_before[1], abs=1e-6)
     assert np.allclose(after[:3, :3] @ after[:3, :3].T, np.eye(3), atol=1e-5)
     assert torch.equal(turned[:, 16:], level[:, 16:])
 
