@@ -8,7 +8,7 @@
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -79,15 +79,27 @@ def report_metric(result_dict: dict, run_dir: Optional[str] = None, snapshot_pkl
             f.write(line + '\n')
     return line
 
-def evaluate_snapshot(metrics: List[str], G: torch.nn.Module, G_kwargs: dict, dataset_kwargs: dict, num_gpus: int,
-                      rank: int, device: torch.device, run_dir: str, snapshot_pkl: str,
-                      weights: Optional[dict] = None) -> None:
-    """Run `metrics` on a training snapshot's G_ema (every process), rank 0 reporting to the run folder."""
-    for metric in metrics:
-        result = calc_metric(metric, G=G, G_kwargs=G_kwargs, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus,
-                             rank=rank, device=device, weights=weights)
-        if rank == 0:
-            report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+
+def snapshot_evaluator(metrics: Sequence[str], dataset_kwargs: dict, num_gpus: int, rank: int, run_dir: str,
+                       weights: Optional[dict] = None) -> Optional[Callable[..., None]]:
+    """The `evaluate_snapshot` hook of `training.training_loop.training_loop` for `metrics` (None for none).
+
+    The hook runs every metric on a snapshot's G_ema (every process calls it) with the run's dataset;
+    rank 0 reports each result to `<run_dir>/metric-<name>.jsonl` (`report_metric`).
+    """
+    if not metrics:
+        return None
+    metrics = list(metrics)
+
+    def evaluate_snapshot(G_ema: torch.nn.Module, G_kwargs: dict, snapshot_pkl: str, device: torch.device,
+                          log: Callable[[str], None]) -> None:
+        log(f'Evaluating metrics: {", ".join(metrics)}...')
+        for metric in metrics:
+            result = calc_metric(metric, G=G_ema, G_kwargs=G_kwargs, dataset_kwargs=dataset_kwargs,
+                                 num_gpus=num_gpus, rank=rank, device=device, weights=weights)
+            if rank == 0:
+                report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+    return evaluate_snapshot
 
 # ----------------------------------------------------------------------------
 # Distribution metrics: StyleGAN3's names and settings. "_full" = against the whole dataset.
