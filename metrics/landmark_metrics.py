@@ -11,11 +11,12 @@
 """
 
 import math
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Tuple, Union
 
 import numpy as np
 import torch
 
+from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose, select_face
 from metrics import metric_utils
@@ -27,9 +28,12 @@ def _detector():
     return FaceMeshDetector(max_faces=1)
 
 
-def label_yaw_pitch(label: np.ndarray) -> Tuple[float, float]:
-    """(yaw, pitch) in degrees of the camera centre of a (25,) camera label."""
-    x, y, z = np.asarray(label, dtype=np.float64)[[3, 7, 11]]
+def label_yaw_pitch(label: Union[np.ndarray, torch.Tensor]) -> Tuple[float, float]:
+    """(yaw, pitch) in degrees of the camera centre of one camera label, (25,) or (1, 25), NumPy or torch."""
+    label = np.asarray(label, dtype=np.float64)
+    if label.size != CAMERA_LABEL_DIM:
+        raise ValueError(f'expected one camera label of {CAMERA_LABEL_DIM} numbers, got shape {label.shape}')
+    x, y, z = label.reshape(-1)[[3, 7, 11]]
     return math.degrees(math.atan2(x, z)), math.degrees(math.atan2(y, math.hypot(x, z)))
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from camera_utils import camera_label
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
-from dataset_preprocessing.synthetic_heads import camera_label
 from metrics import landmark_metrics, metric_utils
 from tests.gen_network import build_tiny_generator
 
