@@ -14,15 +14,15 @@ import torch
 
 import dnnlib
 from metrics import (frechet_inception_distance, geometry_preservation, identity_similarity, inception_score,
-                     kernel_inception_distance, landmark_metrics, metric_utils, multiview_consistency,
-                     precision_recall)
+                     kernel_inception_distance, landmark_metrics, multiview_consistency, precision_recall)
+from metrics.metric_options import MetricOptions
 
-_metric_dict: Dict[str, Callable[[metric_utils.MetricOptions], dict]] = {}
+_metric_dict: Dict[str, Callable[[MetricOptions], dict]] = {}
 # Metrics that compare image distributions, and so also evaluate a folder of images (--images).
 DISTRIBUTION_METRICS = ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'is50k')
 
 
-def register_metric(fn: Callable[[metric_utils.MetricOptions], dict]) -> Callable:
+def register_metric(fn: Callable[[MetricOptions], dict]) -> Callable:
     _metric_dict[fn.__name__] = fn
     return fn
 
@@ -46,10 +46,10 @@ def format_time(seconds: float) -> str:
 
 
 def calc_metric(metric: str, **kwargs) -> dnnlib.EasyDict:
-    """Run `metric` with `metric_utils.MetricOptions(**kwargs)`; every process must call it."""
+    """Run `metric` with `metrics.metric_options.MetricOptions(**kwargs)`; every process must call it."""
     if not is_valid_metric(metric):
         raise ValueError(f'unknown metric "{metric}"; valid metrics: {", ".join(list_valid_metrics())}')
-    opts = metric_utils.MetricOptions(**kwargs)
+    opts = MetricOptions(**kwargs)
     if opts.image_folder is not None and metric not in DISTRIBUTION_METRICS:
         raise ValueError(f'{metric} renders views of a network, so it cannot evaluate a folder of images; '
                          f'with --images use {", ".join(DISTRIBUTION_METRICS)}')
@@ -106,25 +106,25 @@ def snapshot_evaluator(metrics: Sequence[str], dataset_kwargs: dict, num_gpus: i
 
 
 @register_metric
-def fid50k_full(opts: metric_utils.MetricOptions) -> dict:
+def fid50k_full(opts: MetricOptions) -> dict:
     return dict(fid50k_full=frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=50000))
 
 
 @register_metric
-def kid50k_full(opts: metric_utils.MetricOptions) -> dict:
+def kid50k_full(opts: MetricOptions) -> dict:
     kid = kernel_inception_distance.compute_kid(opts, max_real=1000000, num_gen=50000, num_subsets=100,
                                                 max_subset_size=1000)
     return dict(kid50k_full=kid)
 
 
 @register_metric
-def pr50k3_full(opts: metric_utils.MetricOptions) -> dict:
+def pr50k3_full(opts: MetricOptions) -> dict:
     pr = precision_recall.compute_pr(opts, max_real=200000, num_gen=50000, nhood_size=3)
     return dict(pr50k3_full_precision=pr['precision'], pr50k3_full_recall=pr['recall'])
 
 
 @register_metric
-def is50k(opts: metric_utils.MetricOptions) -> dict:
+def is50k(opts: MetricOptions) -> dict:
     mean, std = inception_score.compute_is(opts, num_gen=50000, num_splits=10)
     return dict(is50k_mean=mean, is50k_std=std)
 
@@ -133,7 +133,7 @@ def is50k(opts: metric_utils.MetricOptions) -> dict:
 
 
 @register_metric
-def style_fid5k_full(opts: metric_utils.MetricOptions) -> dict:
+def style_fid5k_full(opts: MetricOptions) -> dict:
     """FID of 5k stylised samples (alpha = 1) against the whole style dataset (--data)."""
     if opts.G_kwargs.get('domain') is None:
         raise ValueError('style_fid5k_full renders stylised samples: give a network with a stored domain (--domain) '
@@ -143,14 +143,14 @@ def style_fid5k_full(opts: metric_utils.MetricOptions) -> dict:
 
 
 @register_metric
-def identity1k(opts: metric_utils.MetricOptions) -> dict:
+def identity1k(opts: MetricOptions) -> dict:
     return dict(identity1k=identity_similarity.compute_identity(opts, num_gen=1000))
 
 
-def _register_several(name: str, compute: Callable[[metric_utils.MetricOptions, int], Dict[str, float]],
+def _register_several(name: str, compute: Callable[[MetricOptions, int], Dict[str, float]],
                       num_gen: int) -> None:
     """Register a metric with several numbers, keyed <name>_<quantity> as StyleGAN3 keys pr50k3_full's."""
-    def metric(opts: metric_utils.MetricOptions) -> dict:
+    def metric(opts: MetricOptions) -> dict:
         return {f'{name}_{k}': v for k, v in compute(opts, num_gen).items()}
     metric.__name__ = name
     register_metric(metric)

@@ -11,7 +11,8 @@ import pytest
 from camera_utils import camera_label
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
-from metrics import landmark_metrics, metric_utils
+from metrics import landmark_metrics
+from metrics.metric_options import MetricOptions
 from tests.gen_network import build_tiny_generator
 
 PORTRAIT = os.path.join(os.path.dirname(__file__), '..', 'data', 'portraits', 'photos_019706.jpg')
@@ -53,6 +54,6 @@ def test_landmarks_of_a_photo_and_its_shifted_copy():
 
 @needs_face_tools
 def test_pose_accuracy_without_faces_says_so(heads):
-    opts = metric_utils.MetricOptions(G=build_tiny_generator(), dataset_kwargs=dict(path=heads['natural']))
+    opts = MetricOptions(G=build_tiny_generator(), dataset_kwargs=dict(path=heads['natural']))
     with pytest.raises(ValueError, match='found no face in any of the 1 renders'):
         landmark_metrics.compute_pose_accuracy(opts, num_gen=1)
