@@ -140,7 +140,7 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
             raise click.UsageError('--images compares a folder with a dataset: give --data too')
     else:
         network = gen_utils.resolve_network_path(network)
-    if source_network is not None and '://' not in source_network and not os.path.isfile(source_network):
+    if source_network is not None and not dnnlib.util.is_url(source_network) and not os.path.isfile(source_network):
         raise click.BadParameter(f'network pickle "{source_network}" does not exist', param_hint="'--source-network'")
     if data is not None and not os.path.exists(data):
         raise click.BadParameter(f'dataset "{data}" does not exist', param_hint="'--data'")

@@ -24,11 +24,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import gen_utils  # noqa: E402  (after the path set-up above)
+import legacy  # noqa: E402
 from metrics.detectors import extract_features  # noqa: E402
 from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
 from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
 from metrics.metric_options import MetricOptions  # noqa: E402
 from metrics.precision_recall import precision_recall  # noqa: E402
+from training import inference  # noqa: E402
 from training.perceptual import IdentityEncoder  # noqa: E402
 
 
