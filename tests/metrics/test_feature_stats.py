@@ -1,4 +1,4 @@
-"""Feature statistics, sharding, the dataset-statistics cache and the image-folder source."""
+"""Feature statistics, sharding and the dataset-statistics cache."""
 
 import io
 import os
@@ -7,14 +7,11 @@ import zipfile
 
 import numpy as np
 import PIL.Image
-import pytest
 import torch
 
 from metrics.feature_stats import FeatureStats, compute_feature_stats_for_dataset, dataset_content_hash
-from metrics.image_sources import ImageFolder
 from metrics.inception import InceptionV3
 from metrics.metric_options import MetricOptions, shard
-from tests.metrics.conftest import read_pngs
 
 
 def test_feature_stats_mean_cov_and_max_items():
@@ -73,6 +70,13 @@ def test_dataset_stats_are_cached_by_content(heads, inception_file, cache_dir, t
     shutil.copy(heads['toon'], changed)
     assert dataset_content_hash(str(changed)) != dataset_content_hash(heads['natural'])
     assert dataset_content_hash(heads['toon_dir']) == dataset_content_hash(heads['toon_dir'] + os.sep)
+    # A folder's key covers the images the dataset reads, not other files next to them.
+    folder = tmp_path / 'toon-images'
+    shutil.copytree(heads['toon_dir'], folder)
+    (folder / 'notes.txt').write_text('not an image')
+    assert dataset_content_hash(str(folder)) == dataset_content_hash(heads['toon_dir'])
+    PIL.Image.new('RGB', (32, 32)).save(folder / 'extra.png')
+    assert dataset_content_hash(str(folder)) != dataset_content_hash(heads['toon_dir'])
 
 
 def _zip_images(path: str) -> np.ndarray:
@@ -80,27 +84,3 @@ def _zip_images(path: str) -> np.ndarray:
         names = sorted(n for n in zf.namelist() if n.endswith('.png'))
         return np.stack([np.asarray(PIL.Image.open(io.BytesIO(zf.read(n))).convert('RGB')).transpose(2, 0, 1)
                          for n in names])
-
-
-def test_image_folder_reads_every_image(heads):
-    folder = ImageFolder(heads['toon_dir'])
-    assert len(folder) == 4 and folder.size == (32, 32)
-    opts = MetricOptions(batch_size=3)
-    batches = list(folder.images(opts, range(4)))
-    assert [b.shape[0] for b in batches] == [3, 1] and batches[0].dtype == torch.uint8
-    np.testing.assert_array_equal(torch.cat(batches).numpy(), read_pngs(heads['toon_dir']))
-
-
-def test_image_folder_refuses_non_images_and_mixed_sizes(tmp_path):
-    PIL.Image.new('RGB', (16, 16)).save(tmp_path / 'a.png')
-    (tmp_path / 'notes.txt').write_text('not an image')
-    with pytest.raises(ValueError, match='not images: notes.txt'):
-        ImageFolder(str(tmp_path))
-    os.remove(tmp_path / 'notes.txt')
-    PIL.Image.new('RGB', (8, 8)).save(tmp_path / 'b.png')
-    with pytest.raises(ValueError, match='mixes image sizes: "a.png" is 16x16, "b.png" is 8x8'):
-        ImageFolder(str(tmp_path))
-    (tmp_path / 'b.png').write_bytes(b'garbage')
-    with pytest.raises(ValueError, match='cannot read .*b.png'):
-        ImageFolder(str(tmp_path))
-
