@@ -2,7 +2,8 @@
 
 `calc_metric(name, **opts_kwargs)` runs one metric and returns StyleGAN3's result record;
 `report_metric(result, run_dir, snapshot_pkl)` prints it as one JSON line and appends that line to
-`<run_dir>/metric-<name>.jsonl`. Formulas and protocols: docs/metrics.md.
+`<run_dir>/metric-<name>.jsonl`; `snapshot_evaluator(names, ...)` does both for every training
+snapshot (train.py --metrics). Formulas and protocols: docs/metrics.md.
 """
 
 import json
