@@ -37,7 +37,8 @@ import torch
 import dnnlib
 import gen_utils
 import legacy
-from metrics import metric_main, metric_utils
+from metrics import metric_main
+from metrics.image_sources import ImageFolder
 from metrics.inception import INCEPTION_URL
 from torch_utils import distributed
 from training import inference
@@ -79,7 +80,7 @@ def subprocess_fn(rank: int, device: torch.device, args: dnnlib.EasyDict) -> Non
     opts = dict(G=None, G_kwargs={}, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
                 device=device, progress=args.progress, weights=args.weights, batch_size=args.batch)
     if args.image_folder is not None:
-        opts.update(image_folder=metric_utils.ImageFolder(args.image_folder))
+        opts.update(image_folder=ImageFolder(args.image_folder))
     else:
         nets = _load_networks(args, device)
         domain, _ = gen_utils.select_domain(nets.G, args.domain, args.exemplar, device)
@@ -139,7 +140,7 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
             raise click.UsageError('--images compares a folder with a dataset: give --data too')
     else:
         network = gen_utils.resolve_network_path(network)
-    if source_network is not None and '://' not in source_network and not os.path.isfile(source_network):
+    if source_network is not None and not dnnlib.util.is_url(source_network) and not os.path.isfile(source_network):
         raise click.BadParameter(f'network pickle "{source_network}" does not exist', param_hint="'--source-network'")
     if data is not None and not os.path.exists(data):
         raise click.BadParameter(f'dataset "{data}" does not exist', param_hint="'--data'")
@@ -147,7 +148,7 @@ def main(network, metrics, data, mirror, image_folder, domain, exemplar, alpha, 
         raise click.BadParameter(f'"{image_folder}" is not a folder', param_hint="'--images'")
     try:
         if image_folder is not None:
-            metric_utils.ImageFolder(image_folder)  # refuse non-images and mixed sizes before any work starts
+            ImageFolder(image_folder)  # refuse non-images and mixed sizes before any work starts
     except ValueError as err:
         raise click.ClickException(str(err)) from err
 

@@ -55,7 +55,18 @@ def subprocess_fn(rank: int, device: torch.device, c: dnnlib.EasyDict) -> dict:
         with open(log_path, 'a', encoding='utf-8') as f:
             print(*args, file=f)
 
-    return training_loop.training_loop(rank=rank, device=device, print_fn=print_fn, **c)
+    return training_loop.training_loop(rank=rank, device=device, print_fn=print_fn, **loop_arguments(c, rank))
+
+
+def loop_arguments(c: dnnlib.EasyDict, rank: int) -> dict:
+    """`training_loop.training_loop`'s keyword arguments for the run config `c` in process `rank`: c's
+    options, with the metric names `c.metrics` (as training_options.json records them) turned into
+    the loop's `evaluate_snapshot` hook (`metrics.metric_main.snapshot_evaluator`)."""
+    kwargs = {key: value for key, value in c.items() if key != 'metrics'}
+    kwargs['evaluate_snapshot'] = metric_main.snapshot_evaluator(
+        c.get('metrics', ()), c.training_set_kwargs, c.num_gpus, rank, c.run_dir,
+        weights=dict(arcface=c.perceptual_kwargs.get('arcface')))
+    return kwargs
 
 
 def launch_training(c: dnnlib.EasyDict, desc: str, outdir: str, dry_run: bool, print_fn=print) -> Optional[str]:

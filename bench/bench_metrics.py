@@ -24,10 +24,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import gen_utils  # noqa: E402  (after the path set-up above)
-from metrics import metric_utils  # noqa: E402
+import legacy  # noqa: E402
+from metrics.detectors import extract_features  # noqa: E402
 from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
 from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
+from metrics.metric_options import MetricOptions  # noqa: E402
 from metrics.precision_recall import precision_recall  # noqa: E402
+from training import inference  # noqa: E402
 from training.perceptual import IdentityEncoder  # noqa: E402
 
 
@@ -52,14 +55,12 @@ def _timed(fn, reps: int = 1) -> float:
 def main(device: str, num_images: int, batch: int):
     """Print a markdown table: stage, seconds."""
     device = torch.device(device)
-    opts = metric_utils.MetricOptions(device=device, allow_random_weights=True, weights=dict(inception=None),
-                                      batch_size=batch)
+    opts = MetricOptions(device=device, allow_random_weights=True, weights=dict(inception=None), batch_size=batch)
     images = torch.randint(0, 256, (num_images, 3, 512, 512), dtype=torch.uint8, device=device)
     rows = []
 
     def detector_pass(name):
-        return lambda: [metric_utils.extract_features(opts, name, images[i:i + batch])
-                        for i in range(0, num_images, batch)]
+        return lambda: [extract_features(opts, name, images[i:i + batch]) for i in range(0, num_images, batch)]
 
     for name, label in (('inception', 'Inception-v3 pool features (FID, KID, IS), per 1,000 images'),
                         ('vgg16', 'VGG-16 fc7 (PR), per 1,000 images')):

@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 import scipy.linalg
 
-from metrics import metric_utils
+from metrics.feature_stats import compute_feature_stats_for_dataset, compute_feature_stats_for_generator
+from metrics.metric_options import MetricOptions, check_num_images
 
 MIN_IMAGES = 2  # a covariance needs two samples
 
@@ -41,18 +42,17 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, si
     return float(np.square(mu_a - mu_b).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
 
 
-def compute_fid(opts: metric_utils.MetricOptions, max_real: Optional[int], num_gen: int,
+def compute_fid(opts: MetricOptions, max_real: Optional[int], num_gen: int,
                 G_kwargs: Optional[dict] = None) -> float:
     """FID of G's samples (or `opts.image_folder`) against the first `max_real` dataset images (None = all).
 
     G_kwargs override `opts.G_kwargs` for the samples (the style FID renders with alpha=1).
     """
     if opts.image_folder is not None:
-        metric_utils.check_num_images('FID', MIN_IMAGES, len(opts.image_folder), 'in the --images folder')
-    real = metric_utils.compute_feature_stats_for_dataset(opts, 'inception', max_items=max_real, capture_mean_cov=True)
-    metric_utils.check_num_images('FID', MIN_IMAGES, real.num_items, 'in the dataset (--data)')
-    gen = metric_utils.compute_feature_stats_for_generator(opts, 'inception', num_gen, capture_mean_cov=True,
-                                                           G_kwargs=G_kwargs)
+        check_num_images('FID', MIN_IMAGES, len(opts.image_folder), 'in the --images folder')
+    real = compute_feature_stats_for_dataset(opts, 'inception', max_items=max_real, capture_mean_cov=True)
+    check_num_images('FID', MIN_IMAGES, real.num_items, 'in the dataset (--data)')
+    gen = compute_feature_stats_for_generator(opts, 'inception', num_gen, capture_mean_cov=True, G_kwargs=G_kwargs)
     if opts.rank != 0:
         return float('nan')
     return frechet_distance(*real.get_mean_cov(), *gen.get_mean_cov())

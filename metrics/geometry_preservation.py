@@ -16,7 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics import metric_utils
+from metrics.feature_stats import collect_rows
+from metrics.image_sources import seeded_rng
+from metrics.metric_options import MetricOptions
+from metrics.paired_renders import latent_batches, render_natural_and_stylised
 
 NUM_POINTS = 4096
 
@@ -27,20 +30,20 @@ def _densities(G: torch.nn.Module, ws: torch.Tensor, points: torch.Tensor, **G_k
     return F.softplus(sigma - 1)
 
 
-def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     G = opts.G
     near, far = G.rendering_kwargs['ray_start'], G.rendering_kwargs['ray_end']
     if not all(isinstance(v, (int, float)) for v in (near, far)):
         raise ValueError(f'geometry metrics need numeric ray_start / ray_end, got {near!r} / {far!r}')
     box = G.rendering_kwargs.get('box_warp', 1)
     gen = torch.Generator().manual_seed(opts.seed + 7919 * opts.rank)
-    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
+    for z, c, seed in latent_batches(opts, num_gen):
+        natural, stylised = render_natural_and_stylised(opts, z, c, seed)
         points = ((torch.rand([len(z), NUM_POINTS, 3], generator=gen) - 0.5) * box).to(opts.device)
         with torch.no_grad():
-            with metric_utils.fixed_seed(opts, seed):
+            with seeded_rng(opts.device, seed):
                 dens_s = _densities(G, G.mapping(z, c), points, **opts.G_kwargs)
-            with metric_utils.fixed_seed(opts, seed):
+            with seeded_rng(opts.device, seed):
                 if opts.G_source is not None:
                     dens_n = _densities(opts.G_source, opts.G_source.mapping(z, c), points)
                 else:
@@ -50,7 +53,7 @@ def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray
         yield torch.stack([depth, density], dim=1).cpu().numpy()
 
 
-def compute_geometry(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+def compute_geometry(opts: MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'depth', 'density'}: stylised vs natural (the source network's render when `opts.G_source` is set)."""
-    rows = metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'geometry renders')
+    rows = collect_rows(opts, _rows(opts, num_gen), num_gen, 'geometry renders')
     return dict(depth=float(rows[:, 0].mean()), density=float(rows[:, 1].mean()))

@@ -12,22 +12,25 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from metrics import metric_utils
+from metrics.detectors import weights_option_hint
+from metrics.feature_stats import collect_rows
+from metrics.metric_options import MetricOptions
+from metrics.paired_renders import check_stylised, latent_batches, render_natural_and_stylised
 from training.perceptual import IdentityEncoder
 
 
-def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    metric_utils.check_stylised(opts)  # before loading the encoder's weights
-    with metric_utils.weights_option_hint('arcface'):
+def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+    check_stylised(opts)  # before loading the encoder's weights
+    with weights_option_hint('arcface'):
         encoder = IdentityEncoder(opts.weights.arcface, allow_random_weights=opts.allow_random_weights)
     encoder = encoder.to(opts.device)
-    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
+    for z, c, seed in latent_batches(opts, num_gen):
+        natural, stylised = render_natural_and_stylised(opts, z, c, seed)
         with torch.no_grad():
             cosine = (encoder(natural['image'].clamp(-1, 1)) * encoder(stylised['image'].clamp(-1, 1))).sum(dim=1)
         yield cosine[:, None].cpu().numpy()
 
 
-def compute_identity(opts: metric_utils.MetricOptions, num_gen: int) -> float:
+def compute_identity(opts: MetricOptions, num_gen: int) -> float:
     """Mean ArcFace cosine similarity between natural and stylised renders of `num_gen` samples."""
-    return float(metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'identity renders').mean())
+    return float(collect_rows(opts, _rows(opts, num_gen), num_gen, 'identity renders').mean())

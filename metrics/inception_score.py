@@ -8,7 +8,8 @@ from typing import Tuple
 
 import numpy as np
 
-from metrics import metric_utils
+from metrics.feature_stats import compute_feature_stats_for_generator
+from metrics.metric_options import MetricOptions, check_num_images
 
 
 def inception_score(probs: np.ndarray, num_splits: int) -> Tuple[float, float]:
@@ -23,11 +24,11 @@ def inception_score(probs: np.ndarray, num_splits: int) -> Tuple[float, float]:
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def compute_is(opts: metric_utils.MetricOptions, num_gen: int, num_splits: int) -> Tuple[float, float]:
+def compute_is(opts: MetricOptions, num_gen: int, num_splits: int) -> Tuple[float, float]:
     """IS of G's samples (or of every image of `opts.image_folder`)."""
     if opts.image_folder is not None:
-        metric_utils.check_num_images('IS', num_splits, len(opts.image_folder), 'in the --images folder')
-    gen = metric_utils.compute_feature_stats_for_generator(opts, 'inception_probs', num_gen, capture_all=True)
+        check_num_images('IS', num_splits, len(opts.image_folder), 'in the --images folder')
+    gen = compute_feature_stats_for_generator(opts, 'inception_probs', num_gen, capture_all=True)
     if opts.rank != 0:
         return float('nan'), float('nan')
     return inception_score(gen.get_all(), num_splits)

@@ -9,7 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from metrics import metric_utils
+from metrics.feature_stats import compute_feature_stats_for_dataset, compute_feature_stats_for_generator
+from metrics.metric_options import MetricOptions, check_num_images
 
 MIN_IMAGES = 2  # the unbiased estimator divides by m - 1
 
@@ -31,14 +32,14 @@ def kernel_distance(real: np.ndarray, gen: np.ndarray, num_subsets: int = 100, m
     return float(total / num_subsets / m)
 
 
-def compute_kid(opts: metric_utils.MetricOptions, max_real: Optional[int], num_gen: int, num_subsets: int,
+def compute_kid(opts: MetricOptions, max_real: Optional[int], num_gen: int, num_subsets: int,
                 max_subset_size: int) -> float:
     """KID of G's samples (or `opts.image_folder`) against at most `max_real` dataset images."""
     if opts.image_folder is not None:
-        metric_utils.check_num_images('KID', MIN_IMAGES, len(opts.image_folder), 'in the --images folder')
-    real = metric_utils.compute_feature_stats_for_dataset(opts, 'inception', max_items=max_real, capture_all=True)
-    metric_utils.check_num_images('KID', MIN_IMAGES, real.num_items, 'in the dataset (--data)')
-    gen = metric_utils.compute_feature_stats_for_generator(opts, 'inception', num_gen, capture_all=True)
+        check_num_images('KID', MIN_IMAGES, len(opts.image_folder), 'in the --images folder')
+    real = compute_feature_stats_for_dataset(opts, 'inception', max_items=max_real, capture_all=True)
+    check_num_images('KID', MIN_IMAGES, real.num_items, 'in the dataset (--data)')
+    gen = compute_feature_stats_for_generator(opts, 'inception', num_gen, capture_all=True)
     if opts.rank != 0:
         return float('nan')
     return kernel_distance(real.get_all(), gen.get_all(), num_subsets, max_subset_size, seed=opts.seed)

@@ -11,14 +11,19 @@
 """
 
 import math
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Tuple, Union
 
 import numpy as np
 import torch
 
+from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose, select_face
-from metrics import metric_utils
+from metrics.feature_stats import collect_rows
+from metrics.image_sources import seeded_rng
+from metrics.metric_options import MetricOptions
+from metrics.paired_renders import check_stylised, latent_batches, render_natural_and_stylised
+from training.inference import image_to_uint8
 
 _OUTER_EYE_CORNERS = (33, 263)  # MediaPipe face-mesh indices
 
@@ -27,21 +32,20 @@ def _detector():
     return FaceMeshDetector(max_faces=1)
 
 
-def label_yaw_pitch(label: np.ndarray) -> Tuple[float, float]:
-    """(yaw, pitch) in degrees of the camera centre of a (25,) camera label."""
-    x, y, z = np.asarray(label, dtype=np.float64)[[3, 7, 11]]
+def label_yaw_pitch(label: Union[np.ndarray, torch.Tensor]) -> Tuple[float, float]:
+    """(yaw, pitch) in degrees of the camera centre of one camera label, (25,) or (1, 25), NumPy or torch."""
+    label = np.asarray(label, dtype=np.float64)
+    if label.size != CAMERA_LABEL_DIM:
+        raise ValueError(f'expected one camera label of {CAMERA_LABEL_DIM} numbers, got shape {label.shape}')
+    x, y, z = label.reshape(-1)[[3, 7, 11]]
     return math.degrees(math.atan2(x, z)), math.degrees(math.atan2(y, math.hypot(x, z)))
 
 
-def _to_hwc(images) -> np.ndarray:
-    return metric_utils.images_to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def _pose_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+def _pose_rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     detector = _detector()
-    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
-        with torch.no_grad(), metric_utils.fixed_seed(opts, seed):
-            images = _to_hwc(opts.G(z, c, **opts.G_kwargs)['image'])
+    for z, c, seed in latent_batches(opts, num_gen):
+        with torch.no_grad(), seeded_rng(opts.device, seed):
+            images = image_to_uint8(opts.G(z, c, **opts.G_kwargs)['image'])
         rows = []
         for image, label in zip(images, c.cpu().numpy()):
             try:
@@ -55,9 +59,9 @@ def _pose_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.nd
         yield np.asarray(rows, dtype=np.float32)
 
 
-def compute_pose_accuracy(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+def compute_pose_accuracy(opts: MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'yaw_deg', 'pitch_deg', 'detected'} over `num_gen` renders (see the module docstring)."""
-    rows = metric_utils.collect_rows(opts, _pose_rows(opts, num_gen), num_gen, 'pose renders')
+    rows = collect_rows(opts, _pose_rows(opts, num_gen), num_gen, 'pose renders')
     return _mean_where_detected(rows, ('yaw_deg', 'pitch_deg'))
 
 
@@ -77,13 +81,13 @@ def landmark_nme(natural: np.ndarray, stylised: np.ndarray) -> float:
     return float(np.linalg.norm(natural[:, :2] - stylised[:, :2], axis=1).mean() / max(scale, 1e-8))
 
 
-def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    metric_utils.check_stylised(opts)
+def _nme_rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+    check_stylised(opts)
     detector = _detector()
-    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
-        natural, stylised = metric_utils.render_natural_and_stylised(opts, z, c, seed)
+    for z, c, seed in latent_batches(opts, num_gen):
+        natural, stylised = render_natural_and_stylised(opts, z, c, seed)
         rows = []
-        for image_n, image_s in zip(_to_hwc(natural['image']), _to_hwc(stylised['image'])):
+        for image_n, image_s in zip(image_to_uint8(natural['image']), image_to_uint8(stylised['image'])):
             try:
                 rows.append([landmark_nme(select_face(detector(image_n), 'largest'),
                                           select_face(detector(image_s), 'largest')), 1.0])
@@ -92,7 +96,7 @@ def _nme_rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.nda
         yield np.asarray(rows, dtype=np.float32)
 
 
-def compute_landmark_identity(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+def compute_landmark_identity(opts: MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'nme', 'detected'}: landmark NME between natural and stylised renders where both show a face."""
-    rows = metric_utils.collect_rows(opts, _nme_rows(opts, num_gen), num_gen, 'landmark renders')
+    rows = collect_rows(opts, _nme_rows(opts, num_gen), num_gen, 'landmark renders')
     return _mean_where_detected(rows, ('nme',))

@@ -16,7 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics import metric_utils
+from metrics.feature_stats import collect_rows
+from metrics.image_sources import seeded_rng
+from metrics.metric_options import MetricOptions
+from metrics.paired_renders import latent_batches
 from metrics.reprojection import orbit_cameras, view_consistency
 
 ORBIT_YAW = 0.3  # radians, about the yaw spread of FFHQ's cameras
@@ -30,26 +33,26 @@ def _view(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, G_kwargs: dict)
     return image, depth
 
 
-def _rows(opts: metric_utils.MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
+def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     pivot = opts.G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
     first = 0
-    for z, c, seed in metric_utils.latent_batches(opts, num_gen):
+    for z, c, seed in latent_batches(opts, num_gen):
         signs = [1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))]
         first += len(z)
         c_b = torch.cat([orbit_cameras(c[i:i + 1], sign * ORBIT_YAW, pivot) for i, sign in enumerate(signs)])
         with torch.no_grad():
             ws = opts.G.mapping(z, c)
             # The same random draws (noise inputs, depth jitter) for both views: only the camera differs.
-            with metric_utils.fixed_seed(opts, seed):
+            with seeded_rng(opts.device, seed):
                 image_a, depth_a = _view(opts.G, ws, c, opts.G_kwargs)
-            with metric_utils.fixed_seed(opts, seed):
+            with seeded_rng(opts.device, seed):
                 image_b, depth_b = _view(opts.G, ws, c_b, opts.G_kwargs)
         ab = view_consistency(image_a, depth_a, c, image_b, depth_b, c_b)
         ba = view_consistency(image_b, depth_b, c_b, image_a, depth_a, c)
         yield torch.stack([(ab[k] + ba[k]) / 2 for k in RESULT_NAMES], dim=1).cpu().numpy()
 
 
-def compute_multiview(opts: metric_utils.MetricOptions, num_gen: int) -> Dict[str, float]:
+def compute_multiview(opts: MetricOptions, num_gen: int) -> Dict[str, float]:
     """{'photo', 'depth', 'visible'} averaged over `num_gen` samples."""
-    rows = metric_utils.collect_rows(opts, _rows(opts, num_gen), num_gen, 'multi-view renders')
+    rows = collect_rows(opts, _rows(opts, num_gen), num_gen, 'multi-view renders')
     return {name: float(value) for name, value in zip(RESULT_NAMES, rows.mean(axis=0))}

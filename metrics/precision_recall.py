@@ -3,42 +3,16 @@
 Each feature set spans a manifold: the union of balls around its points, the radius of a point's
 ball being the distance to its k-th nearest other point. Precision is the share of generated
 features inside the real manifold, recall the share of real features inside the generated one.
-Features: VGG-16 fc7 (4096-d, after ReLU) of images resized to 224 x 224 and normalised with the
-ImageNet mean and std. StyleGAN3 reads the same network from a TorchScript file (`vgg16.pkl`) that
-cannot be loaded without running code; here the network is `training.perceptual.VGGFeatures` with
-torchvision's `vgg16-397923af.pth` state dict, read with `weights_only=True`.
+Features: VGG-16 fc7 (4096-d), `metrics.detectors.VGG16Detector`.
 """
 
 from typing import Dict, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from metrics import metric_utils
-from training.perceptual import VGGFeatures
-
-VGG_INPUT_SIZE = 224
-
-
-class VGG16Detector(torch.nn.Module):
-    """uint8 (N, 3, H, W) -> VGG-16 fc7 features (N, 4096)."""
-
-    def __init__(self, weights: Optional[str] = None, allow_random_weights: bool = False):
-        super().__init__()
-        self.vgg = VGGFeatures(arch='vgg16', weights=weights, allow_random_weights=allow_random_weights,
-                               layers=('fc7',))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise ValueError(f'VGG-16 detector input must be uint8 images (0..255), got {images.dtype}')
-        x = images.to(torch.float32)
-        if x.shape[2:] != (VGG_INPUT_SIZE, VGG_INPUT_SIZE):
-            # Area averaging when shrinking (no aliasing), bilinear when enlarging.
-            mode = 'area' if min(x.shape[2:]) > VGG_INPUT_SIZE else 'bilinear'
-            x = F.interpolate(x, size=(VGG_INPUT_SIZE, VGG_INPUT_SIZE), mode=mode,
-                              **({} if mode == 'area' else dict(align_corners=False)))
-        return self.vgg(x / 127.5 - 1)['fc7']
+from metrics.feature_stats import compute_feature_stats_for_dataset, compute_feature_stats_for_generator
+from metrics.metric_options import MetricOptions, check_num_images
 
 
 def _kth_distances(manifold: torch.Tensor, nhood_size: int, batch_size: int) -> torch.Tensor:
@@ -65,15 +39,14 @@ def precision_recall(real: np.ndarray, gen: np.ndarray, nhood_size: int = 3, bat
     return out
 
 
-def compute_pr(opts: metric_utils.MetricOptions, max_real: Optional[int], num_gen: int, nhood_size: int
+def compute_pr(opts: MetricOptions, max_real: Optional[int], num_gen: int, nhood_size: int
                ) -> Dict[str, float]:
     """Precision and recall of G's samples (or `opts.image_folder`) against at most `max_real` dataset images."""
     if opts.image_folder is not None:
-        metric_utils.check_num_images('precision/recall', nhood_size + 1, len(opts.image_folder),
-                                      'in the --images folder')
-    real = metric_utils.compute_feature_stats_for_dataset(opts, 'vgg16', max_items=max_real, capture_all=True)
-    metric_utils.check_num_images('precision/recall', nhood_size + 1, real.num_items, 'in the dataset (--data)')
-    gen = metric_utils.compute_feature_stats_for_generator(opts, 'vgg16', num_gen, capture_all=True)
+        check_num_images('precision/recall', nhood_size + 1, len(opts.image_folder), 'in the --images folder')
+    real = compute_feature_stats_for_dataset(opts, 'vgg16', max_items=max_real, capture_all=True)
+    check_num_images('precision/recall', nhood_size + 1, real.num_items, 'in the dataset (--data)')
+    gen = compute_feature_stats_for_generator(opts, 'vgg16', num_gen, capture_all=True)
     if opts.rank != 0:
         return dict(precision=float('nan'), recall=float('nan'))
     return precision_recall(real.get_all(), gen.get_all(), nhood_size)

@@ -9,13 +9,12 @@ exemplar / stylised triples and an atomically written snapshot that resumes exac
 
 import os
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 import dnnlib
-from metrics import metric_main
 from training import trainable
 from training.adaptation_setup import prepare_networks
 from training.content import LatentFolderContent, SampledContent
@@ -116,13 +115,17 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
                   image_snapshot_ticks: Optional[int] = 50, network_snapshot_ticks: Optional[int] = 50,
                   resume_pkl: Optional[str] = None, resume_d_pkl: Optional[str] = None, grid_rows: int = 4,
-                  metrics: Sequence[str] = (), device: Optional[torch.device] = None, print_fn=print) -> dict:
+                  evaluate_snapshot: Optional[Callable[..., None]] = None, device: Optional[torch.device] = None,
+                  print_fn=print) -> dict:
     """Train one style domain; returns {'G', 'D', 'G_ema', 'G_src', 'iteration'} of this process.
 
     Several processes (`num_gpus`) must have joined the process group (`torch_utils.distributed.launch`);
     `device` is this process's (default: GPU `rank` when CUDA is available, else the CPU).
 
-    `metrics` (names of `metrics.metric_main`) are evaluated on G_ema at every network snapshot.
+    `evaluate_snapshot`, when given, is called by every process after each network snapshot as
+    `evaluate_snapshot(G_ema=, G_kwargs=, snapshot_pkl=, device=, log=)`: G_kwargs select the trained
+    domain at alpha 1 ({} for --method=finetune), `log` prints on rank 0 (train.py builds it from
+    `--metrics` with `metrics.metric_main.snapshot_evaluator`).
     """
     start_time = time.time()
     if device is None:
@@ -261,12 +264,9 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
                 data = build_snapshot(dict(G=G, D=D, G_ema=G_ema, G_src=G_src), training_set_kwargs, state)
                 atomic_write_pickle(data, snapshot_path(run_dir, cur_nimg))
             last_snapshot = snapshot_path(run_dir, cur_nimg)
-            if metrics:
-                log(f'Evaluating metrics: {", ".join(metrics)}...')
+            if evaluate_snapshot is not None:
                 styled = dict(domain=domain, alpha=1) if use_domain else {}
-                metric_main.evaluate_snapshot(list(metrics), G_ema, styled, training_set_kwargs, num_gpus, rank, device,
-                                              run_dir, last_snapshot,
-                                              weights=dict(arcface=perceptual_kwargs.get('arcface')))
+                evaluate_snapshot(G_ema=G_ema, G_kwargs=styled, snapshot_pkl=last_snapshot, device=device, log=log)
         cur_tick += 1
         tick_start_nimg, tick_start_time, tick_start_iter = cur_nimg, time.time(), iteration
     logger.close()

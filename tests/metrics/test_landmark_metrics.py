@@ -11,17 +11,18 @@ import pytest
 from camera_utils import camera_label
 from dataset_preprocessing import face_pose
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
-from metrics import landmark_metrics, metric_utils
+from metrics import landmark_metrics
+from metrics.metric_options import MetricOptions
 from tests.gen_network import build_tiny_generator
 
 PORTRAIT = os.path.join(os.path.dirname(__file__), '..', 'data', 'portraits', 'photos_019706.jpg')
 
 
 def test_label_yaw_pitch_of_eg3d_cameras():
-    yaw, pitch = landmark_metrics.label_yaw_pitch(camera_label(0.3, 0.0)[0].numpy())
+    yaw, pitch = landmark_metrics.label_yaw_pitch(camera_label(0.3, 0.0))
     assert yaw == pytest.approx(math.degrees(0.3), abs=1e-4) and pitch == pytest.approx(0, abs=1e-4)
     # Elevation of a LookAtPoseSampler camera: arcsin(-2 pitch / pi) (EG3D's polar remapping), below for pitch > 0.
-    _, below = landmark_metrics.label_yaw_pitch(camera_label(0.0, 0.2)[0].numpy())
+    _, below = landmark_metrics.label_yaw_pitch(camera_label(0.0, 0.2))
     assert below == pytest.approx(math.degrees(math.asin(-0.4 / math.pi)), abs=1e-4)
     # A frontal head pose from the face tools gives the frontal camera.
     assert landmark_metrics.label_yaw_pitch(face_pose.camera_label_from_rotation(np.eye(3))) == pytest.approx(
@@ -53,6 +54,6 @@ def test_landmarks_of_a_photo_and_its_shifted_copy():
 
 @needs_face_tools
 def test_pose_accuracy_without_faces_says_so(heads):
-    opts = metric_utils.MetricOptions(G=build_tiny_generator(), dataset_kwargs=dict(path=heads['natural']))
+    opts = MetricOptions(G=build_tiny_generator(), dataset_kwargs=dict(path=heads['natural']))
     with pytest.raises(ValueError, match='found no face in any of the 1 renders'):
         landmark_metrics.compute_pose_accuracy(opts, num_gen=1)

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import metric_main, metric_utils
+from metrics import metric_main
+from metrics.detectors import get_detector
+from metrics.image_sources import ImageFolder, open_dataset
+from metrics.metric_options import MetricOptions
 from metrics.precision_recall import precision_recall
 from tests.metrics.conftest import read_pngs
 
@@ -14,7 +17,7 @@ def detector():
     """The random-weight VGG-16 detector, built once; calc_metric finds it in the detector cache."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return metric_utils.get_detector(metric_utils.MetricOptions(allow_random_weights=True), 'vgg16')
+        return get_detector(MetricOptions(allow_random_weights=True), 'vgg16')
 
 
 def test_detector_reads_uint8_at_224(detector):
@@ -29,11 +32,11 @@ def test_detector_reads_uint8_at_224(detector):
 
 
 def test_pr50k3_full_on_a_folder(heads, detector, cache_dir):
-    folder = metric_utils.ImageFolder(heads['toon_dir'])
+    folder = ImageFolder(heads['toon_dir'])
     result = metric_main.calc_metric('pr50k3_full', image_folder=folder, dataset_kwargs=dict(path=heads['natural']),
                                      allow_random_weights=True)
     assert result.num_images == dict(real=4, gen=4)
-    dataset = metric_utils.open_dataset(metric_utils.MetricOptions(dataset_kwargs=dict(path=heads['natural'])))
+    dataset = open_dataset(MetricOptions(dataset_kwargs=dict(path=heads['natural'])))
     with torch.no_grad():
         gen = detector(torch.from_numpy(read_pngs(heads['toon_dir']))).numpy()
         real = detector(torch.from_numpy(np.stack([dataset[i][0] for i in range(len(dataset))]))).numpy()

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import geometry_preservation, identity_similarity, metric_main, metric_utils, multiview_consistency
+from metrics import geometry_preservation, identity_similarity, metric_main, multiview_consistency
+from metrics.detectors import extract_features
+from metrics.feature_stats import compute_feature_stats_for_generator
+from metrics.image_sources import ImageFolder, batch_seed, dataset_labels, latents_and_cameras, seeded_rng
+from metrics.metric_options import MetricOptions
 from tests.gen_network import build_tiny_generator
 from training.dataset import ImageFolderDataset
 
@@ -22,8 +26,8 @@ def tiny_plain():
 
 
 def _opts(G, heads, **kwargs):
-    return metric_utils.MetricOptions(G=G, dataset_kwargs=dict(path=heads['natural']), batch_size=2,
-                                      allow_random_weights=True, **kwargs)
+    return MetricOptions(G=G, dataset_kwargs=dict(path=heads['natural']), batch_size=2, allow_random_weights=True,
+                         **kwargs)
 
 
 def test_multiview_is_repeatable(tiny_styled, heads):
@@ -57,7 +61,7 @@ def test_stylisation_metrics_need_a_style_and_render_metrics_need_a_network(tiny
         identity_similarity.compute_identity(_opts(tiny_plain, heads), 1)
     with pytest.raises(ValueError, match='style_fid5k_full renders stylised samples'):
         metric_main.calc_metric('style_fid5k_full', G=tiny_plain, dataset_kwargs=dict(path=heads['toon']))
-    folder = metric_utils.ImageFolder(heads['toon_dir'])
+    folder = ImageFolder(heads['toon_dir'])
     with pytest.raises(ValueError, match='multiview1k renders views of a network'):
         metric_main.calc_metric('multiview1k', image_folder=folder, dataset_kwargs=dict(path=heads['toon']))
 
@@ -75,19 +79,19 @@ def test_metric_results_and_report_lines(tmp_path):
 
 def test_generator_samples_use_seeded_latents_and_dataset_cameras(tiny_styled, heads, inception_file):
     opts = _opts(tiny_styled, heads, G_kwargs=dict(domain='toon'), weights=dict(inception=inception_file))
-    labels = metric_utils.dataset_labels(opts)
+    labels = dataset_labels(opts)
     np.testing.assert_array_equal(labels, np.stack([ImageFolderDataset(heads['natural'], use_labels=True).get_label(i)
                                                     for i in range(4)]))
-    z, c = metric_utils.latents_and_cameras(opts, labels, [5, 7])
+    z, c = latents_and_cameras(opts, labels, [5, 7])
     for row, item in enumerate([5, 7]):  # item i: z and the label index from default_rng([seed, i])
         rng = np.random.default_rng([0, item])
         np.testing.assert_allclose(z[row].numpy(), rng.standard_normal(512).astype(np.float32))
         np.testing.assert_array_equal(c[row].numpy(), labels[rng.integers(4)])
-    stats = metric_utils.compute_feature_stats_for_generator(opts, 'inception', 2, capture_all=True)
+    stats = compute_feature_stats_for_generator(opts, 'inception', 2, capture_all=True)
     assert stats.get_all().shape == (2, 2048) and opts.num_images == dict(gen=2)
     # Sample items 0 and 1 are what G renders for their latents and cameras (uint8 as EG3D rounds).
-    z, c = metric_utils.latents_and_cameras(opts, labels, [0, 1])
-    with torch.no_grad(), metric_utils.fixed_seed(opts, metric_utils.batch_seed(opts, 0)):
-        images = metric_utils.images_to_uint8(tiny_styled(z, c, domain='toon')['image'])
-    features = metric_utils.extract_features(opts, 'inception', images).numpy()
+    z, c = latents_and_cameras(opts, labels, [0, 1])
+    with torch.no_grad(), seeded_rng(opts.device, batch_seed(opts, 0)):
+        images = (tiny_styled(z, c, domain='toon')['image'] * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    features = extract_features(opts, 'inception', images).numpy()
     np.testing.assert_allclose(stats.get_all(), features, rtol=1e-5, atol=1e-5)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import legacy
+import train
 from dataset_preprocessing.synthetic_heads import make_synthetic_dataset
 from metrics import metric_main
 from tests.helpers_train import build_config, ddp_worker
@@ -47,7 +48,7 @@ def _config(data_dir, run_dir, *extra, iters=ITERS, tick=1):
 
 
 def _run(c):
-    return training_loop.training_loop(rank=0, print_fn=lambda *a: None, **c)
+    return training_loop.training_loop(rank=0, print_fn=lambda *a: None, **train.loop_arguments(c, rank=0))
 
 
 def _load(run_dir):
