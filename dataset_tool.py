@@ -64,8 +64,11 @@ def load_label_file(path: str) -> Dict[str, np.ndarray]:
         elif path.lower().endswith('.csv'):
             with open(path, newline='') as f:
                 rows = [row for row in csv.reader(f) if row]
-            if rows and not _is_number(rows[0][-1]):
-                rows = rows[1:]  # header
+            if rows:
+                try:
+                    float(rows[0][-1])
+                except ValueError:
+                    rows = rows[1:]  # header
             labels = {row[0].replace('\\', '/'): [float(v) for v in row[1:]] for row in rows}
         else:
             raise ValueError('the label file must end in .json or .csv')
@@ -80,14 +83,6 @@ def _checked_labels(labels: Dict[str, object], where: str) -> Dict[str, np.ndarr
         return checked_camera_labels(labels, where)
     except ValueError as err:
         raise click.ClickException(str(err))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def transform_image(rgb: np.ndarray, transform: str, resolution: Optional[int]) -> np.ndarray:
