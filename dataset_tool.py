@@ -6,7 +6,6 @@ Output: `00000/img00000000.png`, ... (RGB, square, one resolution) and `dataset.
 
 import csv
 import functools
-import io
 import json
 import os
 import shutil
@@ -177,12 +176,6 @@ def check_dest(dest: str, sources: List[Optional[str]], overwrite: bool) -> None
                                    f'choose a new --dest')
 
 
-def _png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(image).save(buffer, format='png', compress_level=0, optimize=False)
-    return buffer.getvalue()
-
-
 @functools.lru_cache(maxsize=1)
 def _face_detector():
     try:
@@ -313,7 +306,7 @@ def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str],
             copies.append((f'{idx_str[:5]}/img{idx_str}_mirror.png', image[:, ::-1],
                            None if label is None else xflip_camera_label(label)))
         for out_name, out_image, out_label in copies:
-            writer.write(out_name, _png_bytes(np.ascontiguousarray(out_image)))
+            writer.write(out_name, image_io.png_bytes(np.ascontiguousarray(out_image), compress_level=0))
             if out_label is not None:
                 out_labels.append([out_name, [float(v) for v in out_label]])
         index += 1
