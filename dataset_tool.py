@@ -6,7 +6,6 @@ Output: `00000/img00000000.png`, ... (RGB, square, one resolution) and `dataset.
 
 import csv
 import functools
-import io
 import json
 import os
 import shutil
@@ -64,8 +63,11 @@ def load_label_file(path: str) -> Dict[str, np.ndarray]:
         elif path.lower().endswith('.csv'):
             with open(path, newline='') as f:
                 rows = [row for row in csv.reader(f) if row]
-            if rows and not _is_number(rows[0][-1]):
-                rows = rows[1:]  # header
+            if rows:
+                try:
+                    float(rows[0][-1])
+                except ValueError:
+                    rows = rows[1:]  # header
             labels = {row[0].replace('\\', '/'): [float(v) for v in row[1:]] for row in rows}
         else:
             raise ValueError('the label file must end in .json or .csv')
@@ -80,14 +82,6 @@ def _checked_labels(labels: Dict[str, object], where: str) -> Dict[str, np.ndarr
         return checked_camera_labels(labels, where)
     except ValueError as err:
         raise click.ClickException(str(err))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def transform_image(rgb: np.ndarray, transform: str, resolution: Optional[int]) -> np.ndarray:
@@ -180,12 +174,6 @@ def check_dest(dest: str, sources: List[Optional[str]], overwrite: bool) -> None
         # --overwrite replaces an earlier output, never a folder of other files.
         raise click.ClickException(f'--dest {dest} exists and is not a dataset folder (no dataset.json); '
                                    f'choose a new --dest')
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(image).save(buffer, format='png', compress_level=0, optimize=False)
-    return buffer.getvalue()
 
 
 @functools.lru_cache(maxsize=1)
@@ -318,7 +306,7 @@ def _write_images(writer: DatasetWriter, names: List[str], load: Callable[[str],
             copies.append((f'{idx_str[:5]}/img{idx_str}_mirror.png', image[:, ::-1],
                            None if label is None else xflip_camera_label(label)))
         for out_name, out_image, out_label in copies:
-            writer.write(out_name, _png_bytes(np.ascontiguousarray(out_image)))
+            writer.write(out_name, image_io.png_bytes(np.ascontiguousarray(out_image), compress_level=0))
             if out_label is not None:
                 out_labels.append([out_name, [float(v) for v in out_label]])
         index += 1

@@ -37,18 +37,6 @@ def load_generator(path: str, device: torch.device, option: str = '--network') -
     return load_network(path, option)['G_ema'].eval().requires_grad_(False).to(device)
 
 
-def _check_dest(source: str, dest: str, overwrite: bool) -> None:
-    """Refuse a --dest that is a folder, the --source itself, or an existing file without --overwrite."""
-    if os.path.isdir(dest):
-        raise click.ClickException(f'--dest {dest} is a folder; give the path of the pickle to write, '
-                                   f'e.g. {os.path.join(dest, "network.pkl")}')
-    if os.path.exists(dest) and os.path.exists(source) and os.path.samefile(source, dest):
-        raise click.ClickException(f'--dest {dest} is the --source file; write the rewritten pickle elsewhere')
-    if os.path.exists(dest) and not overwrite:
-        raise click.ClickException(f'--dest {dest} already exists; pass --overwrite to replace it, '
-                                   'or choose another path')
-
-
 def _half_copy(network, name: str):
     """A copy of `network` (or None) with float16 parameters and buffers, refusing values float16 cannot hold."""
     if network is None:
@@ -93,7 +81,8 @@ def convert_network_pickle(source: str, dest: str, force_fp16: bool, inference_o
     if half_storage and not inference_only:
         raise click.ClickException('--half-storage needs --inference-only (a training snapshot stays float32 so that '
                                    'it resumes exactly)')
-    _check_dest(source, dest, overwrite)
+    cli.check_not_a_source(dest, '--dest', [source])
+    cli.check_new_output(dest, '--dest', overwrite)
     try:
         with dnnlib.util.open_url(source) as f:
             data = load_network_pkl(f, force_fp16=force_fp16)

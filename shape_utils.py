@@ -102,15 +102,10 @@ def clear_border(volume: np.ndarray, width: int, value: float) -> np.ndarray:
         raise ValueError(f'volume must be 3-D (R, R, R), got shape {volume.shape}')
     if not 0 <= 2 * width < min(volume.shape):
         raise ValueError(f'border width {width} leaves nothing of a volume of shape {volume.shape}')
-    out = volume.copy()
-    if width == 0:
-        return out
-    for axis in range(3):
-        edge = [slice(None)] * 3
-        edge[axis] = slice(0, width)
-        out[tuple(edge)] = value
-        edge[axis] = slice(volume.shape[axis] - width, None)
-        out[tuple(edge)] = value
+    inner = tuple(slice(width, n - width) for n in volume.shape)
+    out = np.empty(volume.shape, volume.dtype)
+    out[...] = value
+    out[inner] = volume[inner]
     return out
 
 

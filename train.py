@@ -157,11 +157,6 @@ def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None
             raise click.ClickException(f'{option}: cannot load the {what} from {value}: {err}; {hint}') from err
 
 
-def stored_domains(G: torch.nn.Module) -> list:
-    """Names of the domains a generator already holds (empty for plain EG3D networks)."""
-    return list(getattr(G, 'domain_names', None) or [])
-
-
 def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     """Check every option against the data, the network and the weights; build the loop config.
     Raises click.ClickException with what is wrong before any training work starts."""
@@ -235,11 +230,12 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--data', f'images are {dataset.resolution}x{dataset.resolution} but the network renders '
                        f'{G.img_resolution}x{G.img_resolution}; resize the dataset (dataset_tool.py --resolution)')
 
-    domains_known = configs.list_domains() + stored_domains(G)
-    if opts.domain not in domains_known:
+    stored_domains = list(getattr(G, 'domain_names', None) or [])  # none in plain EG3D networks
+    if opts.domain not in configs.list_domains() + stored_domains:
         fail('--domain', f'unknown domain "{opts.domain}": expected a preset in configs/domains '
                          f'({", ".join(configs.list_domains())}) or a domain stored in the network '
-                         f'({", ".join(stored_domains(G)) or "none"}); add configs/domains/{opts.domain}.json for a new one')
+                         f'({", ".join(stored_domains) or "none"}); '
+                         f'add configs/domains/{opts.domain}.json for a new one')
     domain_kwargs = dict(preset.domain_kwargs)
     existing = getattr(G, 'domain_kwargs', None)
     for key in ('modres_max_res', 'sr_modres'):  # the layout of a new DAM

@@ -9,6 +9,7 @@ instead of PIL's `convert('RGB')`, which clips 16-bit greyscale to white and flo
   `background` is None;
 - the EXIF orientation tag is applied, as photo viewers do.
 Unreadable, truncated or corrupt files raise `ImageReadError` naming the file.
+`png_bytes` is the one PNG writer for images sent or stored as bytes.
 """
 
 import io
@@ -103,3 +104,10 @@ def _to_rgb(image: PIL.Image.Image, background: Optional[Tuple[int, int, int]], 
                              'over a background first')
     composite = rgba[:, :, :3] * alpha + np.asarray(background, dtype=np.float64) * (1 - alpha)
     return np.round(composite).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """A (H, W, 3) uint8 image as PNG file bytes; compress_level 0 (none) .. 9, 6 being PIL's default."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, format='PNG', compress_level=compress_level)
+    return buffer.getvalue()

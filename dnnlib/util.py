@@ -51,17 +51,12 @@ def get_obj_by_name(name: str) -> Any:
         raise AttributeError(f'cannot resolve "{name}": module "{module_name}" has no "{attr}"') from None
 
 
-def call_func_by_name(*args, func_name: str, **kwargs) -> Any:
-    """Call the function (or class) named by a dotted string with the given arguments."""
-    func = get_obj_by_name(func_name)
-    if not callable(func):
-        raise TypeError(f'"{func_name}" is not callable')
-    return func(*args, **kwargs)
-
-
 def construct_class_by_name(*args, class_name: str, **kwargs) -> Any:
     """Build an instance of the class named by a dotted string, e.g. from a config dict."""
-    return call_func_by_name(*args, func_name=class_name, **kwargs)
+    cls = get_obj_by_name(class_name)
+    if not callable(cls):
+        raise TypeError(f'"{class_name}" is not callable')
+    return cls(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +138,8 @@ def _download(url: str, dest: Optional[str], num_attempts: int, verbose: bool,
                 if dest is None:
                     _copy_stream(res, sink, total, verbose, url)
                 else:
-                    _save_atomically(res, dest, total, verbose, url)
+                    with atomic_output(dest) as tmp_path, open(tmp_path, 'wb') as f:
+                        _copy_stream(res, f, total, verbose, url)
                 return
         except (requests.RequestException, OSError) as err:
             last_error = err
@@ -151,12 +147,6 @@ def _download(url: str, dest: Optional[str], num_attempts: int, verbose: bool,
     raise OSError(f'could not download {url} ({num_attempts} attempt(s); last error: {last_error}). '
                   f'If this machine is offline, fetch the file elsewhere and pass its local path instead of '
                   f'the URL, or put it at "{where}" where it will be found from now on.') from last_error
-
-
-def _save_atomically(res: Any, dest: str, total: int, verbose: bool, url: str) -> None:
-    """Stream a response into `dest` so that readers never see a half-written cache entry."""
-    with atomic_output(dest) as tmp_path, open(tmp_path, 'wb') as f:
-        _copy_stream(res, f, total, verbose, url)
 
 
 def _copy_stream(res: Any, f: Any, total: int, verbose: bool, url: str) -> None:

@@ -81,13 +81,13 @@ def test_interrupted_run_leaves_the_old_dataset_byte_identical(tmp_path, monkeyp
     before = tree_digest(tmp_path)
     calls = []
 
-    def interrupted(image):
+    def interrupted(image, compress_level):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return b'png'
 
-    monkeypatch.setattr(dataset_tool, '_png_bytes', interrupted)
+    monkeypatch.setattr(dataset_tool.image_io, 'png_bytes', interrupted)
     CliRunner().invoke(dataset_tool.convert_dataset, ['--source', source, '--dest', str(dest), '--overwrite'])
     assert len(calls) == 3
     assert tree_digest(tmp_path) == before  # the old dataset is whole, and no partial file or folder is left

@@ -448,10 +448,14 @@ def test_convert_refuses_existing_dest_folder_and_source(tmp_path):
     assert result.exit_code == 1 and result.output.startswith('Error: --dest ') and '--overwrite' in result.output
     assert unrelated.read_text() == 'keep me'
     result = run('--dest', tmp_path)
-    assert result.exit_code == 1 and 'is a folder; give the path of the pickle' in result.output
+    assert result.exit_code == 1 and 'is, holds or lies inside the input' in result.output
+    (tmp_path / 'folder').mkdir()
+    result = run('--dest', tmp_path / 'folder')
+    assert result.exit_code == 1 and 'is a folder; give a file name' in result.output
+    (tmp_path / 'folder').rmdir()
     before = source.read_bytes()
     result = run('--dest', source, '--overwrite')
-    assert result.exit_code == 1 and 'is the --source file' in result.output and source.read_bytes() == before
+    assert result.exit_code == 1 and 'lies inside the input' in result.output and source.read_bytes() == before
     result = run('--dest', unrelated, '--overwrite')
     assert result.exit_code == 0, result.output
     assert torch.equal(legacy.load_network_pkl(str(unrelated))['G'].w_avg, _tiny_snapshot()['G'].w_avg)

@@ -20,21 +20,47 @@ import dnnlib
 from camera_utils import CAMERA_LABEL_DIM, checked_camera_labels, read_dataset_labels, xflip_camera_label
 from dnnlib import image_io
 
-class Dataset(torch.utils.data.Dataset):
-    """EG3D's abstract dataset: index mapping for `max_size` and `xflip`, labels, shape properties."""
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """EG3D-format dataset in a folder or a zip: index mapping for `max_size` and `xflip`, labels, shape
+    properties; every image header is checked when it opens."""
 
     def __init__(self,
-                 name: str,                          # Name of the dataset.
-                 raw_shape: List[int],               # Shape of the raw image data (NCHW).
+                 path: str,                          # Path to a folder or a .zip.
+                 resolution: Optional[int] = None,   # Required image size; None = whatever the images are.
+                 *,
                  max_size: Optional[int] = None,     # Keep at most this many images (random subset). Before xflip.
                  use_labels: bool = False,           # False = label dimension is zero.
                  xflip: bool = False,                # Double the size with mirrored copies. After max_size.
                  random_seed: int = 0,               # Seed of the max_size subset.
                  ):
+        self._path = path
+        self._zipfile: Optional[zipfile.ZipFile] = None
+
+        if os.path.isdir(self._path):
+            self._type = 'dir'
+            self._all_fnames = {os.path.relpath(os.path.join(root, fname), start=self._path).replace(os.sep, '/')
+                                for root, _dirs, files in os.walk(self._path) for fname in files}
+        elif os.path.splitext(self._path)[1].lower() == '.zip':
+            if not os.path.isfile(self._path):
+                raise FileNotFoundError(f'dataset zip not found: {self._path}')
+            self._type = 'zip'
+            self._all_fnames = set(self._get_zipfile().namelist())
+        else:
+            raise ValueError(f'dataset path must be a folder or a .zip file: {self._path}')
+
+        self._image_fnames = sorted(f for f in self._all_fnames if image_io.is_image_file(f))
+        if len(self._image_fnames) == 0:
+            raise ValueError(f'no image files found in {self._path}')
+
+        image_shape = self._check_image_headers()
+        if resolution is not None and image_shape[1] != resolution:
+            raise ValueError(f'{self._path}: images are {image_shape[1]}x{image_shape[2]}, '
+                             f'but resolution={resolution} was requested')
         if max_size is not None and max_size < 1:
             raise ValueError(f'max_size must be None or a positive int, got {max_size}')
-        self._name = name
-        self._raw_shape = list(raw_shape)
+        self._name = os.path.splitext(os.path.basename(os.path.normpath(self._path)))[0]
+        self._raw_shape = [len(self._image_fnames)] + image_shape
         self._use_labels = use_labels
         self._raw_labels: Optional[np.ndarray] = None
         self._label_shape: Optional[List[int]] = None
@@ -60,17 +86,76 @@ class Dataset(torch.utils.data.Dataset):
             self._raw_labels = labels
         return self._raw_labels
 
+    def _get_zipfile(self) -> zipfile.ZipFile:
+        if self._zipfile is None:
+            try:
+                self._zipfile = zipfile.ZipFile(self._path)
+            except zipfile.BadZipFile as err:
+                raise ValueError(f'{self._path} is not a valid zip file ({err}); '
+                                 'rebuild it with dataset_tool.py') from err
+        return self._zipfile
+
+    def _open_file(self, fname: str):
+        if self._type == 'dir':
+            return open(os.path.join(self._path, fname), 'rb')
+        return self._get_zipfile().open(fname, 'r')
+
     def close(self) -> None:
-        """Release open files (overridden by subclasses)."""
-
-    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def _load_raw_labels(self) -> Optional[np.ndarray]:
-        raise NotImplementedError
+        try:
+            if self._zipfile is not None:
+                self._zipfile.close()
+        finally:
+            self._zipfile = None
 
     def __getstate__(self) -> dict:
-        return dict(self.__dict__, _raw_labels=None)
+        return dict(self.__dict__, _raw_labels=None, _zipfile=None)
+
+    def _check_image_headers(self) -> List[int]:
+        """[3, H, W] shared by all images; reads headers only (PIL decodes pixels lazily).
+
+        Images are read as RGB whatever their mode (see `_load_raw_image`), so only sizes must agree.
+        """
+        sizes: Dict[Tuple[int, int], str] = {}
+        for fname in self._image_fnames:
+            try:
+                with self._open_file(fname) as f, PIL.Image.open(f) as image:
+                    size = (image.height, image.width)
+            except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
+                raise ValueError(f'{self._path}: cannot read image "{fname}" ({err})') from err
+            if size[0] != size[1]:
+                raise ValueError(f'{self._path}: image "{fname}" is {size[1]}x{size[0]} (WxH); images must be square')
+            sizes.setdefault(size, fname)
+            if len(sizes) > 1:
+                (size_a, fname_a), (size_b, fname_b) = list(sizes.items())[:2]
+                raise ValueError(f'{self._path}: images differ in size: "{fname_a}" is {size_a[1]}x{size_a[0]}, '
+                                 f'"{fname_b}" is {size_b[1]}x{size_b[0]}; all images must have one size')
+        return [3, *next(iter(sizes))]
+
+    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
+        """(3, H, W) uint8 RGB, through the project's image reader (16-bit, float and alpha handled)."""
+        fname = self._image_fnames[raw_idx]
+        try:
+            with self._open_file(fname) as f:
+                data = f.read()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise ValueError(f'{self._path}: image "{fname}" is corrupt ({err})') from err
+        try:
+            image = image_io.read_image(data, name=fname)
+        except image_io.ImageReadError as err:
+            raise ValueError(f'{self._path}: {err}') from err
+        return image.transpose(2, 0, 1)  # HWC => CHW
+
+    def _load_raw_labels(self) -> Optional[np.ndarray]:
+        """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without
+        dataset.json."""
+        if 'dataset.json' not in self._all_fnames:
+            return None
+        with self._open_file('dataset.json') as f:
+            labels = read_dataset_labels(f, f'{self._path}: dataset.json')
+        if labels is None:
+            return None
+        return _labels_in_image_order(labels, self._image_fnames, self._path)
+
 
     def __del__(self) -> None:
         try:
@@ -148,115 +233,6 @@ class Dataset(torch.utils.data.Dataset):
     @property
     def has_onehot_labels(self) -> bool:
         return self._get_raw_labels().dtype == np.int64
-
-
-def _file_ext(fname: str) -> str:
-    return os.path.splitext(fname)[1].lower()
-
-
-class ImageFolderDataset(Dataset):
-    """EG3D-format dataset in a folder or a zip; every image header is checked when it opens."""
-
-    def __init__(self,
-                 path: str,                          # Path to a folder or a .zip.
-                 resolution: Optional[int] = None,   # Required image size; None = whatever the images are.
-                 **super_kwargs,                     # max_size, use_labels, xflip, random_seed.
-                 ):
-        self._path = path
-        self._zipfile: Optional[zipfile.ZipFile] = None
-
-        if os.path.isdir(self._path):
-            self._type = 'dir'
-            self._all_fnames = {os.path.relpath(os.path.join(root, fname), start=self._path).replace(os.sep, '/')
-                                for root, _dirs, files in os.walk(self._path) for fname in files}
-        elif _file_ext(self._path) == '.zip':
-            if not os.path.isfile(self._path):
-                raise FileNotFoundError(f'dataset zip not found: {self._path}')
-            self._type = 'zip'
-            self._all_fnames = set(self._get_zipfile().namelist())
-        else:
-            raise ValueError(f'dataset path must be a folder or a .zip file: {self._path}')
-
-        self._image_fnames = sorted(f for f in self._all_fnames if image_io.is_image_file(f))
-        if len(self._image_fnames) == 0:
-            raise ValueError(f'no image files found in {self._path}')
-
-        image_shape = self._check_image_headers()
-        if resolution is not None and image_shape[1] != resolution:
-            raise ValueError(f'{self._path}: images are {image_shape[1]}x{image_shape[2]}, '
-                             f'but resolution={resolution} was requested')
-        name = os.path.splitext(os.path.basename(os.path.normpath(self._path)))[0]
-        super().__init__(name=name, raw_shape=[len(self._image_fnames)] + image_shape, **super_kwargs)
-
-    def _get_zipfile(self) -> zipfile.ZipFile:
-        if self._zipfile is None:
-            try:
-                self._zipfile = zipfile.ZipFile(self._path)
-            except zipfile.BadZipFile as err:
-                raise ValueError(f'{self._path} is not a valid zip file ({err}); '
-                                 'rebuild it with dataset_tool.py') from err
-        return self._zipfile
-
-    def _open_file(self, fname: str):
-        if self._type == 'dir':
-            return open(os.path.join(self._path, fname), 'rb')
-        return self._get_zipfile().open(fname, 'r')
-
-    def close(self) -> None:
-        try:
-            if self._zipfile is not None:
-                self._zipfile.close()
-        finally:
-            self._zipfile = None
-
-    def __getstate__(self) -> dict:
-        return dict(super().__getstate__(), _zipfile=None)
-
-    def _check_image_headers(self) -> List[int]:
-        """[3, H, W] shared by all images; reads headers only (PIL decodes pixels lazily).
-
-        Images are read as RGB whatever their mode (see `_load_raw_image`), so only sizes must agree.
-        """
-        sizes: Dict[Tuple[int, int], str] = {}
-        for fname in self._image_fnames:
-            try:
-                with self._open_file(fname) as f, PIL.Image.open(f) as image:
-                    size = (image.height, image.width)
-            except (OSError, zipfile.BadZipFile, PIL.UnidentifiedImageError) as err:
-                raise ValueError(f'{self._path}: cannot read image "{fname}" ({err})') from err
-            if size[0] != size[1]:
-                raise ValueError(f'{self._path}: image "{fname}" is {size[1]}x{size[0]} (WxH); images must be square')
-            sizes.setdefault(size, fname)
-            if len(sizes) > 1:
-                (size_a, fname_a), (size_b, fname_b) = list(sizes.items())[:2]
-                raise ValueError(f'{self._path}: images differ in size: "{fname_a}" is {size_a[1]}x{size_a[0]}, '
-                                 f'"{fname_b}" is {size_b[1]}x{size_b[0]}; all images must have one size')
-        return [3, *next(iter(sizes))]
-
-    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        """(3, H, W) uint8 RGB, through the project's image reader (16-bit, float and alpha handled)."""
-        fname = self._image_fnames[raw_idx]
-        try:
-            with self._open_file(fname) as f:
-                data = f.read()
-        except (OSError, zipfile.BadZipFile) as err:
-            raise ValueError(f'{self._path}: image "{fname}" is corrupt ({err})') from err
-        try:
-            image = image_io.read_image(data, name=fname)
-        except image_io.ImageReadError as err:
-            raise ValueError(f'{self._path}: {err}') from err
-        return image.transpose(2, 0, 1)  # HWC => CHW
-
-    def _load_raw_labels(self) -> Optional[np.ndarray]:
-        """Labels in image order: (N, 25) float32 camera labels or (N,) int64 class indices; None without
-        dataset.json."""
-        if 'dataset.json' not in self._all_fnames:
-            return None
-        with self._open_file('dataset.json') as f:
-            labels = read_dataset_labels(f, f'{self._path}: dataset.json')
-        if labels is None:
-            return None
-        return _labels_in_image_order(labels, self._image_fnames, self._path)
 
 
 def _labels_in_image_order(labels: Dict[str, object], image_fnames: List[str], where: str) -> np.ndarray:

@@ -68,6 +68,11 @@ def _check_images(img: torch.Tensor, what: str) -> None:
         raise ValueError(f'{what} input must be RGB images (N, 3, H, W) in [-1, 1], got shape {tuple(img.shape)}')
 
 
+def _stay_in_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+    """`train` of a frozen network: eval mode (batch-norm statistics, no dropout) whatever the caller asks."""
+    return torch.nn.Module.train(self, False)
+
+
 @persistence.persistent_class
 class VGGFeatures(torch.nn.Module):
     """VGG-16 or VGG-19 activations at named layers.
@@ -139,9 +144,7 @@ class VGGFeatures(torch.nn.Module):
             self.load_state_dict({k: state[k] for k in own})
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> 'VGGFeatures':
-        """A frozen network: stays in eval mode whatever the caller asks."""
-        return super().train(False)
+    train = _stay_in_eval
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         _check_images(img, type(self).__name__)
@@ -225,9 +228,7 @@ class LPIPS(torch.nn.Module):
         self.lin = torch.nn.ParameterList([torch.nn.Parameter(w.view(1, -1, 1, 1)) for w in weights])
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> 'LPIPS':
-        """A frozen network: stays in eval mode whatever the caller asks."""
-        return super().train(False)
+    train = _stay_in_eval
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_images(a, 'LPIPS')
@@ -271,9 +272,7 @@ class IdentityEncoder(IRBackbone):
             self.load_state_dict(state)
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> 'IdentityEncoder':
-        """A frozen network: stays in eval mode (batch-norm statistics, no dropout)."""
-        return super().train(False)
+    train = _stay_in_eval
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         _check_images(img, 'IdentityEncoder')

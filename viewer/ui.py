@@ -7,15 +7,14 @@ of view is the generator's.
 """
 
 import dataclasses
-import io
 import threading
 import time
 from typing import Dict, Optional
 
 import numpy as np
-import PIL.Image
 import viser
 
+from dnnlib.image_io import png_bytes
 from shape_utils import ply_bytes
 from viewer.render_core import OUTPUT_KINDS, RenderCore, RenderSettings, ViewCamera, letterbox, orbit_camera
 from viewer.render_queue import RenderQueue
@@ -26,12 +25,6 @@ NO_STYLE_CHOICE = 'none (plain EG3D)'
 MESH_LEVEL = 10.0  # density iso-level of exported meshes (gen_samples.py --shape-level)
 MESH_NAME = '/head_mesh'
 FRAME_STOP_TIMEOUT = 2.0  # seconds a frame in flight may take to finish when the viewer stops
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(image).save(buffer, format='PNG')
-    return buffer.getvalue()
 
 
 class ViewerSession:

@@ -69,6 +69,12 @@ void check_same(const at::Tensor& ref, const at::Tensor& t, const char* name) {
                 "bias_act: ", name, " must match x in shape, dtype and device");
 }
 
+void check_backward(const at::Tensor& x, const at::Tensor& dy, const c10::optional<at::Tensor>& y, double clamp) {
+    TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act: the backward of a clamped bias_act needs its output y");
+    check_same(x, dy, "dy");
+    if (y.has_value()) check_same(x, *y, "y");
+}
+
 // Runs fn(begin, end, channel) over runs of contiguous elements that share one bias value.
 template <typename Fn> void for_each_run(const Params& p, Fn fn) {
     at::parallel_for(0, p.numel, kGrain, [&](int64_t begin, int64_t end) {
@@ -151,10 +157,6 @@ template <typename T> const T* data_or_null(const c10::optional<at::Tensor>& t) 
     return t.has_value() ? t->data_ptr<T>() : nullptr;
 }
 
-c10::optional<at::Tensor> contiguous(const c10::optional<at::Tensor>& t) {
-    return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
-}
-
 // y = bias_act(x) into y, which may be x itself (the in-place operator).
 void forward_cpu_into(const at::Tensor& x, const c10::optional<at::Tensor>& b, const Params& p, at::Tensor& y) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_forward_cpu", [&] {
@@ -169,7 +171,7 @@ at::Tensor forward_cpu(const at::Tensor& x_in, const c10::optional<at::Tensor>& 
                        double alpha, double gain, double clamp) {
     const bool channels_last = channels_innermost(x_in, b_in, dim);
     at::Tensor x = dense(x_in, channels_last);
-    c10::optional<at::Tensor> b = contiguous(b_in);
+    c10::optional<at::Tensor> b = dense(b_in, false);
     Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1, channels_last);
     at::Tensor y = at::empty_like(x);  // keeps x's memory format
     forward_cpu_into(x, b, p, y);
@@ -181,7 +183,7 @@ void forward_inplace_cpu(at::Tensor x, const c10::optional<at::Tensor>& b_in, in
                          double gain, double clamp) {
     const bool channels_last = channels_innermost(x, b_in, dim);
     TORCH_CHECK(x.is_contiguous() || channels_last, "bias_act: the in-place operator needs a dense x");
-    c10::optional<at::Tensor> b = contiguous(b_in);
+    c10::optional<at::Tensor> b = dense(b_in, false);
     Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1, channels_last);
     forward_cpu_into(x, b, p, x);
 }
@@ -191,11 +193,9 @@ at::Tensor backward_cpu(const at::Tensor& dy_in, const at::Tensor& x_in, const c
                         double clamp, int64_t order) {
     const bool channels_last = channels_innermost(x_in, b_in, dim);
     at::Tensor x = dense(x_in, channels_last), dy = dense(dy_in, channels_last);
-    c10::optional<at::Tensor> b = contiguous(b_in), y = dense(y_in, channels_last);
+    c10::optional<at::Tensor> b = dense(b_in, false), y = dense(y_in, channels_last);
     Params p = make_params(x, b, dim, act, alpha, gain, clamp, order, channels_last);
-    TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act: the backward of a clamped bias_act needs its output y");
-    check_same(x, dy, "dy");
-    if (y.has_value()) check_same(x, *y, "y");
+    check_backward(x, dy, y, clamp);
     at::Tensor dx = at::empty_like(x);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_backward_cpu", [&] {
         dispatch_act(p.act, p.clamp >= 0, [&](auto a, auto clamp) {
@@ -216,7 +216,7 @@ at::Tensor forward_cuda(const at::Tensor& x_in, const c10::optional<at::Tensor>&
                         double alpha, double gain, double clamp) {
     c10::cuda::CUDAGuard guard(x_in.device());
     at::Tensor x = x_in.contiguous();
-    c10::optional<at::Tensor> b = contiguous(b_in);
+    c10::optional<at::Tensor> b = dense(b_in, false);
     Params p = make_params(x, b, dim, act, alpha, gain, clamp, 1);
     at::Tensor y = at::empty_like(x);
     void* stream = c10::cuda::getCurrentCUDAStream().stream();
@@ -236,11 +236,9 @@ at::Tensor backward_cuda(const at::Tensor& dy_in, const at::Tensor& x_in, const 
                          double clamp, int64_t order) {
     c10::cuda::CUDAGuard guard(x_in.device());
     at::Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
-    c10::optional<at::Tensor> b = contiguous(b_in), y = contiguous(y_in);
+    c10::optional<at::Tensor> b = dense(b_in, false), y = dense(y_in, false);
     Params p = make_params(x, b, dim, act, alpha, gain, clamp, order);
-    TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act: the backward of a clamped bias_act needs its output y");
-    check_same(x, dy, "dy");
-    if (y.has_value()) check_same(x, *y, "y");
+    check_backward(x, dy, y, clamp);
     at::Tensor dx = at::empty_like(x);
     void* stream = c10::cuda::getCurrentCUDAStream().stream();
     const void* bp = b.has_value() ? b->data_ptr() : nullptr;

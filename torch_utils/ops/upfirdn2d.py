@@ -5,7 +5,7 @@ Padding is an int, [x, y] or [x0, x1, y0, y1]; negative values crop.
 """
 
 import os
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,11 +17,14 @@ Padding = Union[int, Sequence[int]]
 Scaling = Union[int, Sequence[int]]
 
 
+def _ints(value: Union[int, Sequence[int]]) -> List[int]:
+    """An int as [value, value]; a sequence as its ints."""
+    return [int(v) for v in ([value, value] if isinstance(value, (int, np.integer)) else value)]
+
+
 def _parse_scaling(scaling: Scaling, name: str) -> Tuple[int, int]:
     """int or [sx, sy] -> (sx, sy), each >= 1."""
-    if isinstance(scaling, (int, np.integer)):
-        scaling = [scaling, scaling]
-    scaling = [int(s) for s in scaling]
+    scaling = _ints(scaling)
     if len(scaling) != 2 or min(scaling) < 1:
         raise ValueError(f'{name} must be an int >= 1 or [x, y] of ints >= 1, got {scaling}')
     return scaling[0], scaling[1]
@@ -29,12 +32,9 @@ def _parse_scaling(scaling: Scaling, name: str) -> Tuple[int, int]:
 
 def _parse_padding(padding: Padding) -> Tuple[int, int, int, int]:
     """int, [px, py] or [px0, px1, py0, py1] -> (px0, px1, py0, py1)."""
-    if isinstance(padding, (int, np.integer)):
-        padding = [padding, padding]
-    padding = [int(p) for p in padding]
+    padding = _ints(padding)
     if len(padding) == 2:
-        px, py = padding
-        padding = [px, px, py, py]
+        padding = [padding[0], padding[0], padding[1], padding[1]]
     if len(padding) != 4:
         raise ValueError(f'padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding}')
     return padding[0], padding[1], padding[2], padding[3]
