@@ -83,7 +83,7 @@ def speed(cfg: str, iters: int, batch: Optional[int]):
         c, _ = train.validate_and_build(train.apply_presets(ctx, ctx.params))
         c.run_dir = os.path.join(tmp, 'run')
         os.makedirs(c.run_dir)
-        training_loop.training_loop(rank=0, print_fn=_progress, **c)
+        training_loop.training_loop(rank=0, print_fn=_progress, **train.loop_arguments(c, rank=0))
         records = [json.loads(line) for line in open(os.path.join(c.run_dir, 'stats.jsonl'))]
     sec = statistics.median(r['Timing/sec_per_iter'] for r in records[1:])
     gpu = max(r['Resources/peak_gpu_mem_gb'] for r in records)
