@@ -135,7 +135,8 @@ def check_resume_preset(G: torch.nn.Module, opts: dnnlib.EasyDict) -> None:
         differences = ', '.join(f'{key} {network[key]} (--cfg {preset[key]})' for key in network
                                 if network[key] != preset[key])
         matching = configs.presets_for(getattr(G, 'init_kwargs', {}))
-        hint = f'pass --cfg={" or --cfg=".join(matching)}' if matching else 'pass the --cfg preset the network was made with'
+        hint = (f'pass --cfg={" or --cfg=".join(matching)}' if matching
+                else 'pass the --cfg preset the network was made with')
         raise click.ClickException(f'--cfg: --resume {opts.resume} is not a {opts.cfg} network: {differences}; {hint}')
 
 
@@ -171,7 +172,8 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--batch', f'must be a multiple of --gpus ({opts.gpus}), got {opts.batch}')
     batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
     if opts.batch % (batch_gpu * opts.gpus) != 0:
-        fail('--batch-gpu', f'--batch ({opts.batch}) must be a multiple of --batch-gpu x --gpus ({batch_gpu} x {opts.gpus})')
+        fail('--batch-gpu', f'--batch ({opts.batch}) must be a multiple of --batch-gpu x --gpus '
+                            f'({batch_gpu} x {opts.gpus})')
     try:
         distributed.check_process_count(opts.gpus, use_cuda=torch.cuda.is_available())
     except ValueError as err:
@@ -224,8 +226,9 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
             fail('--resume-d', 'only a --resume without a discriminator takes one from --resume-d; drop the option')
         D = legacy.load_network(opts.resume_d, '--resume-d')['D']
         if D is None or D.img_resolution != G.img_resolution or D.c_dim != CAMERA_LABEL_DIM:
-            fail('--resume-d', f'{opts.resume_d} needs a discriminator of {G.img_resolution}x{G.img_resolution} images '
-                               f'with {CAMERA_LABEL_DIM}-number camera labels (EG3D\'s pickle of the --resume resolution)')
+            fail('--resume-d', f'{opts.resume_d} needs a discriminator of {G.img_resolution}x{G.img_resolution} '
+                               f'images with {CAMERA_LABEL_DIM}-number camera labels (EG3D\'s pickle of the --resume '
+                               'resolution)')
     if G.img_resolution != dataset.resolution:
         fail('--data', f'images are {dataset.resolution}x{dataset.resolution} but the network renders '
                        f'{G.img_resolution}x{G.img_resolution}; resize the dataset (dataset_tool.py --resolution)')
@@ -245,7 +248,8 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         if opts.method != 'pstyle':
             fail(flag, 'only --method=pstyle adds a DAM')
         if existing is not None and existing[key] != opts[key]:
-            fail(flag, f'--resume already has a DAM with {key}={existing[key]}; its layout cannot change (drop the option)')
+            fail(flag, f'--resume already has a DAM with {key}={existing[key]}; its layout cannot change '
+                       '(drop the option)')
         domain_kwargs[key] = opts[key]
     if resume_state is not None:
         G = resumed['G']  # a snapshot resumes its own networks as they are
@@ -311,45 +315,84 @@ def apply_presets(ctx: click.Context, opts: dict) -> dnnlib.EasyDict:
 # Required.
 @click.option('--outdir', help='Where to make the run folder', metavar='DIR', required=True, callback=cli.expand_path)
 @click.option('--cfg', help=f'Config preset ({", ".join(configs.list_presets())})', metavar='STR', required=True)
-@click.option('--data', help='Style dataset (EG3D format, with camera labels)', metavar='[ZIP|DIR]', required=True, callback=cli.expand_path)
-@click.option('--domain', help='Style domain name (a configs/domains preset or one stored in --resume)', metavar='NAME', required=True)
-@click.option('--gpus', help='Number of processes (GPUs; on a CPU machine, gloo processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
-@click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--data', help='Style dataset (EG3D format, with camera labels)', metavar='[ZIP|DIR]', required=True,
+              callback=cli.expand_path)
+@click.option('--domain', help='Style domain name (a configs/domains preset or one stored in --resume)', metavar='NAME',
+              required=True)
+@click.option('--gpus', help='Number of processes (GPUs; on a CPU machine, gloo processes)', metavar='INT',
+              type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), default=1,
+              show_default=True)
 # Method and data.
-@click.option('--method', help='PStyle-3D or the naive fine-tuning baseline', type=click.Choice(['pstyle', 'finetune']), default='pstyle', show_default=True)
-@click.option('--content', help='Content latents: "sampled" or a folder of w+ .npy/.pt + dataset.json', metavar='sampled|DIR', default='sampled', show_default=True, callback=cli.expand_path)
-@click.option('--trunc', help='Truncation psi of sampled content', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.7, show_default=True)
-@click.option('--resume', help='Start from an EG3D pickle or resume our snapshot', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
-@click.option('--resume-d', help='Discriminator for a --resume that has none (the authors\' checkpoints): EG3D\'s pickle', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
+@click.option('--method', help='PStyle-3D or the naive fine-tuning baseline', type=click.Choice(['pstyle', 'finetune']),
+              default='pstyle', show_default=True)
+@click.option('--content', help='Content latents: "sampled" or a folder of w+ .npy/.pt + dataset.json',
+              metavar='sampled|DIR', default='sampled', show_default=True, callback=cli.expand_path)
+@click.option('--trunc', help='Truncation psi of sampled content', metavar='FLOAT', type=cli.FiniteFloat(min=0),
+              default=0.7, show_default=True)
+@click.option('--resume', help='Start from an EG3D pickle or resume our snapshot', metavar='[PATH|URL]', type=str,
+              callback=cli.expand_path)
+@click.option('--resume-d',
+              help='Discriminator for a --resume that has none (the authors\' checkpoints): EG3D\'s pickle',
+              metavar='[PATH|URL]', type=str, callback=cli.expand_path)
 @click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
 # Losses.
-@click.option('--adv', help='Adversarial loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.7, show_default=True)
-@click.option('--content-weight', help='Content (VGG relu4_1 MSE) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
-@click.option('--style-weight', help='Style (AdaIN statistics) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
-@click.option('--id-weight', help='Identity (ArcFace) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.5, show_default=True)
-@click.option('--density-reg', help='Density smoothness weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.1, show_default=True)
-@click.option('--geom-weight', help='Geometry preservation weight (densities of G vs the source)', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
-@click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=5.0, show_default=True)
+@click.option('--adv', help='Adversarial loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.7,
+              show_default=True)
+@click.option('--content-weight', help='Content (VGG relu4_1 MSE) loss weight', metavar='FLOAT',
+              type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option('--style-weight', help='Style (AdaIN statistics) loss weight', metavar='FLOAT',
+              type=cli.FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option('--id-weight', help='Identity (ArcFace) loss weight', metavar='FLOAT', type=cli.FiniteFloat(min=0),
+              default=0.5, show_default=True)
+@click.option('--density-reg', help='Density smoothness weight', metavar='FLOAT', type=cli.FiniteFloat(min=0),
+              default=0.1, show_default=True)
+@click.option('--geom-weight', help='Geometry preservation weight (densities of G vs the source)', metavar='FLOAT',
+              type=cli.FiniteFloat(min=0), default=0.0, show_default=True)
+@click.option('--gamma', '--r1-gamma', 'gamma', help='R1 regularization weight', metavar='FLOAT',
+              type=cli.FiniteFloat(min=0), default=5.0, show_default=True)
 # What trains, how fast.
-@click.option('--train', help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: backbone,decoder,superresolution,D]', metavar='LIST', type=str)
-@click.option('--modres-max-res', help='A new DAM gets ModRes in the backbone blocks up to this resolution (0 = none) [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=0))
-@click.option('--sr-modres', help='A new DAM gets ModRes in the super-resolution blocks too [default: the --cfg preset\'s]', metavar='BOOL', type=bool)
-@click.option('--glr', help='G learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
-@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5, show_default=True)
+@click.option('--train',
+              help='Trained parts [default: backbone.synthesis,superresolution,dam,encoder,D; finetune: '
+                   'backbone,decoder,superresolution,D]',
+              metavar='LIST', type=str)
+@click.option('--modres-max-res',
+              help='A new DAM gets ModRes in the backbone blocks up to this resolution (0 = none) [default: the '
+                   "--cfg preset's]",
+              metavar='RES', type=click.IntRange(min=0))
+@click.option('--sr-modres',
+              help='A new DAM gets ModRes in the super-resolution blocks too [default: the --cfg preset\'s]',
+              metavar='BOOL', type=bool)
+@click.option('--glr', help='G learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5,
+              show_default=True)
+@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1e-5,
+              show_default=True)
 # Perceptual networks.
-@click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
-@click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str, callback=cli.expand_path)
-@click.option('--perceptual-res', help='Resize renders and exemplars to this size for the VGG-19 content and style losses [default: the --cfg preset\'s]', metavar='RES', type=click.IntRange(min=16))
+@click.option('--vgg', help='VGG-19 weights (vgg19-dcbb9e9d.pth)', metavar='[PATH|URL]', type=str,
+              callback=cli.expand_path)
+@click.option('--arcface', help='ArcFace IR-SE-50 weights (model_ir_se50.pth)', metavar='[PATH|URL]', type=str,
+              callback=cli.expand_path)
+@click.option('--perceptual-res',
+              help='Resize renders and exemplars to this size for the VGG-19 content and style losses [default: '
+                   "the --cfg preset's]",
+              metavar='RES', type=click.IntRange(min=16))
 @click.option('--random-perceptual', help='Random-weight perceptual networks (tests, CPU demo)', is_flag=True)
 # Misc.
 @click.option('--batch-gpu', help='Limit batch size per GPU', metavar='INT', type=click.IntRange(min=1))
-@click.option('--kimg', help='Total training duration (1 kimg = 1000 images)', metavar='KIMG', type=cli.FiniteFloat(min=0, min_open=True), default=120, show_default=True)
-@click.option('--tick', help='How often to print progress', metavar='KIMG', type=cli.FiniteFloat(min=0, min_open=True), default=0.2, show_default=True)
-@click.option('--snap', help='How often to save snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
-@click.option('--img-snap', help='How often to save image grids', metavar='TICKS', type=click.IntRange(min=1), default=10, show_default=True)
+@click.option('--kimg', help='Total training duration (1 kimg = 1000 images)', metavar='KIMG',
+              type=cli.FiniteFloat(min=0, min_open=True), default=120, show_default=True)
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=cli.FiniteFloat(min=0, min_open=True),
+              default=0.2, show_default=True)
+@click.option('--snap', help='How often to save snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50,
+              show_default=True)
+@click.option('--img-snap', help='How often to save image grids', metavar='TICKS', type=click.IntRange(min=1),
+              default=10, show_default=True)
 @click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('--metrics', help='Quality metrics at every network snapshot, comma-separated (docs/metrics.md), or "none"', metavar='LIST', default='none', show_default=True)
+@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3,
+              show_default=True)
+@click.option('--metrics',
+              help='Quality metrics at every network snapshot, comma-separated (docs/metrics.md), or "none"',
+              metavar='LIST', default='none', show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(ctx: click.Context, **kwargs):
     opts = apply_presets(ctx, kwargs)

@@ -9,8 +9,9 @@ TensorFlow weights, `pt_inception-2015-12-05-6726825d.pth`, so its state dict lo
 Input: uint8 images (N, 3, H, W) of any size, as StyleGAN3's metrics feed them. They are resized to
 299 x 299 as the TensorFlow graph's ResizeBilinear does (TensorFlow 1: output pixel j samples input
 position j * H / 299, no half-pixel centres, no antialiasing; StyleGAN3's detector reproduces it with a
-shifted sampling grid) and mapped to [-1, 1] by (x - 128) / 128, the normalisation of the graph. Output: 2048-d pool features (FID, KID) and 1008 logits
-(IS; the extra 8 classes of the 2015 graph are unused by ImageNet).
+shifted sampling grid) and mapped to [-1, 1] by (x - 128) / 128, the normalisation of the graph.
+Output: 2048-d pool features (FID, KID) and 1008 logits (IS; the extra 8 classes of the 2015 graph
+are unused by ImageNet).
 """
 
 from typing import Optional, Tuple

@@ -1,12 +1,15 @@
 """Fixtures shared by all tests: EG3D's tiny reference networks (tests/fixtures/eg3d) loaded into
-this project's classes, and a one-thread mode for the training tests."""
+this project's classes, a one-thread mode for the training tests, and the metric tests' inputs."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
+from dataset_preprocessing.synthetic_heads import make_synthetic_pair
+from metrics.inception import InceptionV3
 from tests.eg3d_fixtures import FIXTURES, build_with_state, load_tiny_config
 
 
@@ -52,3 +55,38 @@ def single_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The metric tests' inputs (also used by calc_metrics.py's tests): random-weight detectors saved as
+# weight files, tiny image sets.
+
+@pytest.fixture(scope='session')
+def inception_file(tmp_path_factory) -> str:
+    """A random-weight Inception-v3 state dict saved like the published file (He-initialised, seed 0)."""
+    path = tmp_path_factory.mktemp('weights') / 'pt_inception-random.pth'
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(InceptionV3(allow_random_weights=True).state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def heads(tmp_path_factory) -> dict:
+    """Synthetic heads, 4 of each look at 32 x 32: {'natural': zip, 'toon': zip, 'toon_dir': folder of PNGs}."""
+    root = tmp_path_factory.mktemp('heads')
+    pair = make_synthetic_pair(str(root), count=4, resolution=32)
+    folder = root / 'toon-images'
+    folder.mkdir()
+    with zipfile.ZipFile(pair['toon']) as zf:
+        for name in zf.namelist():
+            if name.endswith('.png'):
+                (folder / name).write_bytes(zf.read(name))
+    return dict(pair, toon_dir=str(folder))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> str:
+    """A fresh cache root for the dataset statistics."""
+    path = str(tmp_path / 'cache')
+    monkeypatch.setenv('PSTYLE3D_CACHE_DIR', path)
+    return path

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import calc_metrics
 from metrics.inception import InceptionV3
 from tests.gen_network import write_tiny_snapshot
-from tests.metrics.conftest import cache_dir, heads, inception_file, read_pngs  # noqa: F401 (fixtures)
+from tests.helpers_metrics import read_pngs
 
 
 def _run(*args):

@@ -13,7 +13,6 @@ import calc_metrics
 import legacy
 import train
 from tests.helpers_train import make_style_dataset
-from tests.metrics.conftest import heads, inception_file  # noqa: F401 (fixtures)
 from torch_utils import distributed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +61,7 @@ def test_train_under_torchrun_one_run_folder_written_by_rank_0_and_equal_weights
     assert any(not torch.equal(trained[key], source[key]) for key in source if key.startswith('backbone.synthesis.'))
 
 
-def test_calc_metrics_under_torchrun_equals_one_process(heads, inception_file, tmp_path, monkeypatch):  # noqa: F811
+def test_calc_metrics_under_torchrun_equals_one_process(heads, inception_file, tmp_path, monkeypatch):
     common = ['--metrics=kid50k_full', f'--data={heads["natural"]}', f'--images={heads["toon_dir"]}',
               f'--inception={inception_file}', '--device=cpu', '--no-progress', '--batch=3']
     monkeypatch.setenv('PSTYLE3D_CACHE_DIR', str(tmp_path / 'cache1'))
@@ -82,7 +81,7 @@ def test_calc_metrics_under_torchrun_equals_one_process(heads, inception_file, t
 
 
 @pytest.mark.parametrize('script', ['train', 'calc_metrics'])
-def test_gpus_must_count_torchrun_processes(script, heads, tmp_path, monkeypatch):  # noqa: F811 (fixture)
+def test_gpus_must_count_torchrun_processes(script, heads, tmp_path, monkeypatch):
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '2')
     monkeypatch.setenv('LOCAL_RANK', '0')

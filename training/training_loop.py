@@ -109,7 +109,8 @@ def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cur_nimg: int, batch_
 def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: dict, G_kwargs: dict, D_kwargs: dict,
                   G_opt_kwargs: dict, D_opt_kwargs: dict, loss_kwargs: dict, perceptual_kwargs: dict,
                   content: str = 'sampled', truncation_psi: float = 0.7, method: str = 'pstyle',
-                  domain: Optional[str] = None, domain_kwargs: Optional[dict] = None, train_parts: Sequence[str] = trainable.PSTYLE_PARTS,
+                  domain: Optional[str] = None, domain_kwargs: Optional[dict] = None,
+                  train_parts: Sequence[str] = trainable.PSTYLE_PARTS,
                   G_reg_interval: Optional[int] = 4, D_reg_interval: Optional[int] = 16, random_seed: int = 0,
                   num_gpus: int = 1, rank: int = 0, batch_size: int = 1, batch_gpu: int = 1, ema_kimg: float = 0.3125,
                   ema_rampup: Optional[float] = 0.05, total_kimg: float = 120, kimg_per_tick: float = 0.2,
@@ -197,8 +198,9 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
     sampler = ExemplarSampler(len(training_set), rank=rank, num_replicas=num_gpus, seed=random_seed,
                               start=iteration * rounds * batch_gpu)
     # Own generator: creating the iterator draws a worker seed, which must not shift the global stream.
+    loader_rng = torch.Generator().manual_seed(random_seed)
     data_iter = iter(torch.utils.data.DataLoader(training_set, sampler=sampler, batch_size=batch_gpu,
-                                                 generator=torch.Generator().manual_seed(random_seed), **data_loader_kwargs))
+                                                 generator=loader_rng, **data_loader_kwargs))
     grid = None
     if rank == 0:
         grid = _make_grid_inputs(training_set, content_source, grid_rows, random_seed, device)

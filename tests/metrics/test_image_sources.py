@@ -9,7 +9,7 @@ import torch
 
 from metrics.image_sources import ImageFolder
 from metrics.metric_options import MetricOptions
-from tests.metrics.conftest import read_pngs
+from tests.helpers_metrics import read_pngs
 
 
 def test_image_folder_reads_every_image(heads):

@@ -9,7 +9,7 @@ from metrics.detectors import get_detector
 from metrics.image_sources import ImageFolder, open_dataset
 from metrics.metric_options import MetricOptions
 from metrics.precision_recall import precision_recall
-from tests.metrics.conftest import read_pngs
+from tests.helpers_metrics import read_pngs
 
 
 @pytest.fixture(scope='module')

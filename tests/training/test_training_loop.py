@@ -201,7 +201,7 @@ def test_metrics_run_at_each_snapshot_and_rank_0_reports(data_dir, tmp_path, mon
         seen.append((opts.G_kwargs, opts.dataset_kwargs.path, opts.rank))
         return dict(fake5=float(len(seen)))
 
-    monkeypatch.setitem(metric_main._metric_dict, 'fake5', fake5)  # noqa: the registry's own dict
+    monkeypatch.setitem(metric_main._metric_dict, 'fake5', fake5)  # the registry's own dict
     c = _config(data_dir, tmp_path / 'run', '--metrics', 'fake5', iters=1)  # one snapshot, at the end
     assert c.metrics == ['fake5']
     _run(c)
