@@ -40,7 +40,7 @@ from torch_utils import distributed
 from training import trainable, training_loop
 from training.domain_adaptation import add_domain
 from training.content import LatentFolderContent
-from training.perceptual import IdentityEncoder, VGG19Features
+from training.perceptual import check_loss_weights
 from training.training_loop import NonFiniteLossError
 
 
@@ -140,24 +140,6 @@ def check_resume_preset(G: torch.nn.Module, opts: dnnlib.EasyDict) -> None:
         raise click.ClickException(f'--cfg: --resume {opts.resume} is not a {opts.cfg} network: {differences}; {hint}')
 
 
-def check_perceptual_weights(vgg: Optional[str], arcface: Optional[str]) -> None:
-    """Both weight files are given and load as the losses will load them (a corrupt file stops here)."""
-    weights = (('--vgg', vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)', VGG19Features),
-               ('--arcface', arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)', IdentityEncoder))
-    for option, value, what, _ in weights:
-        if value is None:
-            raise click.ClickException(f'{option}: missing: pass the path or URL of the {what}, or '
-                                       f'--random-perceptual for random stand-ins (tests and CPU demos only)')
-        if not dnnlib.util.is_url(value) and not os.path.isfile(value):
-            raise click.ClickException(f'{option}: file "{value}" does not exist ({what})')
-    for option, value, what, build in weights:
-        try:
-            build(value)
-        except (*cli.INPUT_ERRORS, RuntimeError) as err:  # torch.load says RuntimeError for a cut-off file
-            hint = cli.cache_hint(value) or 'give the original file'
-            raise click.ClickException(f'{option}: cannot load the {what} from {value}: {err}; {hint}') from err
-
-
 def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
     """Check every option against the data, the network and the weights; build the loop config.
     Raises click.ClickException with what is wrong before any training work starts."""
@@ -192,7 +174,10 @@ def validate_and_build(opts: dnnlib.EasyDict) -> tuple:
         fail('--train', '--method=finetune trains no domain path: drop "dam" and "encoder"')
 
     if not opts.random_perceptual:
-        check_perceptual_weights(opts.vgg, opts.arcface)
+        try:
+            check_loss_weights(opts.vgg, opts.arcface)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from err
 
     cli.check_writable_folder(opts.outdir, '--outdir')
     training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,

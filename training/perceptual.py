@@ -13,11 +13,13 @@ mode), while gradients still flow to the input image. Weights come from a path o
 `training.pretrained_weights` for the search order and the error raised when they are missing.
 """
 
+import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from dnnlib import cli, util
 from torch_utils import persistence
 from training.ir_se import IRBackbone
 from training.pretrained_weights import load_pretrained_state
@@ -283,3 +285,22 @@ class IdentityEncoder(IRBackbone):
         x = super().forward(x)[-1]
         x = self.output_layer(x)
         return torch.nn.functional.normalize(x, dim=1)
+
+
+def check_loss_weights(vgg: Optional[str], arcface: Optional[str]) -> None:
+    """The training losses' weight files (`--vgg`, `--arcface`: path or URL) are given and load as the
+    losses will load them; otherwise ValueError('<option>: <what is wrong and what to do>')."""
+    weights = (('--vgg', vgg, 'VGG-19 weights vgg19-dcbb9e9d.pth (content and style losses)', VGG19Features),
+               ('--arcface', arcface, 'ArcFace IR-SE-50 weights model_ir_se50.pth (identity loss)', IdentityEncoder))
+    for option, value, what, _ in weights:
+        if value is None:
+            raise ValueError(f'{option}: missing: pass the path or URL of the {what}, or '
+                             f'--random-perceptual for random stand-ins (tests and CPU demos only)')
+        if not util.is_url(value) and not os.path.isfile(value):
+            raise ValueError(f'{option}: file "{value}" does not exist ({what})')
+    for option, value, what, build in weights:
+        try:
+            build(value)
+        except (*cli.INPUT_ERRORS, RuntimeError) as err:  # torch.load says RuntimeError for a cut-off file
+            hint = cli.cache_hint(value) or 'give the original file'
+            raise ValueError(f'{option}: cannot load the {what} from {value}: {err}; {hint}') from err
