@@ -11,6 +11,7 @@ import torch
 
 import gen_samples
 import gen_utils
+import legacy
 from tests import cli_checks
 from tests.cli_checks import (GENERATION_OPTION_CASES, assert_one_line_error, check_bad_generation_options,
                                tree_digest)
@@ -39,9 +40,9 @@ def test_corrupt_or_truncated_network_is_one_line(tmp_path, network, content, pa
 ])
 def test_bad_options_stop_before_the_network_is_loaded(tmp_path, network, args, pattern, monkeypatch):
     loaded = []
-    real_load = gen_utils.load_generator
-    monkeypatch.setattr(gen_utils, 'load_generator',
-                        lambda path, device: loaded.append(path) or real_load(path, device))
+    real_load = legacy.load_generator
+    monkeypatch.setattr(legacy, 'load_generator',
+                        lambda path, device, *args: loaded.append(path) or real_load(path, device, *args))
     check_bad_generation_options(_run, tmp_path, network, args, pattern)
     # The checks come first: the good network is never read (a bad --network is, and fails).
     assert not any(os.path.realpath(path) == os.path.realpath(network) for path in loaded), loaded
