@@ -1,6 +1,7 @@
 """Project real photos into a network: W / W+ projection, pivotal tuning and stylised renders."""
 
 import copy
+import functools
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -73,18 +74,13 @@ def build_identity(arcface: Optional[str], device: torch.device) -> Optional[tor
         raise click.ClickException(str(err)) from err
 
 
-def face_detector_factory():
-    """A cached MediaPipe face detector; a clear error when the face tools are not installed."""
-    detector = []
-
-    def factory():
-        if not detector:
-            try:
-                detector.append(FaceMeshDetector())
-            except FaceToolsMissing as err:
-                raise click.ClickException(f'{err}; or pass --no-align --camera=FILE for an EG3D-cropped image')
-        return detector[0]
-    return factory
+@functools.lru_cache(maxsize=1)
+def face_detector() -> FaceMeshDetector:
+    """The MediaPipe face detector, built on first use; a clear error when the face tools are not installed."""
+    try:
+        return FaceMeshDetector()
+    except FaceToolsMissing as err:
+        raise click.ClickException(f'{err}; or pass --no-align --camera=FILE for an EG3D-cropped image')
 
 
 def stage_metrics(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, target: torch.Tensor,
@@ -229,7 +225,6 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
     lpips = build_lpips(vgg16, lpips_weights, random_perceptual, device)
     metric_lpips = None if random_perceptual else lpips
     identity = build_identity(arcface, device)
-    detector = face_detector_factory()
     loss_fn = ReconstructionLoss(lpips)
     resolution = G_source.img_resolution
 
@@ -238,7 +233,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         stem = os.path.basename(dest)
         print(f'Projecting "{path}" ({idx + 1}/{len(targets)})...')
         try:
-            prepared = alignment.prepare_target(path, resolution, align, camera_path, detector)
+            prepared = alignment.prepare_target(path, resolution, align, camera_path, face_detector)
         except alignment.TargetError as err:
             if len(targets) == 1:
                 raise click.ClickException(str(err)) from err

@@ -44,12 +44,14 @@ def list_domains() -> List[str]:
 
 
 def _load(folder: str, name: str, keys, what: str, known: List[str]) -> dnnlib.EasyDict:
+    """`folder`/<name>.json, which must hold exactly `keys` (None: any keys)."""
     if name not in known:
         raise ValueError(f'unknown {what} "{name}": expected one of {", ".join(known)} '
                          f'(files in {folder})')
     path = os.path.join(folder, name + '.json')
     with open(path, 'r', encoding='utf-8') as f:
         data = json.load(f)
+    keys = data if keys is None else keys
     unexpected = sorted(set(data) - set(keys))
     missing = sorted(set(keys) - set(data))
     if unexpected or missing:
@@ -80,9 +82,4 @@ def load_domain(name: str) -> dnnlib.EasyDict:
 
 def load_network_preset(name: str) -> dnnlib.EasyDict:
     """The network configuration `configs/networks/<name>.json` as an EasyDict (keys as in the file)."""
-    known = _names(NETWORK_DIR)
-    if name not in known:
-        raise ValueError(f'unknown network configuration "{name}": expected one of {", ".join(known)} '
-                         f'(files in {NETWORK_DIR})')
-    with open(os.path.join(NETWORK_DIR, name + '.json'), 'r', encoding='utf-8') as f:
-        return dnnlib.EasyDict(json.load(f))
+    return _load(NETWORK_DIR, name, None, 'network configuration', _names(NETWORK_DIR))

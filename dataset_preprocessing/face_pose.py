@@ -128,17 +128,14 @@ def select_face(faces: list, multiple_faces: str = 'error') -> np.ndarray:
     return faces[0]
 
 
-def estimate_pose(image: np.ndarray, detector, multiple_faces: str = 'error', symmetrize: bool = True
-                  ) -> Tuple[np.ndarray, FacePose]:
+def estimate_pose(image: np.ndarray, detector, multiple_faces: str = 'error') -> Tuple[np.ndarray, FacePose]:
     """(landmarks (468, 3), FacePose) of the face in image (H, W, 3) uint8 RGB.
 
-    detector: a `FaceMeshDetector`. symmetrize: also detect on the mirrored image and average the
-    two rotations (projected back onto a rotation with an SVD).
+    detector: a `FaceMeshDetector`. The face is also detected in the mirrored image and the two
+    rotations averaged (projected back onto a rotation with an SVD).
     """
     landmarks = select_face(detector(image), multiple_faces)
     pose = pose_from_landmarks(landmarks)
-    if not symmetrize:
-        return landmarks, pose
     mirrored = pose_from_landmarks(select_face(detector(np.ascontiguousarray(image[:, ::-1])), multiple_faces))
     u, _, vt = np.linalg.svd(pose.rotation + _mirror_rotation(mirrored.rotation))
     return landmarks, _pose_from_rotation(u @ vt)
@@ -172,7 +169,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, pose: FacePose, output_
     """(cropped image (S, S, C) uint8, camera label (25,) float32) of one face of `image`.
 
     landmarks (468, 3) and pose: from `estimate_pose`. output_size: side of the crop in pixels
-    (default: the crop's own size in the input).
+    (None: the crop's own size in the input).
     """
     box = crop_box(landmarks)
     size = output_size or max(1, int(round(box[2])))

@@ -196,8 +196,6 @@ def render_head(shape: head_sdf.HeadShape, camera_label: np.ndarray, resolution:
 
     camera_label: (25,) EG3D label; colors: albedo per material id (see `pick_colors`).
     """
-    if style not in STYLES:
-        raise ValueError(f'style must be one of {STYLES}, got "{style}"')
     traced = trace_head(shape, camera_label, resolution)
     return shade_head(traced, style, colors), traced.depth.astype(np.float32)
 

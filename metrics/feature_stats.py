@@ -78,8 +78,7 @@ class FeatureStats:
         """Combine the statistics of all processes (no-op for one process)."""
         if num_gpus == 1:
             return
-        gathered: List[Optional[dict]] = [None] * num_gpus
-        torch.distributed.all_gather_object(gathered, self.to_payload())
+        gathered = distributed.all_gather(self.to_payload(), num_gpus)
         self.num_items = 0
         self.all_features, self.raw_mean, self.raw_cov, self.num_features = [], None, None, None
         for payload in gathered:

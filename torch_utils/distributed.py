@@ -91,10 +91,15 @@ def broadcast_object(obj: Any, world_size: int) -> Any:
     return box[0]
 
 
+def all_gather(obj: Any, world_size: int) -> list:
+    """Each process's `obj`, in rank order (a one-element list for one process)."""
+    if world_size == 1:
+        return [obj]
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
 def all_true(flag: bool, world_size: int) -> bool:
     """Whether `flag` holds in every process: a decision all ranks must take alike (e.g. to skip collective work)."""
-    if world_size == 1:
-        return flag
-    flags: list = [None] * world_size
-    torch.distributed.all_gather_object(flags, bool(flag))
-    return all(flags)
+    return all(all_gather(bool(flag), world_size))

@@ -22,6 +22,7 @@ from training.domain_adaptation import mean_domain_code
 from training.loss import PStyleLoss
 from training.perceptual import IdentityEncoder, VGG19Features
 from training.progress import ExemplarSampler, StatsCollector, TickLogger, save_triples_grid
+from torch_utils import distributed
 from torch_utils.safe_pickle import atomic_write_pickle
 from training.snapshot import (build_snapshot, capture_rng_state, kimg_tag, optimizer_state_to_cpu, restore_rng_state,
                                snapshot_path)
@@ -257,7 +258,7 @@ def training_loop(run_dir: str, training_set_kwargs: dict, data_loader_kwargs: d
         if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
             if use_domain:
                 _store_domain_code(G, G_ema, domain, training_set, device)
-            rng_states = _gather(capture_rng_state(device, {'loop': loop_gen}), num_gpus)
+            rng_states = distributed.all_gather(capture_rng_state(device, {'loop': loop_gen}), num_gpus)
             if rank == 0:
                 state = dict(iteration=iteration, cur_nimg=cur_nimg, cur_tick=cur_tick + 1,
                              G_opt=optimizer_state_to_cpu(G_opt),
@@ -289,15 +290,6 @@ def _store_domain_code(G, G_ema, domain: str, training_set, device: torch.device
     code = total / len(training_set)
     G.set_domain_code(domain, code)
     G_ema.set_domain_code(domain, code)
-
-
-def _gather(obj, num_gpus: int) -> list:
-    """Each process's `obj`, in rank order (a one-element list on a single process)."""
-    if num_gpus == 1:
-        return [obj]
-    out = [None] * num_gpus
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def _make_grid_inputs(training_set, content_source, rows: int, seed: int, device: torch.device) -> dict:
