@@ -46,6 +46,7 @@ def crops(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_folder_of_crops_writes_every_output_and_a_content_folder(crops, tmp_path):
     # One crop keeps the test short; every photo of a folder goes through the same steps.
     out = tmp_path / 'out'
@@ -128,6 +129,7 @@ def test_outdir_checks_happen_before_any_work(crops, tmp_path, monkeypatch):
     assert sorted(os.listdir(crops)) == ['dataset.json', 'head1.png']
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_leaves_no_temporary_folder(crops, tmp_path):
     """Regression: a projector.py stopped by SIGTERM (kill, a job scheduler) left `.head1.*.tmp` in --outdir."""
     out = tmp_path / 'out'

@@ -15,6 +15,8 @@ import train
 from tests.helpers_train import make_style_dataset
 from torch_utils import distributed
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -115,6 +115,7 @@ def test_dry_run_prints_options_and_creates_nothing(datasets, tmp_path):
     assert not outdir.exists()
 
 
+@pytest.mark.slow
 def test_cli_run_folder_with_latent_folder_content(datasets, tmp_path):
     # Content from a folder of projected w+ latents (14 x 512 for this generator) with cameras.
     latents = tmp_path / 'ws'

@@ -116,6 +116,7 @@ def test_eg3d_network_of_another_preset_stops_before_training(tmp_path, data, me
     assert not outdir.exists()
 
 
+@pytest.mark.slow
 def test_resume_with_the_same_settings_trains_through_a_snapshot(tmp_path, snapshot, data):
     result = _invoke(tmp_path, '--data', data, '--random-perceptual', '--resume', snapshot, '--kimg', '0.002')
     assert result.exit_code == 0, result.output
@@ -123,6 +124,7 @@ def test_resume_with_the_same_settings_trains_through_a_snapshot(tmp_path, snaps
     assert legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.002.pkl'))['resume_state']['iteration'] == 2
 
 
+@pytest.mark.slow
 def test_training_only_the_superresolution_trains_through_a_snapshot(tmp_path, data):
     """The density regulariser has no gradient then; it used to stop the first iteration with a RuntimeError."""
     result = _invoke(tmp_path, '--data', data, '--random-perceptual', '--train', 'superresolution')
@@ -167,6 +169,7 @@ def _context(args):
     return ctx, ctx.params
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path, data, monkeypatch):
     real = PStyleLoss.accumulate_gradients
     calls = []

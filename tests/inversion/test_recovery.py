@@ -12,6 +12,8 @@ from inversion.recovery import recover_known_head
 from training.perceptual import LPIPS
 from tests.inversion.conftest import camera, load_demo, true_latent
 
+pytestmark = pytest.mark.slow
+
 # (seed, yaw of the target view): a head turned one way, and another turned further the other way
 CASES = [(0, 0.2), (3, -0.35)]
 NOVEL = (-0.4, 0.4)  # novel views: the target's yaw turned by these

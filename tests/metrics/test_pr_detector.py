@@ -31,6 +31,7 @@ def test_detector_reads_uint8_at_224(detector):
         detector(images.float())
 
 
+@pytest.mark.slow
 def test_pr50k3_full_on_a_folder(heads, detector, cache_dir):
     folder = ImageFolder(heads['toon_dir'])
     result = metric_main.calc_metric('pr50k3_full', image_folder=folder, dataset_kwargs=dict(path=heads['natural']),

@@ -92,6 +92,7 @@ def test_plugin_without_cuda_sources_claims_no_cuda_kernels(cache_dir, monkeypat
     assert loads == [[], ['a.cu']]
 
 
+@pytest.mark.slow
 def test_concurrent_builds_share_one_cached_build(tmp_path):
     src = tmp_path / 'src'
     src.mkdir()
@@ -131,6 +132,7 @@ TORCH_LIBRARY_IMPL(pstyle3d_threads_test, CompositeExplicitAutograd, m) { m.impl
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not custom_ops._openmp_flags(), reason='torch without OpenMP threads, or not Linux')
 def test_plugins_run_parallel_for_on_torch_threads(cache_dir):
     # at::parallel_for is a header template: a plugin built without OpenMP runs it on one thread, with

@@ -155,6 +155,7 @@ def test_vgg16_layers_follow_torchvision_vgg16():
         VGGFeatures('vgg11', allow_random_weights=True)
 
 
+@pytest.mark.slow
 def test_vgg16_fc7_matches_a_hand_written_classifier_and_loads_torchvision_keys(tmp_path):
     torch.manual_seed(11)
     ref = VGGFeatures('vgg16', allow_random_weights=True, layers=('relu5_3', 'fc7'))

@@ -63,6 +63,7 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, atol=1e-6):
         torch.testing.assert_close(sa[key], sb[key], atol=atol, rtol=0, msg=lambda m: f'{key}: {m}')
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_and_snapshot_renders_identically(data_dir, tmp_path):
     full = _run(_config(data_dir, tmp_path / 'full'))
     assert full['iteration'] == ITERS
@@ -105,6 +106,7 @@ def test_resume_continues_exactly_and_snapshot_renders_identically(data_dir, tmp
                 assert math.isfinite(value['mean']), name
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_end_with_identical_weights(data_dir, tmp_path):
     c = _config(data_dir, tmp_path / 'run', '--gpus', '2', '--batch', '2', iters=4, tick=4)
     distributed.launch(ddp_worker, 2, args=(c, str(tmp_path)), use_cuda=False)
@@ -136,6 +138,7 @@ def _density_gap(G, G_src, ws, domain):
     return float((sigma - sigma_src).abs().mean())
 
 
+@pytest.mark.slow
 def test_style_loss_falls_and_pstyle_keeps_geometry_closer_than_finetune(data_dir, tmp_path):
     # Content + style losses only (no D, no regularisers, to keep it cheap) and lr 3e-4, so that 4
     # iterations show the trend. The pstyle run here keeps the backbone frozen (--train without

@@ -196,6 +196,7 @@ def test_ffhq512_layout(ffhq512):
     assert sum(p.numel() for p in G.parameters()) == ffhq512['G_param_count']
 
 
+@pytest.mark.slow
 def test_ffhq512_renders_on_cpu(ffhq512):
     """A full-size (random-weight) FFHQ generator renders 512x512; the renderer is made cheap
     (neural rendering 16, 6 + 6 depth samples): the backbone and super-resolution run at full size."""
@@ -213,6 +214,7 @@ def test_ffhq512_renders_on_cpu(ffhq512):
     assert out['image_raw'].abs().max() <= 1.002 + 1e-6
 
 
+@pytest.mark.slow
 def test_other_configuration_4x_superresolution():
     """A 256x256 generator (4X super-resolution, narrow channels, disparity-space sampling, no
     pose conditioning of the mapping) renders consistent outputs."""

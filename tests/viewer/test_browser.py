@@ -19,6 +19,8 @@ import legacy
 from viewer.render_core import RenderCore
 from viewer.ui import ViewerApp
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
 VIEWPORT = dict(width=1000, height=700)

@@ -118,6 +118,7 @@ def test_serves_the_page_at_the_printed_address_and_stops_on_ctrl_c():
     assert proc.returncode == 0 and 'Viewer stopping...' in output, output
 
 
+@pytest.mark.slow
 def test_ctrl_c_does_not_wait_for_the_frame_in_flight():
     """Regression: Ctrl+C waited for the frame being rendered without a bound (minutes for a slow CPU frame)."""
     proc, _ = start_viewer(['-c', ENDLESS_FRAME_VIEWER], free_port(), wait_for='rendering')

@@ -81,6 +81,7 @@ def test_nvcc_compiles(cu, tmp_path):
     assert os.path.getsize(tmp_path / 'k.o') > 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(NVCC is None or cuda_include_dir() is None, reason='no CUDA toolkit found')
 def test_cpp_cuda_branches_compile(tmp_path):
     # The CPU build of torch ships c10/cuda headers but not their generated macros file; an empty
