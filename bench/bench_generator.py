@@ -26,7 +26,6 @@ Examples:
 """
 
 import json
-import math
 import os
 import resource
 import subprocess
@@ -56,11 +55,8 @@ def _child_run(args: list, cwd: str, env: Optional[dict] = None) -> str:
 
 def _camera_labels(batch: int, device: torch.device) -> torch.Tensor:
     """(batch, 25) labels of EG3D's frontal FFHQ camera."""
-    from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-    pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2], device=device),
-                                    radius=2.7, batch_size=batch, device=device)
-    intrinsics = FOV_to_intrinsics(18.837, device=device).reshape(1, 9).expand(batch, 9)
-    return torch.cat([pose.reshape(batch, 16), intrinsics], 1)
+    from camera_utils import camera_label
+    return camera_label(device=device).repeat(batch, 1)
 
 
 STAGES = (('tri-planes', 'backbone.synthesis'), ('render', 'renderer'), ('SR', 'superresolution'))

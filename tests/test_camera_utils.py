@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from camera_utils import (FOV_to_intrinsics, GaussianCameraPoseSampler, LookAtPoseSampler,
-                          UniformCameraPoseSampler, check_camera_label, checked_camera_labels,
-                          create_cam2world_matrix, find_degenerate_camera_label, read_dataset_labels,
-                          xflip_camera_label)
+from camera_utils import (CAMERA_PIVOT, CAMERA_RADIUS, FOV_DEG, FOV_to_intrinsics, GaussianCameraPoseSampler,
+                          LookAtPoseSampler, UniformCameraPoseSampler, camera_label, check_camera_label,
+                          checked_camera_labels, create_cam2world_matrix, find_degenerate_camera_label,
+                          read_dataset_labels, xflip_camera_label)
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'eg3d'
 
@@ -24,13 +24,18 @@ def cams():
 
 
 def test_labels_match_eg3d(cams):
-    intrinsics = FOV_to_intrinsics(float(cams['fov_degrees']))
+    """camera_label(yaw, pitch) is EG3D's gen_samples label: LookAtPoseSampler at pi/2 + yaw, pi/2 + pitch."""
     for i, (yaw, pitch) in enumerate(zip(cams['yaws'], cams['pitches'])):
-        pose = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch,
-                                        torch.tensor(cams['pivot'], dtype=torch.float32),
-                                        radius=float(cams['radius']))
-        label = torch.cat([pose.reshape(-1, 16), intrinsics.reshape(-1, 9)], 1)
+        label = camera_label(float(yaw), float(pitch), float(cams['fov_degrees']), radius=float(cams['radius']),
+                             pivot=cams['pivot'].tolist())
         np.testing.assert_allclose(label[0].numpy(), cams['c'][i], atol=1e-5, rtol=1e-5)
+
+
+def test_default_camera_is_eg3ds_ffhq_camera(cams):
+    np.testing.assert_allclose(camera_label(0.0, 0.0, float(cams['fov_degrees']), float(cams['radius']),
+                                            cams['pivot'].tolist()).numpy(),
+                               camera_label(fov_deg=FOV_DEG).numpy(), atol=1e-7)
+    assert (FOV_DEG, CAMERA_RADIUS, CAMERA_PIVOT) == (18.837, 2.7, (0.0, 0.0, 0.2))
 
 
 def test_intrinsics_match_eg3d(cams):
@@ -90,8 +95,7 @@ def test_bad_input():
 
 
 def _frontal_label() -> torch.Tensor:
-    pose = LookAtPoseSampler.sample(math.pi / 2, math.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7)
-    return torch.cat([pose.reshape(16), FOV_to_intrinsics(18.837).reshape(9)])
+    return camera_label()[0]
 
 
 @pytest.mark.parametrize('edit, reason', [

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dnnlib
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler, camera_label
 from training.triplane import TriPlaneGenerator, split_planes
 from training.volumetric_rendering import renderer as renderer_module
 
@@ -204,8 +204,7 @@ def test_ffhq512_renders_on_cpu(ffhq512):
     kwargs = dnnlib.EasyDict(ffhq512['G_kwargs'])
     kwargs.rendering_kwargs = dict(kwargs.rendering_kwargs, depth_resolution=6, depth_resolution_importance=6)
     G = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False)
-    pose = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7)
-    c = torch.cat([pose.reshape(1, 16), FOV_to_intrinsics(18.837).reshape(1, 9)], 1)
+    c = camera_label()
     out = G(torch.randn(1, 512), c, neural_rendering_resolution=16, noise_mode='const')
     assert out['image'].shape == (1, 3, 512, 512) and out['image_raw'].shape == (1, 3, 16, 16)
     assert torch.isfinite(out['image']).all()
@@ -251,8 +250,7 @@ def test_training_mode_gradients_reach_every_part(tiny_config):
     torch.manual_seed(0)
     kwargs = dict(tiny_config['G_kwargs'], channel_base=256, channel_max=8)
     G = dnnlib.util.construct_class_by_name(**kwargs).train()
-    pose = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, torch.tensor([0, 0, 0.2]), radius=2.7, batch_size=2)
-    c = torch.cat([pose.reshape(2, 16), FOV_to_intrinsics(18.837).reshape(1, 9).expand(2, 9)], 1)
+    c = camera_label().repeat(2, 1)
     w_avg_before = G.backbone.mapping.w_avg.clone()
     out = G(torch.randn(2, 512), c, neural_rendering_resolution=8, update_emas=True)
     (out['image'].square().mean() + out['image_raw'].mean() + out['image_depth'].mean()).backward()
