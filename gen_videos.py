@@ -112,10 +112,9 @@ def render_frames(G: torch.nn.Module, ws_keys: torch.Tensor, cameras: List[torch
         return torch.einsum('k,k...->...', torch.as_tensor(frame_weights, dtype=keys.dtype, device=keys.device), keys)
 
     for frame_weights, c in zip(weights, cameras):
-        torch.manual_seed(render_seed)
-        out = G.synthesis(blend(frame_weights, ws_keys), c.repeat(num_cells, 1), noise_mode='const',
-                          planes=blend(frame_weights, planes_keys),
-                          **inference.domain_kwargs(blend(frame_weights, codes_keys), alpha))
+        out = inference.seeded_synthesis(G, blend(frame_weights, ws_keys), c.repeat(num_cells, 1), render_seed,
+                                         planes=blend(frame_weights, planes_keys),
+                                         **inference.domain_kwargs(blend(frame_weights, codes_keys), alpha))
         pictures = inference.image_to_uint8(_to_picture(out, image_mode, G.rendering_kwargs))
         yield gen_utils.layout_grid(pictures, rows=grid[1], cols=grid[0])
 
