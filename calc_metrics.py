@@ -45,7 +45,7 @@ from training import inference
 
 
 # Exceptions that mean bad input (a file, a folder, an option value), reported as one line.
-_INPUT_ERRORS = ('ValueError', 'FileNotFoundError', 'OSError', 'ImageReadError')
+_INPUT_ERRORS = ('ValueError', 'FileNotFoundError', 'OSError', 'ImageReadError', 'ClickException')
 
 
 class MetricList(click.ParamType):

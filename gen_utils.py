@@ -1,7 +1,6 @@
-"""Plumbing shared by gen_samples.py and gen_videos.py: option types, device, network, domain, cameras, images.
-
-Everything here is about turning command-line choices into generator inputs (latents, camera labels,
-domain arguments) and generator outputs into uint8 pictures; the networks themselves live in `training/`.
+"""The command-line layer the generator scripts share (gen_samples.py, gen_videos.py, projector.py,
+calc_metrics.py, visualizer.py): option types and their checks, the device, the network path, the
+style domain, latent files, picture grids and PNG files. Rendering itself is `training.inference`.
 """
 
 import os
@@ -224,7 +223,7 @@ def load_exemplar(path: str, device: torch.device) -> torch.Tensor:
         image = image_io.read_image(path)
     except image_io.ImageReadError as err:
         raise click.BadParameter(str(err), param_hint="'--exemplar'") from err
-    return inference.exemplar_tensor(image, device)
+    return inference.image_to_tensor(image, device)
 
 
 def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[str],

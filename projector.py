@@ -80,7 +80,7 @@ def face_detector() -> FaceMeshDetector:
     try:
         return FaceMeshDetector()
     except FaceToolsMissing as err:
-        raise click.ClickException(f'{err}; or pass --no-align --camera=FILE for an EG3D-cropped image')
+        raise click.ClickException(f'{err}; or pass --no-align --camera=FILE for an EG3D-cropped image') from err
 
 
 def stage_metrics(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, target: torch.Tensor,
@@ -244,7 +244,7 @@ def run_projection(network: Optional[str], target_path: str, outdir: str, camera
         # Each photo tunes its own copy; the last one may tune the loaded network itself.
         G = G_source if idx == len(targets) - 1 else copy.deepcopy(G_source)
         c = torch.from_numpy(prepared.camera).unsqueeze(0).to(device)
-        target = inference.exemplar_tensor(prepared.image, device)  # (1, 3, R, R) in [-1, 1]
+        target = inference.image_to_tensor(prepared.image, device)  # (1, 3, R, R) in [-1, 1]
         with outputs.staged_directory(dest) as stage:
             video = outputs.VideoRecorder(os.path.join(stage, 'proj.mp4'), prepared.image) if save_video else None
             try:

@@ -9,29 +9,27 @@ A full fid50k_full is then about 50 x (generator + Inception) + the real set's I
 
 Example:
 
-    python bench/bench_metrics.py --device=cpu --images=16 --batch=8
+    python -m bench.bench_metrics --device=cpu --images=16 --batch=8
 """
 
 import os
-import sys
 import time
 
 import click
 import numpy as np
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import gen_utils
+import legacy
+from metrics.detectors import extract_features
+from metrics.frechet_inception_distance import frechet_distance
+from metrics.kernel_inception_distance import kernel_distance
+from metrics.metric_options import MetricOptions
+from metrics.precision_recall import precision_recall
+from training import inference
+from training.perceptual import IdentityEncoder
 
-import gen_utils  # noqa: E402  (after the path set-up above)
-import legacy  # noqa: E402
-from metrics.detectors import extract_features  # noqa: E402
-from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
-from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
-from metrics.metric_options import MetricOptions  # noqa: E402
-from metrics.precision_recall import precision_recall  # noqa: E402
-from training import inference  # noqa: E402
-from training.perceptual import IdentityEncoder  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _timed(fn, reps: int = 1) -> float:

@@ -21,7 +21,7 @@ generator in the same order by all three codes.
 
 Example:
 
-    /tmp/refvenv/bin/python bench/compare_metrics_reference.py --count=8
+    /tmp/refvenv/bin/python -m bench.compare_metrics_reference --count=8
 """
 
 import io
@@ -37,15 +37,14 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+from dataset_preprocessing.synthetic_heads import make_synthetic_pair
+from metrics import inception
+from metrics.frechet_inception_distance import frechet_distance
+from metrics.inception import InceptionV3
+from metrics.kernel_inception_distance import kernel_distance
+from metrics.precision_recall import precision_recall
 
-from dataset_preprocessing.synthetic_heads import make_synthetic_pair  # noqa: E402  (after the path set-up above)
-from metrics import inception  # noqa: E402
-from metrics.frechet_inception_distance import frechet_distance  # noqa: E402
-from metrics.inception import InceptionV3  # noqa: E402
-from metrics.kernel_inception_distance import kernel_distance  # noqa: E402
-from metrics.precision_recall import precision_recall  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PORTRAITS = os.path.join(REPO_ROOT, 'tests', 'data', 'portraits')
 
@@ -109,7 +108,7 @@ def image_sets(count: int, workdir: str) -> list:
         pair = make_synthetic_pair(os.path.join(workdir, str(size)), count=count, resolution=size)
         sets[size] = {style: _zip_images(path) for style, path in pair.items()}
     photos, art = _portraits('photos_'), _portraits('art_')
-    chw = lambda images: [torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))) for x in images]  # noqa: E731
+    chw = lambda images: [torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))) for x in images]
     return [('heads natural vs toon, 64 px', chw(sets[64]['natural']), chw(sets[64]['toon'])),
             ('heads natural vs toon, 256 px', chw(sets[256]['natural']), chw(sets[256]['toon'])),
             ('photos vs art portraits, 1024 px', chw(photos), chw(art)),
@@ -147,7 +146,7 @@ def compare(ref, ours_net: InceptionV3, ref_net: torch.nn.Module, a: list, b: li
     # FID: ours (covariance / N) on our features; torch-fidelity's formula on the same statistics; its
     # own pipeline (covariance / (N - 1)) on its features.
     row['fid_ours'] = frechet_distance(*mean_cov(fa, 0), *mean_cov(fb, 0))
-    stats = lambda f, ddof: dict(zip(('mu', 'sigma'), mean_cov(f, ddof)))  # noqa: E731
+    stats = lambda f, ddof: dict(zip(('mu', 'sigma'), mean_cov(f, ddof)))
     row['fid_ref_same_stats'] = ref.fid.fid_statistics_to_metric(stats(fa, 0), stats(fb, 0), verbose=False)[
         ref.fid.KEY_METRIC_FID]
     row['fid_ref_pipeline'] = ref.fid.fid_statistics_to_metric(

@@ -22,6 +22,7 @@ import torch
 
 from inversion.losses import ReconstructionLoss
 from inversion.projection import StageResult, StepReport, render, take_step
+from training import inference
 from training.trainable import select_parameters
 
 TUNED_PARTS = ('backbone.synthesis', 'decoder', 'superresolution')
@@ -66,7 +67,7 @@ def locality_bank(G: torch.nn.Module, ws_pivot: torch.Tensor, c: torch.Tensor, s
     w_z = G.mapping(z, c.expand(k, -1))
     ws = ws_pivot + schedule.locality_distance * (w_z - ws_pivot)
     yaws = (torch.rand([k], generator=generator) * 2 - 1) * schedule.locality_yaw
-    cams = torch.cat([_turn_camera(c, float(yaw), G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0]))
+    cams = torch.cat([_turn_camera(c, float(yaw), inference.camera_pivot(G))
                       for yaw in yaws])
     before = torch.cat([render(G, ws[i:i + 1], cams[i:i + 1]) for i in range(k)])
     return ws, cams, before

@@ -3,7 +3,7 @@
 A generator's render of a known latent from a known camera is projected (then the generator is
 tuned around the pivot) and the pivot's renders are compared with the true latent's: in the target's
 own view, in novel views and stylised in those views, as PSNR in dB. tests/inversion/test_recovery.py
-asserts it on the demo network; bench/bench_projector.py --recovery tabulates more seeds and cameras.
+asserts it on the demo network; python -m bench.bench_projector --recovery tabulates more seeds and cameras.
 """
 
 import dataclasses

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.feature_stats import collect_rows
-from metrics.image_sources import seeded_rng
+from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import latent_batches, render_natural_and_stylised
 

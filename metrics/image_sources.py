@@ -7,7 +7,6 @@
 - `ImageFolder`: every image of a folder (`calc_metrics.py --images`), for other methods' outputs.
 """
 
-import contextlib
 import os
 from typing import Dict, Iterator, Sequence, Tuple
 
@@ -18,7 +17,7 @@ import torch
 from dnnlib.image_io import is_image_file, read_image
 from metrics.metric_options import MetricOptions
 from training.dataset import ImageFolderDataset
-from training.inference import image_to_uint8
+from training import inference
 
 # ----------------------------------------------------------------------------
 # The dataset.
@@ -84,20 +83,6 @@ def batch_seed(opts: MetricOptions, first_item: int) -> int:
     return int(np.random.SeedSequence([opts.seed, int(first_item)]).generate_state(1)[0])
 
 
-@contextlib.contextmanager
-def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
-    """Run the body with torch's global RNG seeded by `seed`, restoring the RNG (CPU, and `device`'s) afterwards.
-
-    EG3D's renderer jitters its depth samples and the synthesis network draws noise inputs with
-    torch's RNG: renders that must be compared (two views, natural and stylised) use the same seed.
-    The RNG handling of `training.inference.seeded_synthesis`, around a whole G call: the metrics keep
-    EG3D's random noise inputs (noise_mode='random'), where seeded_synthesis fixes noise_mode='const'.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
-        torch.manual_seed(seed)
-        yield
-
-
 def generator_images(opts: MetricOptions, labels: np.ndarray, indices: Sequence[int],
                      **G_kwargs) -> Iterator[torch.Tensor]:
     """uint8 batches (B, 3, R, R) of G's samples for items `indices` (see `latents_and_cameras`)."""
@@ -105,9 +90,9 @@ def generator_images(opts: MetricOptions, labels: np.ndarray, indices: Sequence[
     for start in range(0, len(indices), opts.batch_size):
         batch = indices[start:start + opts.batch_size]
         z, c = latents_and_cameras(opts, labels, batch)
-        with torch.no_grad(), seeded_rng(opts.device, batch_seed(opts, batch[0])):
+        with torch.no_grad(), inference.seeded_rng(opts.device, batch_seed(opts, batch[0])):
             images = opts.G(z, c, **G_kwargs)['image']
-        yield torch.from_numpy(image_to_uint8(images)).permute(0, 3, 1, 2).to(opts.device)
+        yield inference.uint8_tensor(images)
 
 # ----------------------------------------------------------------------------
 # A folder of images.

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from metrics.feature_stats import collect_rows
-from metrics.image_sources import seeded_rng
+from training import inference
+from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import latent_batches
 from metrics.reprojection import orbit_cameras, view_consistency
@@ -34,7 +35,7 @@ def _view(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor, G_kwargs: dict)
 
 
 def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
-    pivot = opts.G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
+    pivot = inference.camera_pivot(opts.G)
     first = 0
     for z, c, seed in latent_batches(opts, num_gen):
         signs = [1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))]

@@ -19,6 +19,7 @@ LAYERS = (
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 SCRIPT_LAYER = len(LAYERS)
+NOT_PRODUCT = {'tests', 'bench'}  # product code never imports these
 MAX_PRODUCT_LINES = 400
 
 
@@ -31,7 +32,7 @@ def _project_imports(path: Path) -> set:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split('.')[0])
     scripts = {p.stem for p in ROOT.glob('*.py')}
-    return {name for name in names if name in LAYER_OF or name in scripts}
+    return {name for name in names if name in LAYER_OF or name in scripts or name in NOT_PRODUCT}
 
 
 def _home(path: Path) -> str:
@@ -51,9 +52,14 @@ def test_dependencies_point_down():
         home = _home(path)
         rank = LAYER_OF.get(home, SCRIPT_LAYER)
         for name in _project_imports(path) - {home}:
-            if LAYER_OF.get(name, SCRIPT_LAYER) >= rank:
+            if name in NOT_PRODUCT or LAYER_OF.get(name, SCRIPT_LAYER) >= rank:
                 offenders.append(f'{path.relative_to(ROOT)} imports {name}')
     assert not offenders, offenders
+
+
+def test_every_package_has_a_layer():
+    packages = {p.parent.name for p in ROOT.glob('*/__init__.py')} - NOT_PRODUCT
+    assert packages <= set(LAYER_OF), sorted(packages - set(LAYER_OF))
 
 
 def test_no_package_shares_a_name_with_a_script():

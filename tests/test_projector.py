@@ -20,7 +20,7 @@ from inversion.projection import RENDER_SEED, seeded_render
 from training import inference
 from training.content import LatentFolderContent
 from tests.cli_checks import assert_one_line_error
-from tests.inversion.conftest import camera, load_demo, true_latent
+from tests.helpers_inversion import camera, load_demo, true_latent
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -102,7 +102,7 @@ def orbit_camera(G: torch.nn.Module, yaw: float, pitch: float, fov_deg: float = 
     """
     label = inference.generator_camera_label(G, yaw, pitch, fov_deg)[0]
     position, focal = label[[3, 7, 11]], float(label[16])  # cam2world's translation column, then fx
-    look_at = G.rendering_kwargs.get('avg_camera_pivot', [0, 0, 0])
+    look_at = inference.camera_pivot(G)
     return ViewCamera(position=tuple(position.tolist()), look_at=tuple(float(p) for p in look_at),
                       fov_y=2 * math.atan(0.5 / focal))
 

@@ -51,7 +51,7 @@ def read_exemplar(name: str, content: bytes, device: torch.device) -> Named:
         rgb = read_image(content, name=name)
     except ImageReadError as err:
         raise UploadError(f'{err}; upload a PNG or JPEG') from err
-    return Named(name, _digest(content), inference.exemplar_tensor(rgb, device))
+    return Named(name, _digest(content), inference.image_to_tensor(rgb, device))
 
 
 def read_latent(name: str, content: bytes, num_ws: int, w_dim: int) -> Named:

@@ -7,7 +7,7 @@ import torch
 from inversion.pivotal_tuning import TuningSchedule, _turn_camera, pivotal_tune, tuned_parameters
 from inversion.projection import seeded_render
 from training.trainable import dam_parameter_names, is_encoder_parameter
-from tests.inversion.conftest import camera, load_demo, true_latent
+from tests.helpers_inversion import camera, load_demo, true_latent
 
 
 def test_tuned_parameters_are_eg3d_weights_only(demo_G):

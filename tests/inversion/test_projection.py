@@ -9,7 +9,7 @@ import torch
 from inversion.losses import ReconstructionLoss, psnr
 from inversion.projection import (ProjectionSchedule, mirror_camera, project, seeded_render, target_loss,
                                   w_plus_spread, w_statistics)
-from tests.inversion.conftest import camera, true_latent
+from tests.helpers_inversion import camera, true_latent
 
 
 def test_schedule_ramps_learning_rate_and_noise():

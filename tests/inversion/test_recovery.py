@@ -1,6 +1,6 @@
 """Where the 3-D truth is known: a render of the demo network from a known latent and camera is projected
 (W+, then pivotal tuning, random LPIPS stand-ins as --random-perceptual builds them) and must come back,
-in its own view, in novel views and stylised. bench/bench_projector.py --recovery checks more seeds and cameras.
+in its own view, in novel views and stylised. python -m bench.bench_projector --recovery checks more seeds and cameras.
 """
 
 import pytest
@@ -10,14 +10,14 @@ from inversion.pivotal_tuning import TuningSchedule
 from inversion.projection import ProjectionSchedule
 from inversion.recovery import recover_known_head
 from training.perceptual import LPIPS
-from tests.inversion.conftest import camera, load_demo, true_latent
+from tests.helpers_inversion import camera, load_demo, true_latent
 
 pytestmark = pytest.mark.slow
 
 # (seed, yaw of the target view): a head turned one way, and another turned further the other way
 CASES = [(0, 0.2), (3, -0.35)]
 NOVEL = (-0.4, 0.4)  # novel views: the target's yaw turned by these
-# Cheap settings (the defaults run 500 + 350 steps); bench/bench_projector.py --recovery uses the same.
+# Cheap settings (the defaults run 500 + 350 steps); python -m bench.bench_projector --recovery uses the same.
 PROJECTION = ProjectionSchedule(num_steps=40, lr=0.02)
 TUNING = TuningSchedule(num_steps=20, lr=5e-4)
 

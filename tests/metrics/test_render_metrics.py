@@ -9,7 +9,8 @@ import torch
 from metrics import geometry_preservation, identity_similarity, metric_main, multiview_consistency
 from metrics.detectors import extract_features
 from metrics.feature_stats import compute_feature_stats_for_generator
-from metrics.image_sources import ImageFolder, batch_seed, dataset_labels, latents_and_cameras, seeded_rng
+from metrics.image_sources import ImageFolder, batch_seed, dataset_labels, latents_and_cameras
+from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from tests.gen_network import build_tiny_generator
 from training.dataset import ImageFolderDataset
