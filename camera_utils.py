@@ -26,7 +26,7 @@ from torch_utils import misc
 __all__ = ['CAMERA_LABEL_DIM', 'FOV_DEG', 'CAMERA_RADIUS', 'CAMERA_PIVOT', 'GaussianCameraPoseSampler',
            'LookAtPoseSampler', 'UniformCameraPoseSampler', 'camera_label', 'check_camera_label',
            'checked_camera_labels', 'create_cam2world_matrix', 'FOV_to_intrinsics', 'dataset_labels_from_json',
-           'find_degenerate_camera_label', 'read_dataset_labels', 'xflip_camera_label']
+           'find_degenerate_camera_label', 'read_dataset_labels', 'turn_camera_label', 'xflip_camera_label']
 
 CAMERA_LABEL_DIM = 25  # 16 numbers of the cam2world matrix, then 9 of the normalised intrinsics
 LABEL_LAYOUT = '16 numbers of the cam2world matrix then 9 of the intrinsics'
@@ -176,6 +176,19 @@ def camera_label(yaw: float = 0.0, pitch: float = 0.0, fov_deg: float = FOV_DEG,
     pivot = torch.as_tensor(pivot, dtype=torch.float32, device=device)
     cam2world = LookAtPoseSampler.sample(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius=radius, device=device)
     return torch.cat([cam2world.reshape(1, 16), FOV_to_intrinsics(fov_deg, device=device).reshape(1, 9)], dim=1)
+
+
+def turn_camera_label(c: torch.Tensor, yaw: float, pivot: Sequence[float] = CAMERA_PIVOT) -> torch.Tensor:
+    """Camera labels c (N, 25) turned by `yaw` radians about the vertical (y) axis through `pivot`: each
+    camera orbits the pivot at its own height and keeps its intrinsics."""
+    cos, sin = math.cos(yaw), math.sin(yaw)
+    rotation = torch.eye(4, dtype=c.dtype, device=c.device)
+    rotation[0, 0], rotation[0, 2], rotation[2, 0], rotation[2, 2] = cos, sin, -sin, cos
+    pivot = torch.as_tensor(pivot, dtype=c.dtype, device=c.device)
+    to_pivot, from_pivot = torch.eye(4, dtype=c.dtype, device=c.device), torch.eye(4, dtype=c.dtype, device=c.device)
+    to_pivot[:3, 3], from_pivot[:3, 3] = pivot, -pivot
+    cam2world = to_pivot @ rotation @ from_pivot @ c[:, :16].reshape(-1, 4, 4)
+    return torch.cat([cam2world.reshape(-1, 16), c[:, 16:]], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+import camera_utils
 from inversion.losses import ReconstructionLoss
 from inversion.projection import StageResult, StepReport, render, take_step
 from training import inference
@@ -67,22 +68,10 @@ def locality_bank(G: torch.nn.Module, ws_pivot: torch.Tensor, c: torch.Tensor, s
     w_z = G.mapping(z, c.expand(k, -1))
     ws = ws_pivot + schedule.locality_distance * (w_z - ws_pivot)
     yaws = (torch.rand([k], generator=generator) * 2 - 1) * schedule.locality_yaw
-    cams = torch.cat([_turn_camera(c, float(yaw), inference.camera_pivot(G))
+    cams = torch.cat([camera_utils.turn_camera_label(c, float(yaw), inference.camera_pivot(G))
                       for yaw in yaws])
     before = torch.cat([render(G, ws[i:i + 1], cams[i:i + 1]) for i in range(k)])
     return ws, cams, before
-
-
-def _turn_camera(c: torch.Tensor, yaw: float, pivot) -> torch.Tensor:
-    """Camera label c (1, 25) rotated by `yaw` radians about the world's vertical axis through `pivot`."""
-    cos, sin = float(torch.cos(torch.tensor(yaw))), float(torch.sin(torch.tensor(yaw)))
-    rotation = torch.eye(4, device=c.device)
-    rotation[0, 0], rotation[0, 2], rotation[2, 0], rotation[2, 2] = cos, sin, -sin, cos
-    shift = torch.eye(4, device=c.device)
-    shift[:3, 3] = torch.tensor(pivot, dtype=torch.float32, device=c.device)
-    about_pivot = shift @ rotation @ torch.linalg.inv(shift)
-    cam2world = about_pivot @ c[0, :16].view(4, 4)
-    return torch.cat([cam2world.reshape(1, 16), c[:, 16:]], dim=1)
 
 
 def pivotal_tune(G: torch.nn.Module, ws_pivot: torch.Tensor, target: torch.Tensor, c: torch.Tensor,

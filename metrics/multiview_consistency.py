@@ -21,7 +21,8 @@ from training import inference
 from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import latent_batches
-from metrics.reprojection import orbit_cameras, view_consistency
+from camera_utils import turn_camera_label
+from metrics.reprojection import view_consistency
 
 ORBIT_YAW = 0.3  # radians, about the yaw spread of FFHQ's cameras
 RESULT_NAMES = ('photo', 'depth', 'visible')
@@ -40,7 +41,7 @@ def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
     for z, c, seed in latent_batches(opts, num_gen):
         signs = [1.0 if (first + i) % 2 == 0 else -1.0 for i in range(len(z))]
         first += len(z)
-        c_b = torch.cat([orbit_cameras(c[i:i + 1], sign * ORBIT_YAW, pivot) for i, sign in enumerate(signs)])
+        c_b = torch.cat([turn_camera_label(c[i:i + 1], sign * ORBIT_YAW, pivot) for i, sign in enumerate(signs)])
         with torch.no_grad():
             ws = opts.G.mapping(z, c)
             # The same random draws (noise inputs, depth jitter) for both views: only the camera differs.

@@ -16,19 +16,6 @@ from torch_utils import misc
 from training.volumetric_rendering.ray_sampler import RaySampler
 
 
-def orbit_cameras(c: torch.Tensor, yaw: float, pivot) -> torch.Tensor:
-    """Camera labels (N, 25) turned by `yaw` radians about the vertical (y) axis through `pivot` (3,)."""
-    check_camera_label(c)
-    cos, sin = torch.cos(torch.tensor(yaw)), torch.sin(torch.tensor(yaw))
-    rot = torch.eye(4, dtype=c.dtype, device=c.device)
-    rot[0, 0], rot[0, 2], rot[2, 0], rot[2, 2] = cos, sin, -sin, cos
-    pivot = torch.as_tensor(pivot, dtype=c.dtype, device=c.device)
-    shift, unshift = torch.eye(4, dtype=c.dtype, device=c.device), torch.eye(4, dtype=c.dtype, device=c.device)
-    shift[:3, 3], unshift[:3, 3] = pivot, -pivot
-    cam2world = shift @ rot @ unshift @ c[:, :16].view(-1, 4, 4)
-    return torch.cat([cam2world.reshape(-1, 16), c[:, 16:]], dim=1)
-
-
 def reproject(depth: torch.Tensor, c_src: torch.Tensor, c_dst: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Where the surface points seen by the source camera land in the destination view.
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from inversion.pivotal_tuning import TuningSchedule, _turn_camera, pivotal_tune, tuned_parameters
+from camera_utils import turn_camera_label
+from inversion.pivotal_tuning import TuningSchedule, pivotal_tune, tuned_parameters
 from inversion.projection import seeded_render
 from training.trainable import dam_parameter_names, is_encoder_parameter
 from tests.helpers_inversion import camera, load_demo, true_latent
@@ -26,7 +27,7 @@ def test_tuned_parameters_are_eg3d_weights_only(demo_G):
 def test_turned_camera_circles_the_pivot(demo_G, yaw):
     pivot = np.array(demo_G.rendering_kwargs['avg_camera_pivot'])
     level = camera(demo_G, 0.1, 0.0)  # a level camera at yaw 0.1 looking at the pivot
-    turned = _turn_camera(level, yaw, pivot.tolist())
+    turned = turn_camera_label(level, yaw, pivot.tolist())
     before, after = level[0, :16].view(4, 4).numpy(), turned[0, :16].view(4, 4).numpy()
     offset_before, offset_after = before[:3, 3] - pivot, after[:3, 3] - pivot
     assert np.linalg.norm(offset_after) == pytest.approx(np.linalg.norm(offset_before), rel=1e-5)

@@ -8,7 +8,7 @@ import torch
 
 import camera_utils
 from dataset_preprocessing import synthetic_heads
-from metrics.reprojection import orbit_cameras, reproject, view_consistency
+from metrics.reprojection import reproject, view_consistency
 
 RES = 48
 
@@ -19,7 +19,7 @@ def _label(yaw: float, pitch: float) -> torch.Tensor:
 
 def test_orbit_turns_the_camera_about_the_pivot():
     c = _label(0.1, 0.05)
-    turned = orbit_cameras(c, 0.3, camera_utils.CAMERA_PIVOT)
+    turned = camera_utils.turn_camera_label(c, 0.3, camera_utils.CAMERA_PIVOT)
     pivot = np.array(camera_utils.CAMERA_PIVOT)
     before, after = c[0, :16].view(4, 4).numpy(), turned[0, :16].view(4, 4).numpy()
     rel_before, rel_after = before[:3, 3] - pivot, after[:3, 3] - pivot
@@ -76,5 +76,6 @@ def test_errors_grow_when_one_view_is_perturbed(views):
     deeper = _errors(views[0], (image_b, depth_b * 1.05, c_b))
     assert deeper['depth'] > 5 * base['depth'] and deeper['visible'] < 0.5
     # A wrong camera for view B (10 degrees of yaw off; the smooth head hides smaller errors at 48 px).
-    wrong = _errors(views[0], (image_b, depth_b, orbit_cameras(c_b, math.radians(10), camera_utils.CAMERA_PIVOT)))
+    turned = camera_utils.turn_camera_label(c_b, math.radians(10), camera_utils.CAMERA_PIVOT)
+    wrong = _errors(views[0], (image_b, depth_b, turned))
     assert wrong['photo'] > 1.4 * base['photo'] and wrong['depth'] > 1.8 * base['depth']
