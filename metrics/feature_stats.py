@@ -9,7 +9,6 @@ hash and the options, as a plain .npz file.
 import hashlib
 import json
 import os
-import tempfile
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -109,14 +108,8 @@ class FeatureStats:
         if self.capture_mean_cov:
             arrays.update(raw_mean=self.raw_mean, raw_cov=self.raw_cov)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix='.npz', dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with dnnlib.util.atomic_output(path) as tmp_path, open(tmp_path, 'wb') as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str, capture_all: bool = False, capture_mean_cov: bool = False) -> 'FeatureStats':
