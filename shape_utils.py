@@ -103,8 +103,7 @@ def clear_border(volume: np.ndarray, width: int, value: float) -> np.ndarray:
     if not 0 <= 2 * width < min(volume.shape):
         raise ValueError(f'border width {width} leaves nothing of a volume of shape {volume.shape}')
     inner = tuple(slice(width, n - width) for n in volume.shape)
-    out = np.empty(volume.shape, volume.dtype)
-    out[...] = value
+    out = np.full(volume.shape, value, volume.dtype)
     out[inner] = volume[inner]
     return out
 
