@@ -12,8 +12,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-import dnnlib
 import camera_utils
+import dnnlib
 from dnnlib import cli, image_io
 from training import inference
 from training.content import LATENT_EXTS, LatentError, read_latent
@@ -256,7 +256,7 @@ def select_domain(G: torch.nn.Module, domain: Optional[str], exemplar: Optional[
 
 
 # ----------------------------------------------------------------------------
-# Latents and cameras.
+# Latent files.
 
 
 def load_latents(path: str, G: torch.nn.Module, device: torch.device) -> List[Tuple[str, torch.Tensor]]:

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from metrics.feature_stats import collect_rows
-from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import latent_batches, render_natural_and_stylised
+from training.inference import seeded_rng
 
 NUM_POINTS = 4096
 

@@ -16,8 +16,8 @@ import torch
 
 from dnnlib.image_io import is_image_file, read_image
 from metrics.metric_options import MetricOptions
-from training.dataset import ImageFolderDataset
 from training import inference
+from training.dataset import ImageFolderDataset
 
 # ----------------------------------------------------------------------------
 # The dataset.

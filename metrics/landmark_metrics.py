@@ -20,10 +20,9 @@ from camera_utils import CAMERA_LABEL_DIM
 from dataset_preprocessing.face_landmarks import FaceMeshDetector
 from dataset_preprocessing.face_pose import camera_label_from_rotation, estimate_pose, select_face
 from metrics.feature_stats import collect_rows
-from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import check_stylised, latent_batches, render_natural_and_stylised
-from training.inference import image_to_uint8
+from training.inference import image_to_uint8, seeded_rng
 
 _OUTER_EYE_CORNERS = (33, 263)  # MediaPipe face-mesh indices
 

@@ -16,13 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from camera_utils import turn_camera_label
 from metrics.feature_stats import collect_rows
-from training import inference
-from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions
 from metrics.paired_renders import latent_batches
-from camera_utils import turn_camera_label
 from metrics.reprojection import view_consistency
+from training import inference
 
 ORBIT_YAW = 0.3  # radians, about the yaw spread of FFHQ's cameras
 RESULT_NAMES = ('photo', 'depth', 'visible')
@@ -45,9 +44,9 @@ def _rows(opts: MetricOptions, num_gen: int) -> Iterator[np.ndarray]:
         with torch.no_grad():
             ws = opts.G.mapping(z, c)
             # The same random draws (noise inputs, depth jitter) for both views: only the camera differs.
-            with seeded_rng(opts.device, seed):
+            with inference.seeded_rng(opts.device, seed):
                 image_a, depth_a = _view(opts.G, ws, c, opts.G_kwargs)
-            with seeded_rng(opts.device, seed):
+            with inference.seeded_rng(opts.device, seed):
                 image_b, depth_b = _view(opts.G, ws, c_b, opts.G_kwargs)
         ab = view_consistency(image_a, depth_a, c, image_b, depth_b, c_b)
         ba = view_consistency(image_b, depth_b, c_b, image_a, depth_a, c)

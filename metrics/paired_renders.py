@@ -10,8 +10,8 @@ from typing import Iterator, Tuple
 import torch
 
 from metrics.image_sources import batch_seed, dataset_labels, latents_and_cameras
-from training.inference import seeded_rng
 from metrics.metric_options import MetricOptions, shard
+from training.inference import seeded_rng
 
 
 def check_renders_a_network(opts: MetricOptions) -> None:

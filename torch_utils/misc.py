@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 
+
 @contextlib.contextmanager
 def suppress_tracer_warnings():
     """Silence TracerWarnings raised by shape checks while tracing (torch.jit / torch.compile)."""

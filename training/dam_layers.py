@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+
 @contextlib.contextmanager
 def rng_neutral():
     """Build DAM modules without consuming the global CPU RNG, so that EG3D's own weights come out the

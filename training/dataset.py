@@ -156,7 +156,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             return None
         return _labels_in_image_order(labels, self._image_fnames, self._path)
 
-
     def __del__(self) -> None:
         try:
             self.close()

@@ -54,7 +54,7 @@ def use_release_modres(network: torch.nn.Module) -> None:
     """Give every ModRes block of `network` their release's forward (ReleaseModRes), in place: the
     modules, parameters and state-dict keys stay as they are."""
     for module in network.modules():
-        if type(module) is ModRes:  # pylint: disable=unidiomatic-typecheck
+        if type(module) is ModRes:  # exactly ModRes: a subclass has its own forward
             module.__class__ = ReleaseModRes
 
 
